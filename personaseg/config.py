@@ -1,0 +1,126 @@
+"""Configuration objects: one dataclass per job, defaults = the T2M paper's settings.
+
+Recipes are TOML files whose keys are a config's fields; they only override. Precedence:
+defaults < preset < recipe < explicit overrides (CLI flags). An unknown key is an error.
+
+``FindConfig`` lives here; the other jobs' configs live beside their code and are re-exported
+(``LearnConfig`` in ``concepts/``, ``BenchConfig`` in ``bench/``, ``ToyTrainConfig`` in
+``toyworld/``) so that each subpackage owns its settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from .errors import ConfigError
+
+C = TypeVar("C")
+
+
+@dataclass
+class FindConfig:
+    """Settings of one T2M segmentation. Defaults: the paper's VOC run (``preset="voc"``)."""
+
+    prompt: str = "a photo of a {}"  # template; "{}" is replaced by the phrase (or concept prompt)
+    timestep: int = 150  # DDPM timestep the latent is noised to (paper: t = 150)
+    draws: int = 10  # D independent noise draws averaged (paper: 10 on VOC, 1 on COCO)
+    draw_batch: int = 10  # draws per UNet call; lower it to bound memory
+    seed: int = 0  # seeds the VAE posterior sample and the noise draws
+    tau_box: float = 0.2  # box-mask threshold, fraction of max (paper: 0.2 VOC, 0.5 COCO)
+    tau: float = 0.5  # background rule: bg = (2*tau - max S')**2 (paper: 0.5 VOC, 0.35 COCO)
+    refine: bool = True  # self-attention refinement S' = A^2 (B * S) (paper: on)
+    quantize_box: bool = True  # quantise S to uint8 before the box threshold, as the reference
+    cross_layers: list[str] | None = None  # override of the layer map's cross-attention blocks
+    self_layer: str | None = None  # override of the layer map's self-attention block
+    long_side: int | None = None  # None: paper's aspect rule, long side 64*k px (704..1024)
+    pad_rgb: tuple[int, int, int] = (123, 117, 104)  # padding colour (paper: ImageNet mean)
+    min_presence: float | None = None  # below this presence score: "not found", empty mask
+    crf: bool = False  # dense CRF post-processing (needs personaseg[crf])
+
+    def __post_init__(self) -> None:
+        if "{}" not in self.prompt:
+            raise ConfigError(
+                f"prompt template {self.prompt!r} has no '{{}}' placeholder",
+                hint='write it like "a photo of a {}"',
+            )
+        if not 0 <= self.timestep < 1000:
+            raise ConfigError(f"timestep {self.timestep} out of range", hint="use 0..999 (paper: 150)")
+        if self.draws < 1 or self.draw_batch < 1:
+            raise ConfigError("draws and draw_batch must be >= 1")
+        for name in ("tau_box", "tau"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name}={getattr(self, name)} out of range", hint="use 0..1")
+        self.pad_rgb = tuple(self.pad_rgb)  # TOML gives lists
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The paper's two settings (spec steps 3, 6, 7).
+    "voc": {"tau_box": 0.2, "tau": 0.5, "draws": 10},
+    "coco": {"tau_box": 0.5, "tau": 0.35, "draws": 1},
+}
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Read a recipe file; a missing file or bad TOML is one clear line."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"recipe {path} not found", hint="check the path, or see recipes/") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"recipe {path} is not valid TOML: {err}") from None
+
+
+def build_config(cls: type[C], *layers: dict[str, Any] | None, source: str = "") -> C:
+    """Build ``cls`` from its defaults overridden by each mapping in turn (later wins).
+
+    ``None`` values in a layer mean "not given" (unset CLI flags) and are skipped. Unknown keys
+    raise :class:`ConfigError` naming the key, where it came from and the valid keys.
+    """
+    names = {f.name for f in dataclasses.fields(cls)}
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in (layer or {}).items():
+            key = key.replace("-", "_")
+            if key not in names:
+                where = f" in {source}" if source else ""
+                raise ConfigError(
+                    f"unknown setting {key!r}{where} for {cls.__name__}",
+                    hint="valid keys: " + ", ".join(sorted(names)),
+                )
+            if value is not None:
+                merged[key] = value
+    try:
+        return cls(**merged)
+    except TypeError as err:
+        raise ConfigError(f"bad settings for {cls.__name__}: {err}") from None
+
+
+def find_config(
+    preset: str | None = None, recipe: str | Path | None = None, **overrides: Any
+) -> FindConfig:
+    """FindConfig from defaults < preset < recipe file < keyword overrides."""
+    if preset is not None and preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}", hint="choose one of: " + ", ".join(PRESETS))
+    recipe_values = read_toml(recipe) if recipe else None
+    return build_config(
+        FindConfig, PRESETS.get(preset or ""), recipe_values, overrides, source=str(recipe or "")
+    )
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a config dataclass (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+
+
+__all__ = ["FindConfig", "PRESETS", "build_config", "find_config", "read_toml", "to_dict", "field"]

@@ -1,0 +1,84 @@
+"""``BenchConfig``: the settings of one benchmark run (``personaseg bench personal``).
+
+Learn and find settings are not duplicated here: ``learn`` and ``find`` hold overrides of
+``LearnConfig`` and ``FindConfig`` fields (from a recipe and flags), checked by those classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import read_toml
+from ..errors import ConfigError
+
+METHODS = ("ti", "lora")  # learned concepts (see personaseg.concepts)
+BASELINES = ("class-word",) + METHODS  # what --baselines accepts besides the method itself
+LAYOUTS = ("auto", "mug19", "perseg", "hf")  # dataset layouts, see data/README.md
+
+
+@dataclass
+class BenchConfig:
+    """One ``bench personal`` run: dataset, methods, output, and overrides for learn / find."""
+
+    layout: str = "auto"  # dataset layout: auto | mug19 | perseg | hf (data/README.md)
+    model: str | None = None  # model id or folder given to learn and the segmenter (None: default)
+    method: str = "ti"  # how concepts are learned: "ti" (Textual Inversion) or "lora" (DreamBooth)
+    baselines: list[str] = field(default_factory=lambda: ["class-word"])  # scored on the same images
+    learn: dict[str, Any] = field(default_factory=dict)  # LearnConfig overrides (recipe < flags)
+    find: dict[str, Any] = field(default_factory=dict)  # FindConfig overrides (recipe < flags)
+    subsets: list[str] | None = None  # keep only samples carrying one of these tags (None: all)
+    limit: int | None = None  # score only the first N samples (in dataset order)
+    shots: int = 1  # PerSeg: the first k images of each object are its photos (PerSAM: 1)
+    split: str = "test"  # Hugging Face datasets: the split to read
+    out: Path = Path("runs/bench")  # RUNDIR: samples.jsonl, report.json, report.md, grid.png
+    resume: bool = False  # continue a run in `out`, skipping samples already scored
+    save_masks: bool = False  # write every prediction to RUNDIR/masks/<method>/<stem>/<concept>.png
+    strict: bool = False  # a bad sample stops the run instead of being reported and skipped
+    device: str | None = None  # torch device (None: cuda, then mps, then cpu)
+    dtype: str | None = None  # torch dtype name (None: float16 on cuda, else float32)
+    seed: int = 0  # seeds learning (when the recipe does not) and the segmenter's noise draws
+    concepts_dir: Path | None = None  # cache of learned concepts (None: the user cache folder)
+    grid: bool = True  # draw RUNDIR/grid.png (a sample per concept and subset tag)
+
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise ConfigError(f"unknown dataset layout {self.layout!r}", hint="use " + ", ".join(LAYOUTS))
+        if self.method not in METHODS:
+            raise ConfigError(f"unknown method {self.method!r}", hint="use ti or lora")
+        for name in self.baselines:
+            if name not in BASELINES:
+                raise ConfigError(f"unknown baseline {name!r}", hint="use " + ", ".join(BASELINES))
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"--limit {self.limit} must be >= 1")
+        if self.shots < 1:
+            raise ConfigError(f"--shots {self.shots} must be >= 1")
+        self.out = Path(self.out)
+        self.concepts_dir = Path(self.concepts_dir) if self.concepts_dir else None
+
+    @property
+    def methods(self) -> list[str]:
+        """The method first, then each baseline once (the report's row order)."""
+        return list(dict.fromkeys([self.method, *self.baselines]))
+
+
+def read_recipe(path: str | Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A bench recipe -> (learn overrides, find overrides).
+
+    Either a plain learn recipe (``LearnConfig`` keys at the top level, as ``personaseg learn
+    --recipe`` reads) or one with ``[learn]`` and ``[find]`` tables. Keys are checked later by
+    ``LearnConfig`` / ``FindConfig``, so a typo fails loudly naming this file.
+    """
+    if path is None:
+        return {}, {}
+    values = read_toml(path)
+    if "learn" in values or "find" in values:
+        extra = set(values) - {"learn", "find"}
+        if extra:
+            raise ConfigError(
+                f"recipe {path}: keys {sorted(extra)} outside the [learn] / [find] tables",
+                hint="put learn settings under [learn] and find settings under [find]",
+            )
+        return dict(values.get("learn", {})), dict(values.get("find", {}))
+    return dict(values), {}

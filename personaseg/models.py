@@ -1,0 +1,283 @@
+"""Loading a Stable Diffusion pipeline, choosing device and dtype, and the layer map.
+
+``load_pipeline`` accepts a hub id, a local diffusers folder, a single ``.safetensors`` checkpoint
+or ``"toy"`` (the model shipped in ``personaseg/toyworld/weights``). ``layer_map_for`` says which
+transformer blocks of a UNet give the cross-attention maps and which one the self-attention
+affinity (spec step 5 and 6).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import ModelError
+
+DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # the paper used CompVis/stable-diffusion-v1-4
+MODEL_ENV = "PERSONASEG_MODEL"
+MODEL_CARD = "personaseg.json"  # optional per-model defaults in a model folder
+
+# Spec step 5/6: SD 1.x and 2.x, blocks numbered in execution order 0..15.
+SD_CROSS_BLOCKS = (4, 5, 6, 7, 8)  # down_blocks.2 (1/32), mid_block (1/64), up_blocks.1 (1/32)
+SD_SELF_BLOCK = 11  # up_blocks.2.attentions.1 (1/16 of the image)
+SD_BLOCK_OUT_CHANNELS = (320, 640, 1280, 1280)
+
+
+def resolve_model_id(model: str | None) -> str:
+    """The model to load: the argument, else $PERSONASEG_MODEL, else SD 1.5."""
+    return model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """The given device, else accelerate's choice for this process (cuda, then mps, then cpu)."""
+    if device is not None:
+        try:
+            return torch.device(device)
+        except RuntimeError:
+            raise ModelError(f"unknown device {device!r}", hint="use cuda, cuda:1, mps or cpu") from None
+    from accelerate import PartialState
+
+    return PartialState().device
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """The given dtype, else float16 on CUDA and float32 elsewhere."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype is None:
+        return torch.float16 if device.type == "cuda" else torch.float32
+    names = {"float16": torch.float16, "fp16": torch.float16, "bfloat16": torch.bfloat16,
+             "bf16": torch.bfloat16, "float32": torch.float32, "fp32": torch.float32}
+    if dtype not in names:
+        raise ModelError(f"unknown dtype {dtype!r}", hint="use float16, bfloat16 or float32")
+    return names[dtype]
+
+
+@dataclass
+class ModelCard:
+    """What personaseg knows about a loaded model beyond diffusers' own config."""
+
+    model_id: str  # as the user named it ("toy", a hub id, a folder, a file)
+    folder: Path | None = None  # local folder, when there is one
+    layer_map: dict[str, Any] | None = None  # {"cross": [...], "self": "..."} from personaseg.json
+    find_defaults: dict[str, Any] = field(default_factory=dict)  # FindConfig overrides
+
+
+def _toy_dir() -> Path:
+    from .toyworld import TOY_MODEL_DIR
+
+    if not (Path(TOY_MODEL_DIR) / "model_index.json").exists():
+        raise ModelError(
+            f"the toy model is missing from {TOY_MODEL_DIR}",
+            hint="reinstall personaseg, or train one with `personaseg toyworld train`",
+        )
+    return Path(TOY_MODEL_DIR)
+
+
+def _read_card(model_id: str, folder: Path | None) -> ModelCard:
+    card = ModelCard(model_id=model_id, folder=folder)
+    if folder is not None and (folder / MODEL_CARD).exists():
+        data = json.loads((folder / MODEL_CARD).read_text())
+        card.layer_map = data.get("layer_map")
+        card.find_defaults = data.get("find", {})
+    return card
+
+
+def _check_architecture(folder_or_id: str | Path) -> None:
+    index = Path(folder_or_id) / "model_index.json"
+    if index.exists():
+        cls = json.loads(index.read_text()).get("_class_name", "")
+        if "XL" in cls or "Flux" in cls or "StableDiffusion3" in cls:
+            raise ModelError(
+                f"{folder_or_id} is a {cls}: not supported yet",
+                hint="use a Stable Diffusion 1.x or 2.x model",
+            )
+
+
+def load_pipeline(
+    model: str | None = None,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+):
+    """Load a ``StableDiffusionPipeline`` onto a device; return ``(pipe, card)``.
+
+    Raises :class:`ModelError` with a one-line fix when the model cannot be found (offline and
+    not cached), is a pickle checkpoint, or is an unsupported architecture.
+    """
+    from diffusers import StableDiffusionPipeline
+
+    model_id = resolve_model_id(model)
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, dev)
+    kwargs = dict(torch_dtype=torch_dtype, safety_checker=None, requires_safety_checker=False)
+    path = _toy_dir() if model_id == "toy" else Path(model_id).expanduser()
+    folder = None
+    try:
+        if path.is_dir():
+            if not (path / "model_index.json").exists():
+                raise ModelError(
+                    f"{path} is not a diffusers model folder (no model_index.json)",
+                    hint="give the folder that save_pretrained wrote, a .safetensors file or a hub id",
+                )
+            _check_architecture(path)
+            folder = path
+            pipe = StableDiffusionPipeline.from_pretrained(path, use_safetensors=True, **kwargs)
+        elif path.suffix in (".ckpt", ".pt", ".pth", ".bin"):
+            raise ModelError(
+                f"{path}: pickle checkpoints are not loaded (they can run code)",
+                hint="convert it to .safetensors, or use a diffusers folder",
+            )
+        elif path.suffix == ".safetensors":
+            if not path.exists():
+                raise ModelError(f"checkpoint {path} not found", hint="check the path")
+            pipe = StableDiffusionPipeline.from_single_file(str(path), **kwargs)
+        elif path.exists() or model_id.count("/") != 1:
+            raise ModelError(
+                f"model {model_id!r} is neither a diffusers folder, a .safetensors file nor a hub id",
+                hint="e.g. --model stable-diffusion-v1-5/stable-diffusion-v1-5, or --model toy",
+            )
+        else:
+            pipe = StableDiffusionPipeline.from_pretrained(model_id, use_safetensors=True, **kwargs)
+    except ModelError:
+        raise
+    except (OSError, ValueError, EnvironmentError) as err:
+        text = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ModelError(
+            f"could not load model {model_id!r}: {text[:200]}",
+            hint="offline? download it once with `hf download MODEL` where there is network, "
+            "or pass a local folder with --model (try --model toy)",
+        ) from None
+    pipe.set_progress_bar_config(disable=True)
+    pipe = pipe.to(dev)
+    return pipe, _read_card(model_id, folder)
+
+
+# ---------------------------------------------------------------- layer maps
+
+
+@dataclass(frozen=True)
+class Block:
+    """One transformer block (a ``Transformer2DModel``) of the UNet."""
+
+    index: int  # execution order, as in the spec (0..15 for SD 1.x)
+    name: str  # module path, e.g. "up_blocks.2.attentions.1"
+    factor: int  # downsampling relative to the latent grid (1, 2, 4, 8)
+    path: str  # "down", "mid" or "up"
+
+
+@dataclass(frozen=True)
+class LayerMap:
+    """Which blocks T2M reads: cross-attention maps from ``cross``, the affinity from ``self_``."""
+
+    cross: tuple[Block, ...]
+    self_: Block | None
+
+    def cross_modules(self, unet) -> list[str]:
+        """Names of the cross-attention modules (attn2) inside the cross blocks."""
+        return [n for b in self.cross for n in _attn_modules(unet, b.name, "attn2")]
+
+    def self_modules(self, unet) -> list[str]:
+        """Names of the self-attention modules (attn1) of the self block (first sub-block)."""
+        return [] if self.self_ is None else _attn_modules(unet, self.self_.name, "attn1")[:1]
+
+    def describe(self) -> dict[str, Any]:
+        return {"cross": [b.name for b in self.cross], "self": self.self_.name if self.self_ else None}
+
+
+def _attn_modules(unet, block: str, kind: str) -> list[str]:
+    """Full names of the ``kind`` ("attn1" self, "attn2" cross) modules inside ``block``."""
+    names = []
+    for name, _ in unet.get_submodule(block).named_modules():
+        if name.startswith("transformer_blocks") and name.endswith(kind):
+            names.append(f"{block}.{name}")
+    return names
+
+
+def list_blocks(unet) -> list[Block]:
+    """The UNet's transformer blocks in execution order, with their grid factor."""
+    blocks: list[Block] = []
+    factor = 1
+
+    def add(part, prefix: str, path: str) -> None:
+        for j, _ in enumerate(getattr(part, "attentions", None) or []):
+            blocks.append(Block(len(blocks), f"{prefix}.attentions.{j}", factor, path))
+
+    for i, down in enumerate(unet.down_blocks):
+        add(down, f"down_blocks.{i}", "down")
+        if getattr(down, "downsamplers", None):
+            factor *= 2
+    if unet.mid_block is not None:
+        add(unet.mid_block, "mid_block", "mid")
+    for i, up in enumerate(unet.up_blocks):
+        add(up, f"up_blocks.{i}", "up")
+        if getattr(up, "upsamplers", None):
+            factor //= 2
+    return blocks
+
+
+def _is_sd(unet, blocks: list[Block]) -> bool:
+    cfg = unet.config
+    return tuple(cfg.block_out_channels) == SD_BLOCK_OUT_CHANNELS and len(blocks) == 16
+
+
+def _pick(blocks: list[Block], names: list[str | int], what: str) -> list[Block]:
+    by_name = {b.name: b for b in blocks}
+    chosen = []
+    for n in names:
+        key = str(n).strip()
+        if key.isdigit() and int(key) < len(blocks):
+            chosen.append(blocks[int(key)])
+        elif key in by_name:
+            chosen.append(by_name[key])
+        else:
+            raise ModelError(
+                f"unknown {what} block {key!r} for this UNet",
+                hint="use a block index 0.." + str(len(blocks) - 1) + " or one of: "
+                + ", ".join(by_name),
+            )
+    return chosen
+
+
+def layer_map_for(
+    unet,
+    cross: list[str | int] | None = None,
+    self_: str | int | None = None,
+    card_map: dict[str, Any] | None = None,
+) -> LayerMap:
+    """The layer map of ``unet``: explicit override > model card > SD rule > structural rule.
+
+    The structural rule (for UNets that are not SD 1.x/2.x): cross = every block at the two
+    coarsest grids; self = the up-path block at half the latent resolution (SD's block 11 is at
+    1/2 of the latent, 1/16 of the image), the middle one when there are several.
+    """
+    if getattr(unet.config, "addition_embed_type", None) == "text_time":
+        raise ModelError("SDXL UNets are not supported yet", hint="use a Stable Diffusion 1.x or 2.x model")
+    blocks = list_blocks(unet)
+    if not blocks:
+        raise ModelError("this UNet has no attention blocks", hint="T2M needs a text-conditioned UNet")
+    card_map = card_map or {}
+    if _is_sd(unet, blocks):
+        default_cross = [blocks[i] for i in SD_CROSS_BLOCKS]
+        default_self: Block | None = blocks[SD_SELF_BLOCK]
+    else:
+        factors = sorted({b.factor for b in blocks}, reverse=True)[:2]
+        default_cross = [b for b in blocks if b.factor in factors]
+        ups = [b for b in blocks if b.path == "up"]
+        target = min(ups, key=lambda b: abs(b.factor - 2)).factor if ups else None
+        at = [b for b in ups if b.factor == target]
+        default_self = at[len(at) // 2] if at else None
+    cross_names = cross or card_map.get("cross")
+    self_name = self_ if self_ is not None else card_map.get("self")
+    chosen_cross = _pick(blocks, list(cross_names), "cross") if cross_names else default_cross
+    if self_name in ("", "none", "None"):
+        chosen_self = None
+    elif self_name is not None:
+        chosen_self = _pick(blocks, [self_name], "self")[0]
+    else:
+        chosen_self = default_self
+    return LayerMap(tuple(chosen_cross), chosen_self)

@@ -1,0 +1,73 @@
+"""The T2M tensor code against hand-made arrays and the naive formulas."""
+
+import torch
+
+from personaseg import t2m
+from personaseg.capture import QueryKey
+
+
+def _qk(d=2, heads=3, n=20, dim=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return QueryKey(torch.randn(d, heads, n, dim, generator=g), torch.randn(d, heads, n, dim, generator=g), dim**-0.5)
+
+
+def _affinity(qk: QueryKey) -> torch.Tensor:
+    """The explicit head-averaged A, (D, N, N)."""
+    return torch.softmax(qk.q @ qk.k.transpose(-1, -2) * qk.scale, dim=-1).mean(dim=1)
+
+
+def test_attend_equals_explicit_affinity():
+    qk = _qk()
+    v = torch.rand(2, 20, 3)
+    assert torch.allclose(t2m.attend(qk, v), _affinity(qk) @ v, atol=1e-5)
+
+
+def test_refine_equals_naive_squared_affinity():
+    qk = _qk(n=4 * 5, seed=1)
+    s = torch.rand(2, 3, 4, 5)  # (D, P, h, w)
+    fast = t2m.refine(qk, s, tau_box=0.2)
+    naive = t2m.refine_naive(_affinity(qk), s, tau_box=0.2)
+    assert fast.shape == (2, 3, 4, 5)
+    assert torch.allclose(fast, naive, atol=1e-5)
+    # and the naive formula is not trivially the input
+    assert not torch.allclose(naive, t2m.minmax(s), atol=1e-2)
+
+
+def test_box_mask_fills_bounding_boxes_of_regions():
+    s = torch.zeros(1, 8, 8)
+    s[0, 1, 1] = 1.0  # an L-shaped region -> its bounding box
+    s[0, 2, 1] = 0.9
+    s[0, 2, 2] = 0.9
+    s[0, 6, 6] = 0.5  # a second region
+    s[0, 4, 4] = 0.1  # below 0.2 * max
+    b = t2m.box_mask(s, tau_box=0.2)[0]
+    assert b[1:3, 1:3].all() and b[6, 6] == 1
+    assert b.sum() == 5  # 2x2 box + 1 cell
+    assert b[4, 4] == 0
+
+
+def test_box_mask_threshold_is_relative_to_max():
+    s = torch.tensor([[[0.1, 0.3, 0.6, 1.0]]])
+    assert t2m.box_mask(s, 0.5).tolist() == [[[0, 0, 1, 1]]]
+    assert t2m.box_mask(s, 0.2, quantize=False).tolist() == [[[0, 1, 1, 1]]]
+
+
+def test_cross_map_averages_tokens_and_layers():
+    # layer 1 on a 2x2 grid, layer 2 on 4x4; token 1 has uniform mass, token 2 is zero
+    m1 = torch.zeros(1, 4, 5)
+    m1[..., 1] = 0.4
+    m2 = torch.zeros(1, 16, 5)
+    m2[..., 1] = 0.2
+    out = t2m.cross_map([m1, m2], [(2, 2), (4, 4)], (4, 4), [1, 2])
+    assert out.shape == (1, 4, 4)
+    assert torch.allclose(out, torch.full((1, 4, 4), (0.2 + 0.1) / 2))
+
+
+def test_minmax_and_label_scores():
+    x = torch.tensor([[[2.0, 4.0], [6.0, 10.0]]])
+    assert torch.allclose(t2m.minmax(x), torch.tensor([[[0.0, 0.25], [0.5, 1.0]]]))
+    assert t2m.minmax(torch.ones(1, 2, 2)).abs().max() == 0
+    s = torch.tensor([[0.0, 0.3, 0.5, 1.0]])  # one phrase
+    lab = t2m.label_scores(s, tau=0.5).argmax(dim=0)
+    # foreground wins where s > (1 - s)^2, i.e. s > 0.382
+    assert lab.tolist() == [0, 0, 1, 1]

@@ -1,0 +1,229 @@
+"""Drawing only: overlays, heat maps, grids and palette PNGs (PIL + numpy, no matplotlib).
+
+Nothing here computes a mask or a score; callers pass them in. Images may be PIL images or
+uint8 arrays (H, W, 3); masks are (H, W) arrays (non-zero = foreground); score maps are float
+(H, W) in [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+_BG = (32, 32, 32)  # letterbox / empty-cell colour
+_TEXT = (255, 255, 255)
+
+# A perceptually ordered dark-blue -> cyan -> yellow -> red ramp (turbo-like), anchors at
+# evenly spaced scores; heatmap() interpolates linearly between them.
+_RAMP = np.array(
+    [
+        (48, 18, 59),
+        (65, 105, 225),
+        (30, 190, 220),
+        (80, 230, 120),
+        (210, 230, 50),
+        (250, 150, 30),
+        (200, 40, 20),
+        (122, 4, 3),
+    ],
+    dtype=np.float64,
+)
+
+
+def _rgb(image: Image.Image | np.ndarray) -> Image.Image:
+    if isinstance(image, Image.Image):
+        return image if image.mode == "RGB" else image.convert("RGB")
+    a = np.asarray(image)
+    if a.dtype != np.uint8:
+        raise ValueError(f"image arrays must be uint8, got {a.dtype}")
+    return Image.fromarray(a).convert("RGB")
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    """PIL's default font at ``size`` px (scalable when FreeType is available)."""
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError, ImportError):  # older Pillow or no FreeType: fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _drawable(text: str, font) -> str:
+    """``text`` with characters the font cannot encode replaced by "?" (bitmap fonts are latin-1)."""
+    try:
+        font.getbbox(text)
+        return text
+    except UnicodeEncodeError:
+        return text.encode("latin-1", "replace").decode("latin-1")
+
+
+def _text_size(draw: ImageDraw.ImageDraw, text: str, font) -> tuple[int, int]:
+    x0, y0, x1, y1 = draw.textbbox((0, 0), text, font=font)
+    return x1 - x0, y1 - y0
+
+
+def overlay(
+    image: Image.Image | np.ndarray,
+    mask: np.ndarray,
+    label: str | None = None,
+    color: tuple[int, int, int] = (255, 64, 64),
+    alpha: float = 0.5,
+) -> Image.Image:
+    """The mask tinted over the image with an outline, and ``label`` in the top-left corner."""
+    img = _rgb(image)
+    mask = np.asarray(mask).astype(bool)
+    if mask.shape != (img.height, img.width):
+        raise ValueError(f"mask {mask.shape} does not match image {(img.height, img.width)} (H, W)")
+    a = np.asarray(img, dtype=np.float32).copy()  # (H, W, 3)
+    col = np.asarray(color, dtype=np.float32)
+    a[mask] = a[mask] * (1.0 - alpha) + col * alpha
+    # Outline: foreground pixels with a background 4-neighbour, thickened on big images.
+    pad = np.pad(mask, 1, mode="constant")
+    interior = pad[:-2, 1:-1] & pad[2:, 1:-1] & pad[1:-1, :-2] & pad[1:-1, 2:] & mask
+    edge = Image.fromarray((mask & ~interior).astype(np.uint8) * 255)
+    width = max(1, round(min(img.size) / 300))
+    if width > 1:
+        edge = edge.filter(ImageFilter.MaxFilter(2 * (width // 2) + 1))
+    a[np.asarray(edge) > 0] = col
+    out = Image.fromarray(np.rint(a).clip(0, 255).astype(np.uint8))
+    if label:
+        _label(out, label)
+    return out
+
+
+def _label(img: Image.Image, text: str, xy: tuple[int, int] = (0, 0)) -> None:
+    """Write ``text`` on a dark box at ``xy`` (in place)."""
+    draw = ImageDraw.Draw(img)
+    font = _font(max(10, min(img.size) // 24))
+    text = _drawable(text, font)
+    tw, th = _text_size(draw, text, font)
+    m = max(2, th // 4)
+    draw.rectangle((xy[0], xy[1], xy[0] + tw + 2 * m, xy[1] + th + 2 * m), fill=(0, 0, 0))
+    left, top, _, _ = draw.textbbox((0, 0), text, font=font)
+    draw.text((xy[0] + m - left, xy[1] + m - top), text, fill=_TEXT, font=font)
+
+
+def heatmap(scores: np.ndarray) -> Image.Image:
+    """A score map (H, W) in [0, 1] as an RGB heat map (dark blue = 0, dark red = 1)."""
+    s = np.nan_to_num(np.asarray(scores, dtype=np.float64)).clip(0.0, 1.0)
+    if s.ndim != 2:
+        raise ValueError(f"scores must be (H, W), got shape {s.shape}")
+    xs = np.linspace(0.0, 1.0, len(_RAMP))
+    rgb = np.stack([np.interp(s, xs, _RAMP[:, c]) for c in range(3)], axis=-1)  # (H, W) -> (H, W, 3)
+    return Image.fromarray(np.rint(rgb).astype(np.uint8))
+
+
+def _fit(img: Image.Image, tile: int) -> Image.Image:
+    """Resize to fit a ``tile`` x ``tile`` square, keeping the aspect, centred on a dark background."""
+    w, h = img.size
+    s = tile / max(w, h)
+    small = img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BILINEAR)
+    canvas = Image.new("RGB", (tile, tile), _BG)
+    canvas.paste(small, ((tile - small.width) // 2, (tile - small.height) // 2))
+    return canvas
+
+
+def _caption_height(tile: int) -> int:
+    return max(14, tile // 10)
+
+
+def _caption(canvas: Image.Image, text: str, box: tuple[int, int, int, int]) -> None:
+    """Centre ``text`` in ``box`` (x0, y0, x1, y1), shortened with an ellipsis to fit."""
+    draw = ImageDraw.Draw(canvas)
+    x0, y0, x1, y1 = box
+    font = _font(max(9, (y1 - y0) * 3 // 4))
+    text = _drawable(text, font)
+    while len(text) > 3 and _text_size(draw, text, font)[0] > x1 - x0 - 2:
+        text = text.removesuffix("...")[:-1] + "..."
+    tw, th = _text_size(draw, text, font)
+    left, top, _, _ = draw.textbbox((0, 0), text, font=font)
+    draw.text((x0 + (x1 - x0 - tw) // 2 - left, y0 + (y1 - y0 - th) // 2 - top), text, fill=_TEXT, font=font)
+
+
+def image_grid(
+    rows: Sequence[Sequence[Image.Image | np.ndarray | None]],
+    titles: Sequence[str] | None = None,
+    tile: int = 128,
+) -> Image.Image:
+    """Images laid out in rows, each letterboxed into a ``tile`` px square.
+
+    Rows may differ in length (missing cells and ``None`` stay empty). ``titles`` label the
+    columns, in a header above the grid.
+    """
+    n_rows = len(rows)
+    n_cols = max([len(r) for r in rows] + [len(titles or [])] + [1])
+    head = _caption_height(tile) if titles else 0
+    canvas = Image.new("RGB", (n_cols * tile, head + max(n_rows, 0) * tile), _BG)
+    for j, t in enumerate(titles or []):
+        _caption(canvas, t, (j * tile, 0, (j + 1) * tile, head))
+    for i, row in enumerate(rows):
+        for j, im in enumerate(row):
+            if im is not None:
+                canvas.paste(_fit(_rgb(im), tile), (j * tile, head + i * tile))
+    return canvas
+
+
+def heatmap_grid(
+    image: Image.Image | np.ndarray,
+    maps: Sequence[np.ndarray],
+    titles: Sequence[str],
+    cols: int | None = None,
+    tile: int = 256,
+    alpha: float = 0.6,
+) -> Image.Image:
+    """The image, then one heat map blended over it per title, each titled underneath.
+
+    ``maps`` are (h, w) scores in [0, 1] at any resolution (resized bilinearly to the image).
+    ``cols`` defaults to at most 5 tiles per row.
+    """
+    if len(maps) != len(titles):
+        raise ValueError(f"{len(maps)} maps but {len(titles)} titles")
+    img = _rgb(image)
+    tiles = [(_fit(img, tile), "image")]
+    for m, t in zip(maps, titles):
+        m = np.asarray(m, dtype=np.float32)
+        if m.shape != (img.height, img.width):
+            m = np.asarray(Image.fromarray(m, mode="F").resize(img.size, Image.BILINEAR))
+        blend = Image.blend(img, heatmap(m), alpha)
+        tiles.append((_fit(blend, tile), t))
+    n = len(tiles)
+    cols = min(n, 5) if cols is None else max(1, cols)
+    rows = math.ceil(n / cols)
+    cap = _caption_height(tile)
+    canvas = Image.new("RGB", (cols * tile, rows * (tile + cap)), _BG)
+    for k, (t_img, title) in enumerate(tiles):
+        x, y = (k % cols) * tile, (k // cols) * (tile + cap)
+        canvas.paste(t_img, (x, y))
+        _caption(canvas, title, (x, y + tile, x + tile, y + tile + cap))
+    return canvas
+
+
+def voc_palette(n: int = 256) -> list[int]:
+    """The PASCAL VOC colour map as a flat [r, g, b, ...] list (0 black, 1 dark red, ...)."""
+    pal = []
+    for i in range(n):
+        r = g = b = 0
+        c = i
+        for bit in range(8):  # spread the label's bits over the high bits of r, g, b
+            r |= ((c >> 0) & 1) << (7 - bit)
+            g |= ((c >> 1) & 1) << (7 - bit)
+            b |= ((c >> 2) & 1) << (7 - bit)
+            c >>= 3
+        pal += [r, g, b]
+    return pal
+
+
+def palette_png(labels: np.ndarray) -> Image.Image:
+    """Label map (H, W) uint8 -> "P" image with the VOC palette (0 = black background)."""
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"labels must be (H, W), got shape {labels.shape}")
+    if labels.dtype != np.uint8:
+        if labels.size and (labels.min() < 0 or labels.max() > 255):
+            raise ValueError("labels must be in 0..255 for a palette PNG")
+        labels = labels.astype(np.uint8)
+    im = Image.fromarray(np.ascontiguousarray(labels))  # mode "L", values kept as indices
+    im.putpalette(voc_palette())  # "L" + palette -> "P", no quantisation
+    return im

@@ -1,0 +1,106 @@
+"""personaseg.viz: overlays, heat maps, grids and palette PNGs (drawing only)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from personaseg.viz import heatmap, heatmap_grid, image_grid, overlay, palette_png, voc_palette
+
+
+def _grey(w=60, h=40, v=100):
+    return Image.new("RGB", (w, h), (v, v, v))
+
+
+def test_overlay_tints_inside_outlines_edge_and_leaves_outside():
+    img = _grey()
+    mask = np.zeros((40, 60), bool)
+    mask[10:30, 20:50] = True
+    out = np.asarray(overlay(img, mask, color=(255, 0, 0), alpha=0.5)).astype(int)
+    assert out.shape == (40, 60, 3)
+    assert out[20, 35].tolist() == [178, 50, 50]  # interior: 0.5 * 100 + 0.5 * colour
+    assert out[10, 35].tolist() == [255, 0, 0]  # top edge: outline in the colour
+    assert out[5, 5].tolist() == [100, 100, 100]  # outside untouched
+    assert (out[~mask] == 100).all()  # thin image: outline stays inside the mask
+
+
+def test_overlay_label_drawn_in_corner_only():
+    img = _grey(200, 120)
+    mask = np.zeros((120, 200), bool)
+    plain = np.asarray(overlay(img, mask))
+    labelled = np.asarray(overlay(img, mask, label="mug"))
+    assert (plain == 100).all()
+    changed = np.argwhere((labelled != plain).any(-1))  # (K, 2) rows, cols of changed pixels
+    assert len(changed) > 0
+    assert changed[:, 0].max() < 60 and changed[:, 1].max() < 100  # top-left corner
+
+
+def test_overlay_accepts_arrays_and_non_latin_label():
+    a = np.full((30, 30, 3), 7, np.uint8)
+    out = overlay(a, np.ones((30, 30), np.uint8), label="кружка ☕")
+    assert out.size == (30, 30) and out.mode == "RGB"
+
+
+def test_overlay_size_mismatch():
+    with pytest.raises(ValueError, match="does not match"):
+        overlay(_grey(), np.zeros((10, 10), bool))
+
+
+def test_heatmap_ramp_ends_and_clipping():
+    s = np.array([[0.0, 0.5, 1.0, -3.0, 7.0, np.nan]])
+    a = np.asarray(heatmap(s)).astype(int)
+    assert a.shape == (1, 6, 3)
+    assert a[0, 0].tolist() == a[0, 3].tolist() == a[0, 5].tolist()  # 0, below 0 and NaN alike
+    assert a[0, 2].tolist() == a[0, 4].tolist()  # 1 and above alike
+    assert a[0, 0, 2] > a[0, 0, 0] and a[0, 2, 0] > a[0, 2, 2]  # low is blue, high is red
+    assert len({tuple(p) for p in a[0, :3]}) == 3
+
+
+def test_heatmap_grid_layout():
+    img = _grey(90, 60)
+    maps = [np.random.default_rng(i).random((6, 9)) for i in range(3)]  # coarse maps are resized
+    g = heatmap_grid(img, maps, ["a", "photo", "mug"], tile=64)
+    cap = g.height - 64
+    assert g.size == (4 * 64, 64 + cap) and cap > 0
+    g2 = heatmap_grid(img, maps, ["a", "photo", "mug"], cols=2, tile=64)
+    assert g2.size == (2 * 64, 2 * (64 + cap))
+    # second tile differs from the first (the heat map is blended in)
+    a = np.asarray(g2)
+    assert not np.array_equal(a[:64, :64], a[:64, 64:128])
+    with pytest.raises(ValueError):
+        heatmap_grid(img, maps, ["only one"])
+
+
+def test_image_grid_letterbox_and_titles():
+    tall = Image.new("RGB", (10, 40), (255, 0, 0))
+    wide = Image.new("RGB", (40, 10), (0, 255, 0))
+    g = image_grid([[tall, wide], [wide]], tile=32)
+    assert g.size == (64, 64)
+    a = np.asarray(g).astype(int)
+    assert a[16, 16].tolist() == [255, 0, 0]  # centre of the tall tile
+    assert a[16, 1].tolist() != [255, 0, 0]  # letterbox bars left/right of it
+    assert a[16, 48].tolist() == [0, 255, 0] and a[1, 48].tolist() != [0, 255, 0]
+    assert a[48, 48].tolist() == a[1, 48].tolist()  # missing cell is background
+    gt = image_grid([[tall, wide]], titles=["image", "mask"], tile=32)
+    assert gt.width == 64 and gt.height > 32
+
+
+def test_palette_png_keeps_indices_and_voc_colours():
+    labels = np.array([[0, 1, 2], [15, 255, 1]], np.uint8)
+    im = palette_png(labels)
+    assert im.mode == "P"
+    assert np.array_equal(np.asarray(im), labels)
+    pal = im.getpalette()
+    assert pal[:9] == [0, 0, 0, 128, 0, 0, 0, 128, 0]
+    assert pal[15 * 3 : 15 * 3 + 3] == [192, 128, 128]  # VOC "person"
+    assert pal[255 * 3 : 255 * 3 + 3] == [224, 224, 192]  # VOC "void"
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    back = Image.open(io.BytesIO(buf.getvalue()))
+    assert back.mode == "P" and np.array_equal(np.asarray(back), labels)
+    assert voc_palette()[:6] == [0, 0, 0, 128, 0, 0]
+    with pytest.raises(ValueError):
+        palette_png(np.array([[300]]))

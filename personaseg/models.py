@@ -110,7 +110,11 @@ def load_pipeline(
     not cached), is a pickle checkpoint, or is an unsupported architecture.
     """
     from diffusers import StableDiffusionPipeline
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
 
+    diffusers_logging.disable_progress_bar()  # our own progress bars speak for us
+    transformers_logging.disable_progress_bar()
     model_id = resolve_model_id(model)
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)

@@ -1,0 +1,93 @@
+"""The Segmenter on a tiny random pipeline: sizes, caching, call counts, determinism, errors."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from personaseg.config import FindConfig
+from personaseg.errors import PhraseError
+from personaseg.segmenter import Segmenter
+
+
+def _seg(tiny_model_dir, **kw):
+    cfg = FindConfig(**{"draws": 3, "long_side": 64, **kw})
+    return Segmenter.from_pretrained(str(tiny_model_dir), device="cpu", config=cfg)
+
+
+@pytest.fixture(scope="module")
+def image():
+    rng = np.random.default_rng(0)
+    return Image.fromarray((rng.random((37, 90, 3)) * 255).astype("uint8"))
+
+
+@pytest.fixture(scope="module")
+def seg(tiny_model_dir):
+    return _seg(tiny_model_dir)
+
+
+def test_find_shapes_and_caching(seg, image):
+    seg.set_image(image)
+    calls = seg.unet_calls
+    r = seg.find("mug")
+    assert r.mask.shape == (37, 90) and r.mask.dtype == bool
+    assert r.scores.shape == (37, 90) and 0 <= r.scores.min() and r.scores.max() <= 1
+    assert r.prompt == "a photo of a mug" and r.presence > 0 and r.found
+    assert seg.unet_calls == calls + 1  # 3 draws in one batched call
+    seg.find("mug")
+    assert seg.unet_calls == calls + 1  # same prompt: reused
+    seg.find("cup")
+    assert seg.unet_calls == calls + 2
+
+
+def test_draw_batching_counts_calls_and_keeps_results(tiny_model_dir, image):
+    a, b = _seg(tiny_model_dir, draw_batch=3), _seg(tiny_model_dir, draw_batch=1)
+    a.set_image(image)
+    b.set_image(image)
+    ra, rb = a.find("dog"), b.find("dog")
+    assert a.unet_calls == 1 and b.unet_calls == 3
+    # same noise, same maps; only float summation order differs (amplified by min-max)
+    assert np.allclose(ra.scores, rb.scores, atol=1e-3)
+
+
+def test_seed_determinism(tiny_model_dir, image):
+    s1, s2, s3 = (_seg(tiny_model_dir, seed=s) for s in (0, 0, 1))
+    for s in (s1, s2, s3):
+        s.set_image(image)
+    r1, r2, r3 = (s.find("cat") for s in (s1, s2, s3))
+    assert np.array_equal(r1.scores, r2.scores)
+    assert not np.allclose(r1.scores, r3.scores)
+
+
+def test_min_presence_gives_explicit_not_found(tiny_model_dir, image):
+    seg = _seg(tiny_model_dir, min_presence=1.0)  # no softmax column can reach 1 here
+    seg.set_image(image)
+    r = seg.find("mug")
+    assert not r.found and not r.mask.any()
+
+
+def test_segment_and_explain(seg, image):
+    seg.set_image(image)
+    s = seg.segment(["cat", "dog"])
+    assert s.prompt.startswith("a photo including cat, dog, tree")
+    assert s.label_map.shape == (37, 90) and s.label_map.max() <= 2
+    assert s.scores.shape == (3, 37, 90)
+    e = seg.explain("red mug")
+    assert e.tokens == ["a</w>", "photo</w>", "of</w>", "a</w>", "red</w>", "mug</w>"]
+    assert e.maps.shape == (6, 37, 90)
+
+
+def test_phrase_errors(seg, image):
+    seg.set_image(image)
+    with pytest.raises(PhraseError, match="empty"):
+        seg.find("  ")
+    with pytest.raises(PhraseError, match="not in the prompt"):
+        seg.segment(["cat"], prompt="a photo of a dog")
+    with pytest.raises(PhraseError, match="no '{}'"):
+        seg.find("mug", prompt="a photo")
+    with pytest.raises(PhraseError, match="tokens"):
+        seg.find("mug " * 80)
+
+
+def test_find_before_set_image(tiny_model_dir):
+    with pytest.raises(RuntimeError, match="set_image"):
+        _seg(tiny_model_dir).find("mug")

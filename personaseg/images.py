@@ -63,7 +63,13 @@ def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
                 if w * h > max_pixels:
                     raise _too_big(path, w, h, max_pixels)
                 im.load()  # decodes now: a truncated file fails here, not later
-                return _to_rgb(ImageOps.exif_transpose(im))
+                try:
+                    return _to_rgb(ImageOps.exif_transpose(im))
+                except ValueError:
+                    raise InputError(
+                        f"image {path} has colour mode {im.mode}, which cannot be converted to RGB",
+                        hint="convert it to RGB (or 8-bit grey) first",
+                    ) from None
     except InputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -79,6 +85,13 @@ def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
         raise InputError(
             f"image {path} is damaged or truncated ({reason})", hint="re-export or re-download it"
         ) from None
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """An in-memory PIL image -> 8-bit RGB as :func:`load_image` makes it (EXIF orientation,
+    transparency on white, 16-bit scaled, CMYK/palette/grey converted). Use it for images that
+    did not come from a path."""
+    return _to_rgb(ImageOps.exif_transpose(image))
 
 
 def _too_big(path: Path, w: int | None, h: int | None, max_pixels: int) -> InputError:

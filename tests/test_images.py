@@ -24,6 +24,7 @@ from personaseg.images import (
     save_npy_atomic,
     save_png_atomic,
     t2m_long_side,
+    to_rgb,
 )
 
 
@@ -112,6 +113,21 @@ def test_exif_orientation_6_is_applied(tmp_path):
     out = np.asarray(im).astype(int)
     assert out[5, 10, 0] > 200 and out[5, 10, 2] < 60  # stored left is now the top
     assert out[35, 10, 2] > 200 and out[35, 10, 0] < 60
+
+
+def test_to_rgb_in_memory_matches_load_image(tmp_path):
+    p = tmp_path / "rot.png"
+    a = np.zeros((2, 4, 4), np.uint8)
+    a[..., 3] = 255
+    a[0, 0] = (255, 0, 0, 0)  # transparent
+    im = Image.fromarray(a, "RGBA")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    im.save(p, exif=exif)
+    with Image.open(p) as src:
+        mem = to_rgb(src)
+    assert mem.mode == "RGB" and mem.size == (2, 4)
+    assert np.array_equal(np.asarray(mem), np.asarray(load_image(p)))
 
 
 def test_truncated_jpeg_is_an_error(tmp_path):

@@ -1,0 +1,106 @@
+"""Learning the benchmark's concepts through ``personaseg.concepts.learn``, with a cache.
+
+A concept is reused when its photos (bytes), its learn settings and the model are the same: those
+three go into a hash, and the hash into the concept's token, ``<bench-NAME-METHOD-HASH>``; a token
+already in the concept store is loaded instead of learned again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from ..config import build_config, to_dict
+from ..errors import ConceptError
+from ..images import save_png_atomic
+from .datasets import ConceptSpec
+
+
+@dataclass
+class LearnJob:
+    """One concept to learn (or reuse) with one method."""
+
+    concept: ConceptSpec
+    method: str  # "ti" | "lora"
+    config: Any  # LearnConfig with the concept's class word
+    token: str  # "<bench-NAME-METHOD-HASH>", derived from photos + config + model
+
+
+def learn_config(method: str, overrides: dict[str, Any], class_word: str, seed: int | None):
+    """LearnConfig: defaults < seed < recipe/flag overrides < the method and the concept's class word."""
+    from ..concepts import LearnConfig
+
+    seed_layer = {"seed": seed} if seed is not None else None
+    return build_config(LearnConfig, seed_layer, overrides, {"method": method, "class_word": class_word},
+                        source="the bench recipe / flags")
+
+
+def _photo_bytes(photo: Any) -> bytes:
+    if isinstance(photo, (str, Path)):
+        return Path(photo).read_bytes()
+    buf = io.BytesIO()
+    photo.save(buf, format="PNG")  # an in-memory image (HF datasets): hash its pixels as PNG
+    return buf.getvalue()
+
+
+def concept_token(spec: ConceptSpec, method: str, config: Any, model_id: str) -> str:
+    """The cache key as a concept token: same photos, settings and model -> same token."""
+    h = hashlib.sha256()
+    for photo in spec.photos:
+        h.update(hashlib.sha256(_photo_bytes(photo)).digest())
+    h.update(json.dumps(to_dict(config.resolved()), sort_keys=True, default=str).encode())
+    h.update(model_id.encode())
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", spec.name).strip("-.") or "concept"
+    return f"<bench-{name}-{method}-{h.hexdigest()[:10]}>"
+
+
+def plan(concepts: list[ConceptSpec], methods: list[str], overrides: dict[str, Any], seed: int | None,
+         model_id: str) -> list[LearnJob]:
+    """One job per (concept, learned method), in a fixed order (every process computes the same)."""
+    jobs = []
+    for spec in concepts:
+        for method in methods:
+            cfg = learn_config(method, overrides, spec.class_word, seed)
+            jobs.append(LearnJob(spec, method, cfg, concept_token(spec, method, cfg, model_id)))
+    return jobs
+
+
+def cached(token: str, concepts_dir: Path) -> bool:
+    """Whether the store already holds this token's concept."""
+    from ..concepts import ConceptStore
+
+    try:
+        ConceptStore(concepts_dir).get(token)
+    except ConceptError:
+        return False
+    return True
+
+
+def run_job(job: LearnJob, model: str | None, concepts_dir: Path, stage: Path) -> dict[str, Any]:
+    """Learn ``job`` unless cached; returns the record for learn.jsonl (token, seconds, cached)."""
+    from ..concepts import learn
+
+    start = time.perf_counter()
+    hit = cached(job.token, concepts_dir)
+    if not hit:
+        photos = [p if isinstance(p, (str, Path)) else _stage(p, stage / job.concept.name, i)
+                  for i, p in enumerate(job.concept.photos)]
+        learn(photos, job.token, config=job.config, model=model, concepts_dir=concepts_dir, resume=True)
+    return {"concept": job.concept.name, "method": job.method, "token": job.token, "cached": hit,
+            "learn_s": 0.0 if hit else time.perf_counter() - start}
+
+
+def _stage(image: Image.Image, folder: Path, i: int) -> Path:
+    """Write an in-memory photo to a file (learn reads photos from files)."""
+    path = folder / f"{i:03d}.png"
+    if not path.exists():
+        save_png_atomic(path, image.convert("RGB"))
+    return path

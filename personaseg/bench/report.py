@@ -1,0 +1,244 @@
+"""Reports of a benchmark run: ``report.json`` (figures + full config), ``report.md`` (tables like
+the paper's), ``grid.png`` (image | ground truth | each method's prediction).
+
+``report.json``::
+
+    {"config": {"bench": {...}, "learn": {METHOD: {...}}, "find": {...}},
+     "version": "...", "model": "...", "wall_s": ...,
+     "dataset": {"root", "layout", "n_samples", "n_concepts", "tags"},
+     "results": {METHOD: {"all": ROW, TAG: ROW, ...}},          # ROW: see metrics.summarize
+     "per_concept": {METHOD: {CONCEPT: ROW}},
+     "absent": {METHOD: {"fp_rate": ..., "n": ...}},
+     "skipped": [{"image", "concept", "error"}],
+     "concepts": {CONCEPT: {"class_word", "photos", "tokens": {METHOD: TOKEN}}},
+     "timing": {"images_per_s", "s_per_image", "learn_s", "find_s", "learn_share", "find_share", ...}}
+
+IoU-type figures are fractions in [0, 1] (report.md shows them x100, as papers do). Each ROW also
+holds ``n_skipped`` (bad samples of that group, not in its figures but never dropped silently).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import to_dict
+from ..images import atomic_write, save_png_atomic
+from .datasets import BenchData, Sample
+from .metrics import THRESHOLDS, summarize
+
+GRID_ROWS = 24  # at most this many samples in grid.png
+COLUMNS = ["mIoU", "cIoU", "objIoU"] + [f"P@{k}" for k in THRESHOLDS] + ["bIoU", "pointing"]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def latest(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """One record per (method, image, concept): the last result, else the last error."""
+    out: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for r in records:
+        k = (r["method"], r["image"], r["concept"])
+        if k not in out or "error" in out[k] or "error" not in r:
+            out[k] = r
+    return out
+
+
+def row(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """summarize() over the scored records, plus the count of skipped (bad) samples."""
+    ok = [r for r in records if "error" not in r]
+    return {**summarize(ok), "n_skipped": len(records) - len(ok)}
+
+
+def results_table(samples: list[Sample], methods: list[str], records: list[dict[str, Any]]) -> dict[str, Any]:
+    """``results``, ``per_concept``, ``absent`` and ``skipped`` of the report, from the records."""
+    by_key = latest(records)
+    results, per_concept, absent, skipped = {}, {}, {}, {}
+    tags = sorted({t for s in samples for t in s.subset})
+    for m in methods:
+        recs = [by_key[(m, s.image, s.concept)] for s in samples if (m, s.image, s.concept) in by_key]
+        results[m] = {"all": row(recs)}
+        for tag in tags:
+            results[m][tag] = row([r for r in recs if tag in r["subset"]])
+        concepts = dict.fromkeys(s.concept for s in samples)
+        per_concept[m] = {c: row([r for r in recs if r["concept"] == c]) for c in concepts}
+        absent[m] = {"fp_rate": results[m]["all"]["fp_rate"], "n": results[m]["all"]["n_absent"]}
+        for r in recs:
+            if "error" in r:
+                skipped[(r["image"], r["concept"])] = {"image": r["image"], "concept": r["concept"], "error": r["error"]}
+    return {"results": results, "per_concept": per_concept, "absent": absent, "skipped": list(skipped.values())}
+
+
+def timing(records: list[dict[str, Any]], learned: list[dict[str, Any]], run: dict[str, Any], processes: int) -> dict[str, Any]:
+    """Throughput and where the time went (learn vs find), summed over every run of RUNDIR."""
+    ok = [r for r in latest(records).values() if "error" not in r]
+    find_s = sum(r.get("find_s", 0.0) for r in ok)
+    learn_s = sum(r.get("learn_s", 0.0) for r in learned)
+    images = len({(r["image"], r["concept"]) for r in ok})
+    total = learn_s + find_s
+    return {
+        "images_per_s": run["images"] / run["find_wall_s"] if run.get("images") and run.get("find_wall_s") else None,
+        "s_per_image": find_s / images if images else None,
+        "learn_s": learn_s,
+        "find_s": find_s,
+        "learn_share": learn_s / total if total else None,
+        "find_share": find_s / total if total else None,
+        "learn_wall_s": run.get("learn_wall_s"),
+        "find_wall_s": run.get("find_wall_s"),
+        "images_this_run": run.get("images"),
+        "processes": processes,
+    }
+
+
+def build_report(data: BenchData, samples: list[Sample], methods: list[str], records: list[dict[str, Any]],
+                 learned: list[dict[str, Any]], *, config: Any, find_config: Any, model_id: str,
+                 run: dict[str, Any], learn_configs: dict[str, Any]) -> dict[str, Any]:
+    """The report dict (module docstring) from the per-sample and per-concept logs."""
+    from .. import __version__
+    from .shard import num_processes
+
+    learn_cfg = {}
+    for m, cfg in learn_configs.items():
+        d = to_dict(cfg.resolved())
+        d["class_word"] = "(per concept)"
+        learn_cfg[m] = d
+    tokens: dict[str, dict[str, str]] = {}
+    for r in learned:
+        tokens.setdefault(r["concept"], {})[r["method"]] = r["token"]
+    used = dict.fromkeys(s.concept for s in samples)
+    report = {
+        "config": {"bench": _jsonable(to_dict(config)), "learn": _jsonable(learn_cfg),
+                   "find": _jsonable(to_dict(find_config))},
+        "version": __version__,
+        "model": model_id,
+        "wall_s": run.get("wall_s"),
+        "dataset": {"root": data.root, "layout": data.layout, "n_samples": len(samples),
+                    "n_concepts": len(used), "tags": sorted({t for s in samples for t in s.subset})},
+        **results_table(samples, methods, records),
+        "concepts": {c: {"class_word": data.concepts[c].class_word, "photos": len(data.concepts[c].photos),
+                         "tokens": tokens.get(c, {})} for c in used},
+        "timing": timing(records, learned, run, num_processes()),
+    }
+    return report
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """report.md: mIoU by subset, all metrics, absent false positives, per concept, timing, config."""
+    res = report["results"]
+    methods = list(res)
+    groups = ["all"] + [t for t in report["dataset"]["tags"] if any(res[m][t]["n"] for m in methods)]
+    ds = report["dataset"]
+    lines = [f"# Benchmark report: {ds['root']}", "",
+             f"Model `{report['model']}`, personaseg {report['version']}, {ds['n_samples']} samples, "
+             f"{ds['n_concepts']} concepts ({ds['layout']} layout), wall {report['wall_s'] or 0:.1f} s. "
+             "IoU-type figures x100.", "", "## mIoU by subset", "",
+             "| method | " + " | ".join(f"{g} (n={res[methods[0]][g]['n']})" for g in groups) + " |",
+             "|---" * (len(groups) + 1) + "|"]
+    for m in methods:
+        lines.append(f"| {m} | " + " | ".join(_pct(res[m][g]["mIoU"]) for g in groups) + " |")
+    lines += ["", "## All metrics (samples with the concept present)", "",
+              "| method | " + " | ".join(COLUMNS) + " | n | skipped |", "|---" * (len(COLUMNS) + 3) + "|"]
+    for m in methods:
+        a = res[m]["all"]
+        lines.append(f"| {m} | " + " | ".join(_pct(a[c]) for c in COLUMNS) + f" | {a['n']} | {a['n_skipped']} |")
+    if any(report["absent"][m]["n"] for m in methods):
+        lines += ["", "## Concept absent: false-positive rate (lower is better)", "",
+                  "| method | FP rate (%) | n |", "|---|---|---|"]
+        for m in methods:
+            lines.append(f"| {m} | {_pct(report['absent'][m]['fp_rate'])} | {report['absent'][m]['n']} |")
+    concepts = list(report["per_concept"][methods[0]])
+    lines += ["", "## mIoU per concept", "", "| concept | " + " | ".join(methods) + " |",
+              "|---" * (len(methods) + 1) + "|"]
+    for c in concepts:
+        lines.append(f"| {c} | " + " | ".join(_pct(report["per_concept"][m][c]["mIoU"]) for m in methods) + " |")
+    if report["skipped"]:
+        lines += ["", f"## Skipped samples ({len(report['skipped'])})", ""]
+        lines += [f"- {s['image']} / {s['concept']}: {s['error']}" for s in report["skipped"]]
+    t = report["timing"]
+    lines += ["", "## Timing", "", "```json", json.dumps(t, indent=2), "```",
+              "", "## Config", "", "```json", json.dumps(report["config"], indent=2), "```", ""]
+    return "\n".join(lines)
+
+
+def grid_samples(samples: list[Sample], limit: int = GRID_ROWS) -> set[tuple[str, str]]:
+    """A sample per concept and subset tag (the first of each), at most ``limit``."""
+    picked: dict[tuple[str, str], tuple[str, str]] = {}
+    for s in samples:
+        for tag in s.subset or [""]:
+            picked.setdefault((s.concept, tag), s.key)
+    return set(list(dict.fromkeys(picked.values()))[:limit])
+
+
+def _fit(image, mask: np.ndarray, tile: int):
+    """Image and mask scaled to fit a tile (so labels and outlines have the same size everywhere)."""
+    from PIL import Image
+
+    scale = tile / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    small = Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.NEAREST)
+    return image.resize(size, Image.BILINEAR), np.asarray(small) > 0
+
+
+def draw_grid(rundir: Path, samples: list[Sample], methods: list[str], tile: int = 160):
+    """grid.png: a row per grid sample: image | ground truth | one column per method."""
+    from PIL import Image
+
+    from ..viz import image_grid, overlay
+    from .runner import mask_path
+
+    keys = grid_samples(samples)
+    rows = []
+    for s in samples:
+        if s.key not in keys:
+            continue
+        try:
+            image, gt = s.load()
+        except Exception:  # a bad sample: reported in report.json already
+            continue
+        small, small_gt = _fit(image, gt, tile)
+        row = [overlay(small, np.zeros_like(small_gt), f"{s.concept}: {','.join(s.subset)}"),
+               overlay(small, small_gt, color=(40, 220, 40))]
+        for m in methods:
+            path = next((p for p in (mask_path(rundir, m, s), mask_path(rundir, m, s, grid=True)) if p.exists()), None)
+            if path is None:
+                row.append(None)
+                continue
+            with Image.open(path) as im:
+                pred = np.asarray(im.convert("L")) > 0
+            row.append(overlay(small, _fit(image, pred, tile)[1], color=(0, 200, 255))
+                       if pred.shape == gt.shape else None)
+        rows.append(row)
+    if rows:
+        return image_grid(rows, ["image", "ground truth", *methods], tile=tile)
+    return None
+
+
+def write_report(rundir: Path, report: dict[str, Any], data: BenchData, samples: list[Sample],
+                 methods: list[str], grid: bool = True) -> None:
+    """Write report.json, report.md and (with ``grid``) grid.png into ``rundir`` atomically."""
+    with atomic_write(rundir / "report.json") as fh:
+        fh.write((json.dumps(report, indent=2) + "\n").encode())
+    with atomic_write(rundir / "report.md") as fh:
+        fh.write(markdown(report).encode())
+    if grid:
+        img = draw_grid(rundir, samples, methods)
+        if img is not None:
+            save_png_atomic(rundir / "grid.png", img)

@@ -1,0 +1,198 @@
+"""``run_personal``: learn every concept, find it in every test sample, score, report.
+
+Per-sample records are appended to ``RUNDIR/samples.jsonl`` as they are made (one line each,
+flushed and fsynced), so a killed run resumes where it stopped (``resume=True``) and processes
+launched by ``accelerate launch`` share the work (each writes ``samples.jsonl.part<rank>``; the
+main process merges them and writes the report from the merged log, exactly as for one process).
+
+    >>> report = run_personal("data/toy-bench", BenchConfig(model="toy", out=Path("runs/toy")))
+    >>> report["results"]["ti"]["all"]["mIoU"]
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+from ..errors import DatasetError, InputError
+from . import learning
+from .config import METHODS, BenchConfig
+from .datasets import BenchData, Sample, open_dataset
+from .metrics import sample_metrics
+from .shard import append_jsonl, is_main, merge_parts, part_path, read_jsonl, shard, wait
+
+SAMPLES = "samples.jsonl"  # per (method, sample) records; other tools read this name
+LEARNED = "learn.jsonl"  # per (concept, method) learn records: token, seconds, cache hit
+
+
+def record_key(r: dict[str, Any]) -> tuple[str, str, str]:
+    """(method, image, concept): one scored sample. Resume skips keys with a result; a key whose
+    record is an error (a bad sample) is tried again, so a fixed dataset resumes cleanly."""
+    return r["method"], r["image"], r["concept"]
+
+
+def _merge_key(r: dict[str, Any]) -> tuple:
+    return (*record_key(r), "error" in r)
+
+
+def _learn_key(r: dict[str, Any]) -> tuple:
+    return r["concept"], r["method"], r["token"], r.get("run")
+
+
+def default_concepts_dir() -> Path:
+    """Where benchmark concepts are cached across runs (the user cache folder)."""
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("personaseg")) / "bench-concepts"
+
+
+def mask_path(rundir: Path, method: str, sample: Sample, grid: bool = False) -> Path:
+    """``RUNDIR/masks/<method>/<image-stem>/<concept>.png`` (``grid-masks/`` for grid-only copies)."""
+    return rundir / ("grid-masks" if grid else "masks") / method / sample.stem / f"{sample.concept}.png"
+
+
+def start_rundir(config: BenchConfig) -> Path:
+    """Check RUNDIR (main process): refuse to mix runs without --resume; fold leftover parts."""
+    rundir = config.out
+    if is_main():
+        existing = (rundir / SAMPLES).exists() or any(rundir.glob(SAMPLES + ".part*"))
+        if existing and not config.resume:
+            raise InputError(f"{rundir} already holds a run ({SAMPLES})",
+                             hint="pass --resume to continue it, or choose another --out")
+        rundir.mkdir(parents=True, exist_ok=True)
+        merge_parts(rundir / SAMPLES, _merge_key)  # a killed multi-process run
+        merge_parts(rundir / LEARNED, _learn_key)
+    wait()
+    return rundir
+
+
+def select(data: BenchData, limit: int | None) -> list[Sample]:
+    """The samples to score: dataset order, the first ``limit``."""
+    return data.samples[:limit] if limit else list(data.samples)
+
+
+def run_personal(root: str | Path, config: BenchConfig, *, progress: bool = True) -> dict[str, Any]:
+    """Run the personal-segmentation benchmark in ``root``; returns the report (see report.py)."""
+    from ..models import resolve_model_id
+    from . import report as reporting
+
+    start = time.perf_counter()
+    data = open_dataset(root, config.layout, shots=config.shots, split=config.split, subsets=config.subsets)
+    samples = select(data, config.limit)
+    rundir = start_rundir(config)
+    methods = config.methods
+    concepts_dir = config.concepts_dir or default_concepts_dir()
+    model_id = resolve_model_id(config.model)
+    done = {record_key(r) for r in read_jsonl(rundir / SAMPLES) if "error" not in r}
+    pending = [s for s in samples if any((m, s.image, s.concept) not in done for m in methods)]
+    used = list(dict.fromkeys(s.concept for s in samples))
+    jobs = learning.plan([data.concepts[c] for c in used], [m for m in methods if m in METHODS],
+                         config.learn, config.seed, model_id)
+    grid_keys = reporting.grid_samples(samples) if config.grid else set()
+    run_id = time.strftime("%Y%m%dT%H%M%S")
+
+    bar = _progress(progress and is_main())
+    with bar or nullcontext():
+        # 1. learn (each process its share of the concepts), then everyone sees the store
+        t_learn = time.perf_counter()
+        my_jobs = shard(jobs)
+        task = bar.add_task("learn concepts", total=len(my_jobs)) if bar else None
+        for job in my_jobs:
+            rec = learning.run_job(job, config.model, concepts_dir, rundir / "photos")
+            append_jsonl(part_path(rundir / LEARNED), {**rec, "run": run_id})
+            if bar:
+                bar.advance(task)
+        wait()
+        learn_wall = time.perf_counter() - t_learn
+        tokens = {(j.concept.name, j.method): j.token for j in jobs}
+
+        # 2. find and score (each process its share of the samples)
+        t_find = time.perf_counter()
+        mine = shard(pending)
+        seg = _segmenter(config, concepts_dir) if (mine or is_main()) else None
+        task = bar.add_task("find + score", total=len(mine)) if bar else None
+        for sample in mine:
+            todo = [m for m in methods if (m, sample.image, sample.concept) not in done]
+            for rec in score_sample(seg, sample, todo, data, tokens, config, rundir, grid_keys):
+                append_jsonl(part_path(rundir / SAMPLES), rec)
+            if bar:
+                bar.advance(task)
+        wait()
+        find_wall = time.perf_counter() - t_find
+
+    if is_main():
+        merge_parts(rundir / SAMPLES, _merge_key)
+        merge_parts(rundir / LEARNED, _learn_key)
+        run_info = {"learn_wall_s": learn_wall, "find_wall_s": find_wall, "images": len(pending),
+                    "wall_s": time.perf_counter() - start}
+        report = reporting.build_report(
+            data, samples, methods, read_jsonl(rundir / SAMPLES), read_jsonl(rundir / LEARNED),
+            config=config, find_config=seg.config, model_id=model_id, run=run_info,
+            learn_configs={j.method: j.config for j in jobs},
+        )
+        reporting.write_report(rundir, report, data, samples, methods, grid=config.grid)
+    wait()
+    return json.loads((rundir / "report.json").read_text())
+
+
+def score_sample(seg, sample: Sample, methods: list[str], data: BenchData, tokens: dict, config: BenchConfig,
+                 rundir: Path, grid_keys: set) -> list[dict[str, Any]]:
+    """Find the sample's concept with each method; one record per method (or per error)."""
+    base = {"image": sample.image, "concept": sample.concept, "subset": sample.subset}
+    try:
+        image, gt = sample.load()
+    except DatasetError as err:
+        if config.strict:
+            raise
+        _warn(f"skipped: {err}")
+        return [{"method": m, **base, "error": str(err)} for m in methods]
+    t0 = time.perf_counter()
+    seg.set_image(image)
+    encode_s = time.perf_counter() - t0
+    out = []
+    for i, method in enumerate(methods):
+        phrase = tokens[(sample.concept, method)] if method in METHODS else data.concepts[sample.concept].class_word
+        t0 = time.perf_counter()
+        r = seg.find(phrase)
+        find_s = time.perf_counter() - t0 + (encode_s if i == 0 else 0.0)
+        rec = {"method": method, **base, "phrase": phrase, **sample_metrics(r.mask, gt, r.scores),
+               "presence": r.presence, "found": bool(r.found), "find_s": find_s}
+        if config.save_masks or sample.key in grid_keys:
+            from ..images import save_png_atomic
+
+            save_png_atomic(mask_path(rundir, method, sample, grid=not config.save_masks), r.mask)
+        out.append(rec)
+    return out
+
+
+def _segmenter(config: BenchConfig, concepts_dir: Path):
+    from ..config import find_config
+    from ..segmenter import Segmenter
+
+    overrides = dict(config.find)
+    if config.seed is not None:
+        overrides["seed"] = config.seed
+    cfg = find_config(**overrides)
+    return Segmenter.from_pretrained(config.model, device=config.device, dtype=config.dtype, config=cfg,
+                                     concepts_dir=concepts_dir)
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+
+
+def _warn(message: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+__all__ = ["LEARNED", "SAMPLES", "default_concepts_dir", "mask_path", "record_key", "run_personal",
+           "score_sample", "start_rundir"]

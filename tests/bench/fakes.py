@@ -1,0 +1,130 @@
+"""Stand-ins for learn and the segmenter, so the harness's bookkeeping is tested in seconds.
+
+The fake segmenter finds the example data's objects by colour: a learned token finds its concept's
+exact colour (a perfect personal mask); a class word finds every strongly coloured pixel (all
+objects of any colour: wrong on distractor and absent samples). So the expected figures are known.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from personaseg.bench.examples import COLOURS, CONCEPTS
+from personaseg.config import FindConfig
+from personaseg.errors import ConceptError
+
+COLOUR_OF = {name: COLOURS[colour] for name, _, colour in CONCEPTS}
+
+
+@dataclass
+class FakeConcept:
+    name: str
+    token: str
+    method: str
+    meta: dict = field(default_factory=dict)
+
+
+class FakeStore:
+    def __init__(self, root=None):
+        self.root = Path(root)
+
+    def get(self, token):
+        name = token.strip("<>")
+        if not (self.root / name / "done").exists():
+            raise ConceptError(f"unknown concept {token}")
+        return FakeConcept(name, token, name.split("-")[-2])
+
+
+LEARN_CALLS: list[str] = []
+
+
+def fake_learn(photos, token, config=None, model=None, concepts_dir=None, force=False, resume=False):
+    assert photos and all(Path(p).is_file() for p in photos)
+    LEARN_CALLS.append(token)
+    name = token.strip("<>")
+    (Path(concepts_dir) / name).mkdir(parents=True, exist_ok=True)
+    (Path(concepts_dir) / name / "done").write_text("ok")
+    return FakeConcept(name, token, config.method)
+
+
+@dataclass
+class FakeResult:
+    mask: np.ndarray
+    scores: np.ndarray
+    presence: float
+    found: bool
+    timings: dict = field(default_factory=dict)
+
+
+class FakeSegmenter:
+    finds: list[str] = []  # every find, across instances (per test, reset by the fixture)
+
+    def __init__(self, config=None):
+        self.config = config or FindConfig()
+        self.image = None
+
+    @classmethod
+    def from_pretrained(cls, model=None, *, device=None, dtype=None, config=None, concepts_dir=None, **kw):
+        return cls(config)
+
+    def set_image(self, image):
+        self.image = np.asarray(image.convert("RGB")).astype(int)
+
+    def find(self, phrase):
+        FakeSegmenter.finds.append(phrase)
+        a = self.image
+        if phrase.startswith("<"):
+            concept = phrase.strip("<>").split("-")[1]
+            mask = (np.abs(a - np.array(COLOUR_OF[concept])).sum(-1) < 30)
+        else:
+            mask = (a.max(-1) - a.min(-1)) > 120  # any saturated object
+        return FakeResult(mask, mask.astype(np.float32), float(mask.mean()), bool(mask.any()))
+
+
+def install(monkeypatch):
+    """Patch the public names the harness calls: concepts.learn / ConceptStore / LearnConfig, Segmenter."""
+    import personaseg.concepts as concepts
+    import personaseg.segmenter as segmenter
+    from personaseg.concepts.config import LearnConfig
+
+    monkeypatch.setattr(concepts, "learn", fake_learn, raising=False)
+    monkeypatch.setattr(concepts, "ConceptStore", FakeStore, raising=False)
+    monkeypatch.setattr(concepts, "LearnConfig", LearnConfig, raising=False)
+    monkeypatch.setattr(segmenter, "Segmenter", FakeSegmenter)
+    LEARN_CALLS.clear()
+    FakeSegmenter.finds = []
+
+
+class ThreadState:
+    """accelerate's PartialState for N "processes" that are threads of this test (barrier = Barrier)."""
+
+    def __init__(self, n):
+        self.n = n
+        self.barrier = threading.Barrier(n, timeout=60)
+        self.local = threading.local()
+
+    @property
+    def process_index(self):
+        return self.local.rank
+
+    @property
+    def num_processes(self):
+        return self.n
+
+    @property
+    def is_main_process(self):
+        return self.local.rank == 0
+
+    def wait_for_everyone(self):
+        self.barrier.wait()
+
+    @contextmanager
+    def split_between_processes(self, items):
+        from personaseg.bench.shard import split
+
+        yield split(items, self.local.rank, self.n)

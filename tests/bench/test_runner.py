@@ -1,0 +1,142 @@
+"""The harness's bookkeeping with a fake learn and segmenter: figures, cache, resume, bad samples,
+sharding over (thread-)processes, report schema."""
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from personaseg.bench import examples, shard
+from personaseg.bench.config import BenchConfig
+from personaseg.bench.runner import run_personal
+from personaseg.bench.shard import read_jsonl
+from personaseg.errors import InputError
+
+from fakes import LEARN_CALLS, FakeSegmenter, ThreadState, install
+
+
+@pytest.fixture(scope="module")
+def mug19(tmp_path_factory):
+    return examples.make_mug19(tmp_path_factory.mktemp("mug19"))
+
+
+@pytest.fixture
+def fakes(monkeypatch):
+    install(monkeypatch)
+
+
+def _cfg(tmp_path, **kw):
+    return BenchConfig(**{"out": tmp_path / "run", "concepts_dir": tmp_path / "concepts", "model": "tiny", **kw})
+
+
+def test_figures_cache_and_files(fakes, mug19, tmp_path):
+    rep = run_personal(mug19, _cfg(tmp_path, save_masks=True), progress=False)
+    ti, cw = rep["results"]["ti"], rep["results"]["class-word"]
+    assert ti["all"]["mIoU"] == pytest.approx(1.0) and ti["all"]["n"] == 4
+    assert cw["alone"]["mIoU"] == pytest.approx(1.0)
+    assert cw["distractor"]["mIoU"] < 0.8  # the class word also takes the distractor
+    assert rep["absent"]["ti"] == {"fp_rate": 0.0, "n": 2}
+    assert rep["absent"]["class-word"] == {"fp_rate": 1.0, "n": 2}
+    assert len(LEARN_CALLS) == 2  # one per concept
+    run = tmp_path / "run"
+    lines = read_jsonl(run / "samples.jsonl")
+    assert len(lines) == 12 and {"method", "image", "concept", "subset", "iou"} <= set(lines[0])
+    assert (run / "masks" / "ti" / "redmug-alone" / "redmug.png").exists()
+    assert (run / "report.md").read_text().count("| ti |") >= 2
+    assert (run / "grid.png").exists()
+    # a second run with the same photos, settings and model reuses the learned concepts
+    run_personal(mug19, _cfg(tmp_path, out=tmp_path / "run2"), progress=False)
+    assert len(LEARN_CALLS) == 2
+    run_personal(mug19, _cfg(tmp_path, out=tmp_path / "run3", learn={"steps": 7}), progress=False)
+    assert len(LEARN_CALLS) == 4  # other settings: learned again
+
+
+def test_report_schema(fakes, mug19, tmp_path):
+    rep = run_personal(mug19, _cfg(tmp_path, baselines=["class-word", "lora"]), progress=False)
+    assert list(rep["results"]) == ["ti", "class-word", "lora"]
+    assert {"config", "results", "absent", "timing", "version", "model", "wall_s"} <= set(rep)
+    assert set(rep["config"]) == {"bench", "learn", "find"} and set(rep["config"]["learn"]) == {"ti", "lora"}
+    for method, groups in rep["results"].items():
+        assert {"all", "alone", "distractor", "semantic-distractor", "absent"} <= set(groups)
+        for k in ["mIoU", "cIoU", "P@0.5", "P@0.6", "P@0.7", "P@0.8", "P@0.9", "bIoU", "pointing", "n"]:
+            assert k in groups["all"]
+            v = groups["all"][k]
+            assert k == "n" or 0.0 <= v <= 1.0
+    t = rep["timing"]
+    assert t["learn_share"] + t["find_share"] == pytest.approx(1.0) and t["images_per_s"] > 0
+    assert json.loads((tmp_path / "run" / "report.json").read_text()) == rep
+
+
+def test_resume_skips_finished_samples(fakes, mug19, tmp_path):
+    run_personal(mug19, _cfg(tmp_path, limit=2), progress=False)
+    assert len(FakeSegmenter.finds) == 4  # 2 samples x (ti, class-word)
+    with pytest.raises(InputError, match="--resume"):
+        run_personal(mug19, _cfg(tmp_path), progress=False)
+    # a run killed mid-write leaves a truncated line: it is redone
+    with open(tmp_path / "run" / "samples.jsonl", "a") as fh:
+        fh.write('{"method": "ti", "ima')
+    FakeSegmenter.finds = []
+    with pytest.warns(UserWarning, match="damaged line"):
+        rep = run_personal(mug19, _cfg(tmp_path, resume=True), progress=False)
+    assert len(FakeSegmenter.finds) == 8  # only the 4 samples not yet done
+    assert rep["results"]["ti"]["all"]["n"] + rep["absent"]["ti"]["n"] == 6
+
+
+def test_bad_sample_is_reported_skipped_and_counted(fakes, mug19, tmp_path):
+    root = shutil.copytree(mug19, tmp_path / "data")
+    (root / "test" / "masks" / "redmug-alone" / "redmug.png").unlink()
+    rep = run_personal(root, _cfg(tmp_path), progress=False)
+    assert rep["results"]["ti"]["all"]["n_skipped"] == 1 and rep["results"]["ti"]["alone"]["n_skipped"] == 1
+    assert rep["results"]["ti"]["all"]["n"] == 3
+    assert rep["skipped"][0]["image"] == "images/redmug-alone.png" and "is missing" in rep["skipped"][0]["error"]
+    assert "Skipped samples (1)" in (tmp_path / "run" / "report.md").read_text()
+    # fixed and resumed: the bad sample is scored now
+    shutil.copy(root / "test" / "masks" / "redmug-distractor" / "redmug.png",
+                root / "test" / "masks" / "redmug-alone" / "redmug.png")
+    rep = run_personal(root, _cfg(tmp_path, resume=True), progress=False)
+    assert rep["results"]["ti"]["all"]["n_skipped"] == 0 and rep["results"]["ti"]["all"]["n"] == 4
+
+
+def test_strict_stops_on_a_bad_sample(fakes, mug19, tmp_path):
+    from personaseg.errors import DatasetError
+
+    root = shutil.copytree(mug19, tmp_path / "data")
+    (root / "test" / "masks" / "bluebox-alone" / "bluebox.png").unlink()
+    with pytest.raises(DatasetError, match="bluebox.png is missing"):
+        run_personal(root, _cfg(tmp_path, strict=True), progress=False)
+
+
+def test_two_processes_give_the_single_process_report(fakes, mug19, tmp_path, monkeypatch):
+    single = run_personal(mug19, _cfg(tmp_path, out=tmp_path / "one"), progress=False)
+    state = ThreadState(2)
+    monkeypatch.setattr(shard, "_state", lambda: state)
+    out, errors = {}, []
+
+    def proc(rank):
+        state.local.rank = rank
+        try:
+            out[rank] = run_personal(mug19, _cfg(tmp_path, out=tmp_path / "two"), progress=False)
+        except BaseException as err:  # surfaced below
+            errors.append(err)
+            state.barrier.abort()
+
+    threads = [threading.Thread(target=proc, args=(r,)) for r in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    run = tmp_path / "two"
+    assert not list(run.glob("*.part*"))  # parts merged and removed
+    assert len(read_jsonl(run / "samples.jsonl")) == 12
+    assert out[0]["results"] == out[1]["results"] == single["results"]
+    assert out[0]["timing"]["processes"] == 2
+
+
+def test_split_is_contiguous_and_complete():
+    items = list(range(7))
+    parts = [shard.split(items, i, 3) for i in range(3)]
+    assert parts == [[0, 1, 2], [3, 4], [5, 6]]
+    assert shard.shard(items) == items  # one process: everything

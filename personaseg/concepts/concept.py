@@ -1,0 +1,154 @@
+"""``Concept``: a learned personal concept on disk, and how it is put onto a pipeline.
+
+A concept folder holds ``concept.json`` and ``learned_embeds.safetensors`` (``{token: (K, width)}``,
+both methods), plus ``pytorch_lora_weights.safetensors`` for LoRA. ``Concept.apply(pipe)`` loads
+them with diffusers' own loaders and returns the K sub-tokens that stand for the concept in a
+prompt (the segmenter averages all of them as one phrase).
+
+    >>> c = ConceptStore().get("<mymug>")
+    >>> subs = c.apply(pipe)          # ["<mymug>", "<mymug>_1"]
+    >>> c.prompt()                    # "a photo of a <mymug> <mymug>_1"
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import ConceptError
+from .config import fill_template
+from .data import LearnWarning
+from .lora import LORA_FILE
+from .textual_inversion import EMBEDS_FILE, load_embeds, sub_tokens
+
+META_FILE = "concept.json"
+
+
+@dataclass
+class Concept:
+    """A learned concept: its token, files and what it was learned on."""
+
+    name: str  # folder name, the token without brackets ("mymug")
+    token: str  # "<mymug>"
+    path: Path  # the concept's folder
+    method: str  # "ti" or "lora"
+    class_word: str | None  # what the thing is ("mug"), or None
+    prompt_template: str  # find prompt, "{}" = the token's sub-tokens ("a photo of a {} mug")
+    base_model: str | None  # model id it was learned on (None when imported without one)
+    width: int  # text-encoder width of the embedding (768 for SD 1.x, 1024 for SD 2.x)
+    num_vectors: int  # K sub-tokens
+    meta: dict[str, Any] = field(default_factory=dict, repr=False)  # the whole concept.json
+
+    @classmethod
+    def from_folder(cls, folder: Path) -> "Concept":
+        """Read ``folder/concept.json``; a missing or broken file is a :class:`ConceptError`."""
+        folder = Path(folder)
+        try:
+            meta = json.loads((folder / META_FILE).read_text())
+            return cls(
+                name=meta["name"],
+                token=meta["token"],
+                path=folder,
+                method=meta["method"],
+                class_word=meta.get("class_word"),
+                prompt_template=meta["prompt_template"],
+                base_model=meta.get("base_model"),
+                width=int(meta["width"]),
+                num_vectors=int(meta["num_vectors"]),
+                meta=meta,
+            )
+        except (OSError, ValueError, KeyError) as err:
+            raise ConceptError(
+                f"concept folder {folder} is broken ({type(err).__name__}: {err})",
+                hint=f"remove it with `personaseg concepts rm {folder.name}` and learn it again",
+            ) from None
+
+    @property
+    def sub_tokens(self) -> list[str]:
+        """``["<mymug>", "<mymug>_1", ...]``: the tokens that stand for the concept."""
+        return sub_tokens(self.token, self.num_vectors)
+
+    def embeddings(self) -> torch.Tensor:
+        """The learned rows, ``(K, width)`` fp32."""
+        token, rows = load_embeds(self.path / EMBEDS_FILE)
+        if token is not None and token != self.token:
+            raise ConceptError(
+                f"{self.path / EMBEDS_FILE} holds token {token}, but concept.json says {self.token}",
+                hint="the folder was edited by hand: learn or import the concept again",
+            )
+        return rows
+
+    def prompt(self, template: str | None = None, *, expand: bool = True) -> str:
+        """The find prompt with the token filled in; ``expand`` writes all K sub-tokens."""
+        text = " ".join(self.sub_tokens) if expand else self.token
+        return fill_template(template or self.prompt_template, text, self.class_word)
+
+    def check_fits(self, pipe) -> None:
+        """Raise :class:`ConceptError` when the pipeline's text encoder has another width."""
+        width = pipe.text_encoder.get_input_embeddings().weight.shape[-1]
+        if width != self.width:
+            raise ConceptError(
+                f"concept {self.token} was learned on a text encoder of width {self.width} "
+                f"({self.base_model or 'unknown model'}), but this model's is {width}",
+                hint=f"learn it again on this model: personaseg learn PHOTOS --token {self.token} --model M",
+            )
+        here = getattr(getattr(pipe, "config", None), "_name_or_path", None)
+        if self.base_model and here and Path(str(here)).name != Path(self.base_model).name:
+            warnings.warn(
+                f"concept {self.token} was learned on {self.base_model}, loading it onto {here}",
+                LearnWarning,
+                stacklevel=3,
+            )
+
+    def apply(self, pipe) -> list[str]:
+        """Load the concept onto a ``StableDiffusionPipeline``; return its sub-tokens.
+
+        Idempotent: a pipe that already carries this concept is left as is. Raises
+        :class:`ConceptError` on a width mismatch or when another embedding holds the token.
+        """
+        self.check_fits(pipe)
+        rows = self.embeddings()
+        subs = self.sub_tokens
+        vocab = pipe.tokenizer.get_vocab()
+        present = [t in vocab for t in subs]
+        if all(present):
+            self._check_loaded(pipe, rows, [vocab[t] for t in subs])
+        elif any(present):
+            raise ConceptError(
+                f"the pipeline has a different {self.token} loaded ({sum(present)} of {len(subs)} sub-tokens)",
+                hint="load the concept on a fresh pipeline, or unload the other one first",
+            )
+        else:
+            pipe.load_textual_inversion(str(self.path / EMBEDS_FILE), token=self.token)
+        if self.method == "lora":
+            self._apply_lora(pipe)
+        return subs
+
+    def _check_loaded(self, pipe, rows: torch.Tensor, ids: list[int]) -> None:
+        weight = pipe.text_encoder.get_input_embeddings().weight
+        have = weight[torch.tensor(ids, device=weight.device)].detach().float().cpu()
+        tol = 1e-6 if weight.dtype == torch.float32 else 1e-2
+        if not torch.allclose(have, rows, atol=tol, rtol=tol):
+            raise ConceptError(
+                f"the pipeline already has another embedding for {self.token}",
+                hint="load the concept on a fresh pipeline",
+            )
+
+    def _apply_lora(self, pipe) -> None:
+        cross = getattr(pipe.unet.config, "cross_attention_dim", None)
+        want = self.meta.get("cross_attention_dim")
+        if want is not None and cross is not None and int(want) != int(cross):
+            raise ConceptError(
+                f"LoRA concept {self.token} was learned on a UNet with cross-attention width {want}, "
+                f"but this model's is {cross}",
+                hint=f"learn it again on this model: personaseg learn PHOTOS --token {self.token} --method lora",
+            )
+        adapters = pipe.get_list_adapters() if hasattr(pipe, "get_list_adapters") else {}
+        if any(self.name in names for names in adapters.values()):
+            return
+        pipe.load_lora_weights(str(self.path), weight_name=LORA_FILE, adapter_name=self.name)

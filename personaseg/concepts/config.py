@@ -1,0 +1,107 @@
+"""``LearnConfig``: every setting of one ``learn`` run, with the defaults of the diffusers examples.
+
+Textual Inversion defaults follow diffusers' ``examples/textual_inversion`` README (batch 1,
+gradient accumulation 4, lr 5e-4 scaled by batch x accumulation x processes, 3000 steps, 512 px).
+LoRA defaults follow ``examples/dreambooth/train_dreambooth_lora.py`` (rank 4 on the attention
+projections, lr 1e-4, no accumulation). Fields left ``None`` take the method's default, see
+:meth:`LearnConfig.resolved`. Recipes in ``recipes/`` override fields; CLI flags override recipes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ConfigError
+
+METHODS = ("ti", "lora")
+MIXED_PRECISION = ("no", "fp16", "bf16")
+
+# Per-method values of the fields that default to None.
+METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "ti": {"lr": 5e-4, "steps": 3000, "grad_accum": 4, "max_grad_norm": 0.0,
+           "find_prompt": "a photo of a {}"},
+    "lora": {"lr": 1e-4, "steps": 800, "grad_accum": 1, "max_grad_norm": 1.0,
+             "find_prompt": "a photo of a {} {class}"},
+}
+
+
+@dataclass
+class LearnConfig:
+    """Settings of one concept-learning run (Textual Inversion or LoRA DreamBooth)."""
+
+    method: str = "ti"  # "ti" (Textual Inversion) or "lora" (LoRA DreamBooth with peft)
+    class_word: str | None = None  # what the thing is ("mug"); initialises the vectors; None: "object"
+    vectors: int = 1  # K embedding vectors for the token: <tok>, <tok>_1, ... (diffusers naming)
+    steps: int | None = None  # optimizer steps; None: 3000 for ti, 800 for lora
+    lr: float | None = None  # base learning rate; None: 5e-4 for ti, 1e-4 for lora
+    scale_lr: bool = True  # lr *= batch_size * grad_accum * processes (diffusers' --scale_lr)
+    lr_scheduler: str = "constant"  # any diffusers.optimization.get_scheduler name
+    lr_warmup_steps: int = 0  # warm-up steps of the scheduler
+    adam_weight_decay: float = 1e-2  # AdamW weight decay (diffusers examples: 1e-2)
+    max_grad_norm: float | None = None  # gradient clipping (0: off); None: off for ti, 1.0 for lora
+    resolution: int = 512  # training side in px: photos are resized and centre-cropped to it
+    batch_size: int = 1  # photos per micro-batch
+    grad_accum: int | None = None  # micro-batches per optimizer step; None: 4 for ti, 1 for lora
+    mixed_precision: str = "no"  # "no", "fp16" or "bf16" (accelerate); trainable weights stay fp32
+    gradient_checkpointing: bool = False  # recompute UNet/text-encoder activations to save memory
+    flip_p: float = 0.5  # probability of a horizontal flip per sample (diffusers TI example)
+    seed: int = 0  # seeds data order, augmentation, noise, timesteps and LoRA initialisation
+    checkpoint_every: int = 500  # save a resumable checkpoint every N optimizer steps (0: never)
+    find_prompt: str | None = None  # find template: {} = token, {class} = class word; None: per method
+    lora_rank: int = 4  # LoRA rank r (lora_alpha = r, as diffusers' dreambooth LoRA example)
+    lora_train_text_encoder: bool = False  # also put LoRA on the text encoder's attention
+    lora_train_token: bool = True  # LoRA: also train the identifier token's embedding rows
+    token_lr: float = 5e-4  # LoRA: base learning rate of the token rows (scaled like lr)
+    lora_prompt: str = "a photo of a {} {class}"  # LoRA instance prompt ({} token, {class} class word)
+    prior_preservation: bool = False  # LoRA: add the class-prior loss of DreamBooth
+    prior_weight: float = 1.0  # weight of the prior loss
+    class_images: str | None = None  # folder of class images; None: generate them with the model
+    num_class_images: int = 100  # class images to use / generate (diffusers default 100)
+    class_image_steps: int = 30  # sampler steps when generating class images
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"unknown method {self.method!r}", hint="use --method ti or --method lora")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ConfigError(
+                f"unknown mixed precision {self.mixed_precision!r}", hint="use no, fp16 or bf16"
+            )
+        for name in ("vectors", "resolution", "batch_size", "lora_rank", "num_class_images"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)} must be >= 1")
+        for name in ("steps", "grad_accum"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name}={value} must be >= 1")
+        if self.resolution % 8:
+            raise ConfigError(
+                f"resolution {self.resolution} is not a multiple of 8", hint="use e.g. 512, 256 or 64"
+            )
+        if self.lr is not None and not self.lr > 0:
+            raise ConfigError(f"lr={self.lr} must be > 0")
+        if not 0.0 <= self.flip_p <= 1.0:
+            raise ConfigError(f"flip_p={self.flip_p} out of range", hint="use 0..1")
+        if self.checkpoint_every < 0:
+            raise ConfigError("checkpoint_every must be >= 0 (0: no periodic checkpoints)")
+        for name in ("find_prompt", "lora_prompt"):
+            value = getattr(self, name)
+            if value is not None and "{}" not in value:
+                raise ConfigError(
+                    f"{name} {value!r} has no '{{}}' placeholder for the token",
+                    hint='write it like "a photo of a {}" or "a photo of a {} {class}"',
+                )
+        if self.class_word is not None:
+            self.class_word = " ".join(self.class_word.split()) or None
+
+    def resolved(self) -> "LearnConfig":
+        """A copy with every ``None`` method default filled in (what a run actually uses)."""
+        fills = {k: v for k, v in METHOD_DEFAULTS[self.method].items() if getattr(self, k) is None}
+        return dataclasses.replace(self, **fills)
+
+
+def fill_template(template: str, token_text: str, class_word: str | None) -> str:
+    """``template`` with ``{}`` -> ``token_text`` and ``{class}`` -> the class word (or nothing)."""
+    text = template.replace("{class}", class_word or "").replace("{}", token_text)
+    return " ".join(text.split())

@@ -1,0 +1,299 @@
+"""``learn``: a few photos and a token in, a :class:`Concept` in the store out.
+
+    >>> from personaseg.concepts import learn, LearnConfig
+    >>> c = learn("photos/", "<mymug>", LearnConfig(class_word="mug"), model="toy")
+    >>> c.path   # <store>/mymug/ with concept.json and learned_embeds.safetensors
+
+The loop saves a checkpoint every ``checkpoint_every`` steps (atomically) and on Ctrl-C (after the
+step in progress); ``resume=True`` continues from it and ends exactly where an uninterrupted run
+with the same seed ends, because every random draw is seeded by its sample index and the
+optimizer, scheduler, scaler and RNG states are restored.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import signal
+import threading
+import warnings
+from pathlib import Path
+
+import torch
+
+from .. import __version__
+from ..config import to_dict
+from ..errors import ConceptError, ConfigError
+from .checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+from .concept import Concept
+from .config import LearnConfig, fill_template
+from .data import LearnWarning, PhotoSet, load_photos
+from .lora import save_lora
+from .progress import learn_progress
+from .store import ConceptStore, now
+from .textual_inversion import EMBEDS_FILE, parse_token, save_embeds
+from .trainer import Trainer
+
+LOSS_WINDOW = 50  # final_loss = mean loss of the last this many steps
+
+
+class LearnInterrupted(ConceptError):
+    """Training stopped by Ctrl-C; the message says where the checkpoint is and how to resume."""
+
+    exit_code = 130
+
+
+def learn(
+    photos: str | Path | list[Path],
+    token: str,
+    config: LearnConfig | None = None,
+    *,
+    model: str | None = None,
+    pipe=None,
+    concepts_dir: Path | None = None,
+    force: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+) -> Concept:
+    """Learn ``token`` (``"<mymug>"``) from ``photos`` and store it as a concept.
+
+    ``model``: hub id, folder, ``.safetensors`` file or ``"toy"`` (loaded for training), or
+    ``pipe``: a loaded ``StableDiffusionPipeline`` to train on; it is trained in place and restored
+    on return (adapter and token rows removed, flags reset, tokenizer untouched). ``force`` replaces
+    an existing concept or unfinished run; ``resume`` continues an interrupted run (``config=None``
+    takes the interrupted run's settings).
+    """
+    name, token = parse_token(token)
+    store = ConceptStore(concepts_dir)
+    ckpt = store.run_dir(name) / CHECKPOINT_FILE
+    state = _previous_run(ckpt, token, force, resume)
+    force = force or bool(state and state.get("force"))
+    if store.exists(name) and not force:
+        raise ConceptError(
+            f"concept {token} already exists in {store.root}",
+            hint="use --force to replace it, or choose another --token",
+        )
+    cfg = _config(config, state)
+    photo_set = load_photos(photos, cfg.resolution)
+    if state is not None and state["photos"] != photo_set.hashes:
+        raise ConceptError(
+            f"the photos differ from those of the interrupted run of {token}",
+            hint="resume with the same photos, or start over with --force",
+        )
+    acc = make_accelerator(cfg)
+    owns_pipe = pipe is None
+    if owns_pipe:
+        pipe, base_model = _load_pipeline(model, cfg, acc)
+    else:
+        base_model = str(getattr(pipe, "name_or_path", None) or model or "unknown")
+        _check_given_pipe(pipe, cfg)
+    class_set = None
+    if cfg.method == "lora" and cfg.prior_preservation:
+        from .prior import class_photos
+
+        class_set = class_photos(pipe, cfg, store.root, base_model, progress and acc.is_main_process)
+    copy_te = not owns_pipe and cfg.method == "lora" and cfg.lora_train_text_encoder
+    run = {"token": token, "force": force, "photos": photo_set.hashes, "config": to_dict(cfg),
+           "base_model": base_model}
+    with Trainer(pipe, token, cfg, acc, photo_set, class_set, copy_text_encoder=copy_te) as trainer:
+        start, losses = 0, []
+        if state is not None:
+            trainer.load_state_dict(state)
+            start, losses = int(state["step"]), list(state["losses"])
+        losses = _loop(trainer, start, losses, ckpt, run, photos, progress)
+        result = trainer.result()
+        width = trainer.base_embedding.weight.shape[-1]
+    if acc.is_main_process:
+        meta = _meta(name, token, cfg, base_model, width, pipe, photo_set, losses)
+        with store.writing(name, force=force) as tmp:
+            save_embeds(tmp / EMBEDS_FILE, token, result["rows"])
+            if cfg.method == "lora":
+                save_lora(tmp, result["unet_lora"], result["unet_meta"], result.get("te_lora"), result.get("te_meta"))
+            store.write_meta(tmp, meta)
+        shutil.rmtree(store.run_dir(name), ignore_errors=True)
+    acc.wait_for_everyone()
+    return store.get(name)
+
+
+def _previous_run(ckpt: Path, token: str, force: bool, resume: bool) -> dict | None:
+    """The interrupted run to resume, or None; refuses to silently drop or reuse one."""
+    if resume:
+        if not ckpt.exists():
+            raise ConceptError(
+                f"no interrupted run of {token} to resume (looked for {ckpt})",
+                hint="start it without --resume",
+            )
+        state = load_checkpoint(ckpt)
+        if state.get("token") != token:
+            raise ConceptError(f"checkpoint {ckpt} belongs to {state.get('token')}, not {token}")
+        return state
+    if ckpt.exists():
+        if not force:
+            raise ConceptError(
+                f"an interrupted run of {token} exists ({ckpt})",
+                hint="add --resume to continue it, or --force to start over",
+            )
+        shutil.rmtree(ckpt.parent, ignore_errors=True)
+    return None
+
+
+def _config(config: LearnConfig | None, state: dict | None) -> LearnConfig:
+    """The run's resolved config; on resume it must match the interrupted run's."""
+    if state is None:
+        return (config or LearnConfig()).resolved()
+    saved = LearnConfig(**state["config"])
+    if config is None:
+        return saved
+    cfg = config.resolved()
+    diff = [k for k, v in to_dict(cfg).items() if k != "checkpoint_every" and v != state["config"].get(k)]
+    if diff:
+        shown = ", ".join(f"{k} {state['config'].get(k)!r} -> {getattr(cfg, k)!r}" for k in diff[:3])
+        raise ConceptError(
+            f"the interrupted run used other settings ({shown})",
+            hint="resume with the same settings (or none: they are taken from the checkpoint), "
+            "or start over with --force",
+        )
+    return cfg
+
+
+def make_accelerator(cfg: LearnConfig):
+    """accelerate's ``Accelerator`` for device, mixed precision and gradient accumulation."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    kwargs = dict(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum)
+    try:
+        acc = Accelerator(**kwargs)
+    except ValueError as err:
+        if "already been initialized" not in str(err):
+            raise ConfigError(f"cannot train with mixed precision {cfg.mixed_precision}: {err}") from None
+        AcceleratorState._reset_state()  # an earlier run in this process used other settings
+        acc = Accelerator(**kwargs)
+    if cfg.mixed_precision != "no" and not acc.native_amp:
+        warnings.warn(
+            f"{cfg.mixed_precision} mixed precision is not available on {acc.device.type}: training in "
+            "fp32 (on CPU, bf16 works)",
+            LearnWarning,
+            stacklevel=3,
+        )
+    return acc
+
+
+def weight_dtype(acc) -> torch.dtype:
+    """dtype of the frozen weights: the AMP dtype when autocast is on, else fp32."""
+    if not acc.native_amp:
+        return torch.float32
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(str(acc.mixed_precision), torch.float32)
+
+
+def _load_pipeline(model: str | None, cfg: LearnConfig, acc):
+    from ..models import load_pipeline, resolve_model_id
+
+    loaded = load_pipeline(model, device=acc.device, dtype=weight_dtype(acc))
+    pipe = loaded[0] if isinstance(loaded, tuple) else loaded
+    return pipe, resolve_model_id(model)
+
+
+def _check_given_pipe(pipe, cfg: LearnConfig) -> None:
+    half = pipe.unet.dtype in (torch.float16, torch.bfloat16)
+    if half and cfg.mixed_precision == "no":
+        raise ConfigError(
+            f"the pipeline's weights are {str(pipe.unet.dtype).replace('torch.', '')}",
+            hint="train with --mixed-precision fp16 or bf16 (trainable weights stay fp32), or load it in float32",
+        )
+
+
+class _StopFlag:
+    """First Ctrl-C: finish the step, save, stop. Second Ctrl-C: stop at once."""
+
+    def __enter__(self) -> "_StopFlag":
+        self.hit, self.old = False, None
+        if threading.current_thread() is threading.main_thread():
+            self.old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.hit:
+            raise KeyboardInterrupt
+        self.hit = True
+
+    def __exit__(self, *exc) -> None:
+        if self.old is not None:
+            signal.signal(signal.SIGINT, self.old)
+
+    def requested(self, acc) -> bool:
+        if acc.num_processes == 1:
+            return self.hit
+        flag = torch.tensor([float(self.hit)], device=acc.device)
+        return bool(acc.reduce(flag, reduction="sum").item() > 0)  # all processes stop together
+
+
+def _loop(trainer: Trainer, start: int, losses: list[float], ckpt: Path, run: dict, photos, progress: bool) -> list[float]:
+    cfg, acc = trainer.cfg, trainer.acc
+    saved_at = start if start else None
+
+    def save(step: int) -> None:
+        if acc.is_main_process:
+            save_checkpoint(ckpt, {**trainer.state_dict(), **run, "step": step, "losses": losses})
+        acc.wait_for_everyone()
+
+    resume_cmd = f"personaseg learn {photos if isinstance(photos, (str, Path)) else 'PHOTOS'} --token {run['token']} --resume"
+    with _StopFlag() as stop, learn_progress(run["token"], cfg.steps, start, progress and acc.is_main_process) as bar:
+        step = start
+        try:
+            for step in range(start, cfg.steps):
+                loss = trainer.train_step(step)
+                if not math.isfinite(loss):
+                    raise ConceptError(
+                        f"training diverged: loss is {loss} at step {step + 1}",
+                        hint="lower --lr, or use --mixed-precision bf16 or no",
+                    )
+                losses = (losses + [loss])[-LOSS_WINDOW:]
+                bar.update(step + 1, sum(losses) / len(losses))
+                if stop.requested(acc):
+                    save(step + 1)
+                    raise LearnInterrupted(
+                        f"interrupted at step {step + 1}/{cfg.steps}; checkpoint saved to {ckpt}",
+                        hint=f"resume with: {resume_cmd}",
+                    )
+                if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
+                    save(step + 1)
+                    saved_at = step + 1
+        except KeyboardInterrupt:
+            where = f"the checkpoint of step {saved_at} is in {ckpt}" if saved_at else "no checkpoint was saved"
+            raise LearnInterrupted(
+                f"stopped at step {step + 1}/{cfg.steps} without saving; {where}",
+                hint=f"resume with: {resume_cmd}" if saved_at else "start again (one Ctrl-C saves a checkpoint)",
+            ) from None
+    return losses
+
+
+def _meta(name: str, token: str, cfg: LearnConfig, base_model: str, width: int, pipe, photos: PhotoSet,
+          losses: list[float]) -> dict:
+    """concept.json."""
+    from .textual_inversion import sub_tokens
+    from .lora import LORA_FILE
+
+    files = {"embeddings": EMBEDS_FILE}
+    if cfg.method == "lora":
+        files["lora"] = LORA_FILE
+    return {
+        "format": 1,
+        "name": name,
+        "token": token,
+        "tokens": sub_tokens(token, cfg.vectors),
+        "method": cfg.method,
+        "base_model": base_model,
+        "width": int(width),
+        "cross_attention_dim": int(pipe.unet.config.cross_attention_dim),
+        "num_vectors": cfg.vectors,
+        "class_word": cfg.class_word,
+        "prompt_template": fill_template(cfg.find_prompt, "{}", cfg.class_word),
+        "files": files,
+        "config": to_dict(cfg),
+        "photos": [{"file": p.name, "sha256": h} for p, h in zip(photos.paths, photos.hashes)],
+        "steps": cfg.steps,
+        "final_loss": sum(losses) / len(losses) if losses else None,
+        "created": now(),
+        "personaseg_version": __version__,
+    }

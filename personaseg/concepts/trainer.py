@@ -1,0 +1,296 @@
+"""``Trainer``: one optimisation step of Textual Inversion or LoRA DreamBooth, on a pipeline's parts.
+
+Used as a context manager: entering adds the token rows (and the LoRA adapter) to the pipeline's
+text encoder and UNet; leaving takes them off again and restores every flag it touched
+(requires_grad, train/eval, gradient checkpointing, device). The tokenizer is copied, never
+extended in place. So a pipeline handed to ``learn(pipe=...)`` comes back as it went in.
+
+accelerate does device placement, autocast, gradient accumulation and multi-process gradients;
+trainable parameters are fp32 whatever the frozen weights' dtype.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checkpoint import rng_state, set_rng_state
+from .config import LearnConfig, fill_template
+from .data import TI_TEMPLATES, PhotoSet, photo_index, sample_generator
+from .lora import UnetAdapter, add_text_encoder_lora, text_encoder_lora_state_dict
+from .textual_inversion import TokenRows, check_free, class_word_vector, sub_tokens
+
+
+class LearnModel(nn.Module):
+    """Text encoder + UNet as one module, so accelerate can wrap (autocast, DDP) our step only."""
+
+    def __init__(self, text_encoder: nn.Module, unet: nn.Module):
+        super().__init__()
+        self.text_encoder, self.unet = text_encoder, unet
+        self.unet_dtype = unet.conv_in.weight.dtype
+
+    def forward(self, input_ids: torch.Tensor, noisy: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        hidden = self.text_encoder(input_ids)[0]  # (B, T, width)
+        return self.unet(noisy.to(self.unet_dtype), t, hidden.to(self.unet_dtype)).sample
+
+
+class _Flags:
+    """requires_grad, train/eval, device and gradient checkpointing of modules, to put back."""
+
+    def __init__(self, modules: list[nn.Module]):
+        self.modules = modules
+        self.grad = [[(p, p.requires_grad) for p in m.parameters()] for m in modules]
+        self.training = [m.training for m in modules]
+        self.device = [next(m.parameters()).device for m in modules]
+        self.ckpt = [bool(getattr(m, "is_gradient_checkpointing", False)) for m in modules]
+
+    def restore(self) -> None:
+        for m, grads, training, device, ckpt in zip(
+            self.modules, self.grad, self.training, self.device, self.ckpt
+        ):
+            for p, flag in grads:
+                p.requires_grad_(flag)
+            m.train(training)
+            if next(m.parameters()).device != device:
+                m.to(device)
+            if not ckpt and getattr(m, "is_gradient_checkpointing", False):
+                if hasattr(m, "disable_gradient_checkpointing"):
+                    m.disable_gradient_checkpointing()  # diffusers
+                else:
+                    m.gradient_checkpointing_disable()  # transformers
+
+
+@dataclass
+class Batch:
+    """One micro-batch (instance samples first, then class samples with prior preservation)."""
+
+    input_ids: torch.Tensor  # (B, T)
+    latents: torch.Tensor  # (B, 4, h, w) clean latents
+    noise: torch.Tensor  # (B, 4, h, w)
+    timesteps: torch.Tensor  # (B,)
+
+
+class Trainer:
+    """Set up, step, checkpoint and read out one learning run."""
+
+    def __init__(self, pipe, token: str, cfg: LearnConfig, accelerator, photos: PhotoSet,
+                 class_photos: PhotoSet | None = None, copy_text_encoder: bool = False):
+        self.pipe, self.token, self.cfg, self.acc = pipe, token, cfg, accelerator
+        self.photos, self.class_photos = photos, class_photos
+        self.copy_text_encoder = copy_text_encoder
+        self.name = token.strip("<>")
+        self.subs = sub_tokens(token, cfg.vectors)
+        from diffusers import DDPMScheduler
+
+        self.noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+
+    # ------------------------------------------------------------------ set up / tear down
+
+    def __enter__(self) -> "Trainer":
+        pipe, cfg, acc = self.pipe, self.cfg, self.acc
+        self._flags = _Flags([pipe.vae, pipe.unet, pipe.text_encoder])
+        self.adapter = None
+        self.tokenizer = copy.deepcopy(pipe.tokenizer)
+        check_free(self.tokenizer, self.subs)
+        te = copy.deepcopy(pipe.text_encoder) if self.copy_text_encoder else pipe.text_encoder
+        self.text_encoder = te
+        for m in (pipe.vae, pipe.unet, te):
+            m.requires_grad_(False)
+        try:
+            self._setup(pipe, cfg, acc, te)
+        except BaseException:
+            self._teardown()
+            raise
+        return self
+
+    def _setup(self, pipe, cfg: LearnConfig, acc, te) -> None:
+        self.tokenizer.add_tokens(self.subs)
+        ids = self.tokenizer.convert_tokens_to_ids(self.subs)
+        self.base_embedding = te.get_input_embeddings()
+        init = class_word_vector(self.tokenizer, self.base_embedding, cfg.class_word)
+        self.rows = TokenRows(self.base_embedding, ids, init.expand(cfg.vectors, -1))
+        self.rows.to(self.base_embedding.weight.device)
+        te.set_input_embeddings(self.rows)
+        if cfg.method == "lora":
+            torch.manual_seed(cfg.seed)  # LoRA A matrices are drawn from the global generator
+            self.adapter = UnetAdapter(pipe.unet, f"personaseg-{self.name}", cfg.lora_rank)
+            if cfg.lora_train_text_encoder:
+                add_text_encoder_lora(te, f"personaseg-{self.name}", cfg.lora_rank)
+        # after peft, which freezes everything but its own adapters
+        self.rows.rows.requires_grad_(cfg.method == "ti" or cfg.lora_train_token)
+        if cfg.gradient_checkpointing:
+            pipe.unet.enable_gradient_checkpointing()
+            te.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        pipe.vae.eval()
+        pipe.unet.train()
+        te.train()
+        self._cache_latents(pipe.vae)
+        self._tokenize_prompts()
+        model = LearnModel(te, pipe.unet)
+        scale = cfg.batch_size * cfg.grad_accum * acc.num_processes if cfg.scale_lr else 1
+        rows_lr = (cfg.lr if cfg.method == "ti" else cfg.token_lr) * scale
+        groups = [{"params": [p for n, p in model.named_parameters() if p.requires_grad and "rows" not in n],
+                   "lr": cfg.lr * scale},
+                  {"params": [self.rows.rows] if self.rows.rows.requires_grad else [], "lr": rows_lr}]
+        groups = [g for g in groups if g["params"]]
+        optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.999), weight_decay=cfg.adam_weight_decay, eps=1e-8)
+        from diffusers.optimization import get_scheduler
+
+        scheduler = get_scheduler(cfg.lr_scheduler, optimizer,
+                                  num_warmup_steps=cfg.lr_warmup_steps * acc.num_processes,
+                                  num_training_steps=cfg.steps * acc.num_processes)
+        self.model, self.optimizer, self.scheduler = acc.prepare(model, optimizer, scheduler)
+        self.trainable = [p for g in optimizer.param_groups for p in g["params"]]
+
+    def __exit__(self, *exc) -> None:
+        self._teardown()
+
+    def _teardown(self) -> None:
+        self.acc.free_memory()
+        if self.adapter is not None:
+            self.adapter.remove()
+            self.adapter = None
+        if not self.copy_text_encoder and hasattr(self, "base_embedding"):
+            self.pipe.text_encoder.set_input_embeddings(self.base_embedding)
+        self._flags.restore()
+
+    # ------------------------------------------------------------------ data
+
+    @torch.no_grad()
+    def _cache_latents(self, vae) -> None:
+        """Posterior mean and std of every photo and its mirror image: ``(N, 2, 4, h, w)`` each."""
+        def encode(pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            means, stds = [], []
+            for x in pixels:  # one photo at a time bounds the VAE's memory
+                pair = torch.stack([x, x.flip(-1)]).to(vae.device, vae.dtype)  # (2, 3, R, R)
+                dist = vae.encode(pair).latent_dist
+                means.append(dist.mean.float().cpu())
+                stds.append(dist.std.float().cpu())
+            return torch.stack(means), torch.stack(stds)  # (N, 2, 4, h, w)
+
+        self.scaling = vae.config.scaling_factor
+        self.mean, self.std = encode(self.photos.pixels)
+        if self.class_photos is not None:
+            self.class_mean, self.class_std = encode(self.class_photos.pixels)
+
+    def _ids(self, texts: list[str]) -> torch.Tensor:
+        return self.tokenizer(texts, padding="max_length", truncation=True,
+                              max_length=self.tokenizer.model_max_length, return_tensors="pt").input_ids
+
+    def _tokenize_prompts(self) -> None:
+        """Instance prompts (TI: the diffusers templates; LoRA: one prompt) and the class prompt."""
+        cfg, text = self.cfg, " ".join(self.subs)
+        templates = TI_TEMPLATES if cfg.method == "ti" else [cfg.lora_prompt]
+        self.prompt_ids = self._ids([fill_template(t, text, cfg.class_word) for t in templates])  # (P, T)
+        self.class_ids = self._ids([f"a photo of a {cfg.class_word}"])  # (1, T)
+
+    def batch(self, first: int) -> Batch:
+        """Micro-batch of samples ``first .. first+B-1``; every draw is seeded by the sample index."""
+        cfg, n = self.cfg, len(self.photos)
+        ids, lat, noise, ts = [], [], [], []
+        T = self.noise_scheduler.config.num_train_timesteps
+        for s in range(first, first + cfg.batch_size):
+            g = sample_generator(cfg.seed, s)
+            i = photo_index(cfg.seed, s, n)
+            flip = int(torch.rand((), generator=g) < cfg.flip_p)
+            ids.append(self.prompt_ids[int(torch.randint(len(self.prompt_ids), (), generator=g))])
+            lat.append(self.mean[i, flip] + self.std[i, flip] * torch.randn(self.mean.shape[2:], generator=g))
+            noise.append(torch.randn(self.mean.shape[2:], generator=g))
+            ts.append(torch.randint(T, (), generator=g))
+        if self.class_photos is not None:
+            for s in range(first, first + cfg.batch_size):
+                g = sample_generator(cfg.seed, s, stream=2)
+                j = int(torch.randint(len(self.class_photos), (), generator=g))
+                flip = int(torch.rand((), generator=g) < cfg.flip_p)
+                ids.append(self.class_ids[0])
+                lat.append(self.class_mean[j, flip] + self.class_std[j, flip] * torch.randn(self.class_mean.shape[2:], generator=g))
+                noise.append(torch.randn(self.class_mean.shape[2:], generator=g))
+                ts.append(torch.randint(T, (), generator=g))
+        dev = self.acc.device
+        return Batch(torch.stack(ids).to(dev), (torch.stack(lat) * self.scaling).to(dev),
+                     torch.stack(noise).to(dev), torch.stack(ts).to(dev))
+
+    # ------------------------------------------------------------------ training
+
+    def loss(self, b: Batch) -> torch.Tensor:
+        """Diffusion loss of one micro-batch (plus the weighted prior loss)."""
+        sched = self.noise_scheduler
+        noisy = sched.add_noise(b.latents, b.noise, b.timesteps)
+        if sched.config.prediction_type == "v_prediction":
+            target = sched.get_velocity(b.latents, b.noise, b.timesteps)
+        else:
+            target = b.noise
+        pred = self.model(b.input_ids, noisy, b.timesteps).float()
+        if self.class_photos is None:
+            return F.mse_loss(pred, target.float())
+        pred, prior_pred = pred.chunk(2)  # (2B, ...) -> instance, class
+        target, prior_target = target.float().chunk(2)
+        return F.mse_loss(pred, target) + self.cfg.prior_weight * F.mse_loss(prior_pred, prior_target)
+
+    def train_step(self, step: int) -> float:
+        """One optimizer step (``grad_accum`` micro-batches); returns the mean loss."""
+        cfg, acc = self.cfg, self.acc
+        losses = []
+        for micro in range(cfg.grad_accum):
+            first = ((step * cfg.grad_accum + micro) * acc.num_processes + acc.process_index) * cfg.batch_size
+            b = self.batch(first)
+            with acc.accumulate(self.model):
+                loss = self.loss(b)
+                acc.backward(loss)
+                if acc.sync_gradients and cfg.max_grad_norm:
+                    acc.clip_grad_norm_(self.trainable, cfg.max_grad_norm)
+                self.optimizer.step()
+                self.scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.detach())
+        mean = torch.stack(losses).mean()
+        return float(acc.gather(mean[None]).mean()) if acc.num_processes > 1 else float(mean)
+
+    # ------------------------------------------------------------------ state
+
+    def named_trainable(self) -> dict[str, torch.Tensor]:
+        """Trainable tensors by name (stable across runs of the same concept)."""
+        model = self.acc.unwrap_model(self.model)
+        return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where this step ended."""
+        scaler = self.acc.scaler
+        return {
+            "trainable": {n: p.detach() for n, p in self.named_trainable().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "rng": rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`state_dict`."""
+        params = self.named_trainable()
+        missing = set(params) ^ set(state["trainable"])
+        assert not missing, f"checkpoint does not match the model: {sorted(missing)[:3]}"
+        with torch.no_grad():
+            for n, p in params.items():
+                p.copy_(state["trainable"][n])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler") and self.acc.scaler is not None:
+            self.acc.scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+
+    def result(self) -> dict[str, Any]:
+        """The learned tensors: token rows, and the LoRA state dicts with their configs."""
+        out: dict[str, Any] = {"rows": self.rows.rows.detach().float().cpu().clone()}
+        if self.adapter is not None:
+            out["unet_lora"] = {k: v.detach().float().cpu().clone() for k, v in self.adapter.state_dict().items()}
+            out["unet_meta"] = self.adapter.metadata()
+            if self.cfg.lora_train_text_encoder:
+                name = f"personaseg-{self.name}"
+                out["te_lora"] = text_encoder_lora_state_dict(self.text_encoder, name)
+                out["te_meta"] = self.text_encoder.peft_config[name].to_dict()
+        return out

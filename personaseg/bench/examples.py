@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..images import save_png_atomic
+from ..viz import voc_palette
 
 COLOURS = {"red": (220, 40, 40), "blue": (40, 60, 220), "green": (40, 170, 60), "yellow": (230, 210, 40)}
 CONCEPTS = [("redmug", "mug", "red"), ("bluebox", "box", "blue")]  # name, class word, colour
@@ -102,21 +103,6 @@ def make_hf(out: str | Path, seed: int = 0, size: int = 64) -> Path:
     ds = datasets.Dataset.from_dict(rows, features=features)
     datasets.DatasetDict({"test": ds}).save_to_disk(str(out))
     return Path(out)
-
-
-def voc_palette() -> list[int]:
-    """The PASCAL VOC colour map (bit-interleaved), 256 * 3 values."""
-    palette = []
-    for i in range(256):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        palette += [r, g, b]
-    return palette
 
 
 def make_voc(out: str | Path, seed: int = 0, size: int = 64, images: int = 3, split: str = "train") -> Path:

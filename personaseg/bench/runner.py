@@ -54,12 +54,11 @@ def mask_path(rundir: Path, method: str, sample: Sample, grid: bool = False) -> 
     return rundir / ("grid-masks" if grid else "masks") / method / sample.stem / f"{sample.concept}.png"
 
 
-def start_rundir(config: BenchConfig) -> Path:
+def start_rundir(rundir: Path, resume: bool) -> Path:
     """Check RUNDIR (main process): refuse to mix runs without --resume; fold leftover parts."""
-    rundir = config.out
     if is_main():
         existing = (rundir / SAMPLES).exists() or any(rundir.glob(SAMPLES + ".part*"))
-        if existing and not config.resume:
+        if existing and not resume:
             raise InputError(f"{rundir} already holds a run ({SAMPLES})",
                              hint="pass --resume to continue it, or choose another --out")
         rundir.mkdir(parents=True, exist_ok=True)
@@ -82,7 +81,7 @@ def run_personal(root: str | Path, config: BenchConfig, *, progress: bool = True
     start = time.perf_counter()
     data = open_dataset(root, config.layout, shots=config.shots, split=config.split, subsets=config.subsets)
     samples = select(data, config.limit)
-    rundir = start_rundir(config)
+    rundir = start_rundir(config.out, config.resume)
     methods = config.methods
     concepts_dir = config.concepts_dir or default_concepts_dir()
     model_id = resolve_model_id(config.model)
@@ -94,7 +93,7 @@ def run_personal(root: str | Path, config: BenchConfig, *, progress: bool = True
     grid_keys = reporting.grid_samples(samples) if config.grid else set()
     run_id = time.strftime("%Y%m%dT%H%M%S")
 
-    bar = _progress(progress and is_main())
+    bar = progress_bar(progress and is_main())
     with bar or nullcontext():
         # 1. learn (each process its share of the concepts), then everyone sees the store
         t_learn = time.perf_counter()
@@ -147,7 +146,7 @@ def score_sample(seg, sample: Sample, methods: list[str], data: BenchData, token
     except DatasetError as err:
         if config.strict:
             raise
-        _warn(f"skipped: {err}")
+        warn(f"skipped: {err}")
         return [{"method": m, **base, "error": str(err)} for m in methods]
     t0 = time.perf_counter()
     seg.set_image(image)
@@ -180,7 +179,7 @@ def _segmenter(config: BenchConfig, concepts_dir: Path):
                                      concepts_dir=concepts_dir)
 
 
-def _progress(enabled: bool):
+def progress_bar(enabled: bool):
     if not enabled:
         return None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -188,7 +187,7 @@ def _progress(enabled: bool):
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
 
 
-def _warn(message: str) -> None:
+def warn(message: str) -> None:
     from rich.console import Console
 
     Console(stderr=True).print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)

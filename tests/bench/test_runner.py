@@ -14,7 +14,7 @@ from personaseg.bench.runner import run_personal
 from personaseg.bench.shard import read_jsonl
 from personaseg.errors import InputError
 
-from fakes import LEARN_CALLS, FakeSegmenter, ThreadState, install
+from .fakes import LEARN_CALLS, FakeSegmenter, ThreadState, install
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,50 @@
+"""The VOC pseudo-mask benchmark on a tiny generated VOC layout, with the fake segmenter."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchmetrics.functional.classification import multiclass_jaccard_index
+
+from personaseg.bench import examples
+from personaseg.bench.voc import VocConfig, read_voc, run_voc
+from personaseg.errors import DatasetError
+
+from .fakes import FakeSegmenter, install
+
+
+@pytest.fixture(scope="module")
+def voc(tmp_path_factory):
+    return examples.make_voc(tmp_path_factory.mktemp("voc"), images=4)
+
+
+def test_read_voc(voc):
+    samples = read_voc(voc, "train")
+    assert [s.image for s in samples] == [f"2007_{k:06d}" for k in range(4)]
+    image, labels = samples[1].load()
+    assert labels.shape == (image.height, image.width)
+    assert set(np.unique(labels)) <= {0, 5, 9, 15, 255} and (labels == 255).any()
+    with pytest.raises(DatasetError, match="val.txt is missing"):
+        read_voc(voc, "val")
+
+
+def test_run_voc_matches_torchmetrics(monkeypatch, voc, tmp_path):
+    install(monkeypatch)
+    rep = run_voc(voc, VocConfig(out=tmp_path / "run", model="tiny", crf=True, save_masks=True), progress=False)
+    assert set(rep["results"]) == {"t2m", "t2m+crf"}
+    segs = [f for f in FakeSegmenter.finds if f[0] == "segment"]
+    assert segs[0][1] == ("person",) and segs[2][1] == ("bottle", "chair")  # class order, VOC names
+    assert {f[2] for f in segs} == {False, True}
+    preds, gts = [], []
+    for s in read_voc(voc):
+        gts.append(torch.from_numpy(s.load()[1].astype(np.int64)))
+        with Image.open(tmp_path / "run" / "masks" / "t2m" / f"{s.image}.png") as im:
+            preds.append(torch.from_numpy(np.asarray(im).astype(np.int64)))
+    ref = multiclass_jaccard_index(torch.cat([p.flatten() for p in preds]), torch.cat([g.flatten() for g in gts]),
+                                   num_classes=21, ignore_index=255, average="none")
+    present = [c for c in range(21) if any((g == c).any() or (p == c).any() for p, g in zip(preds, gts))]
+    expected = float(ref[present].mean())
+    assert rep["results"]["t2m"]["mIoU"] == pytest.approx(expected, abs=1e-6) and expected < 0.95
+    assert rep["results"]["t2m"]["per_class"]["person"] == pytest.approx(float(ref[15]), abs=1e-6)
+    assert rep["results"]["t2m"]["n"] == 4
+    assert "| t2m |" in (tmp_path / "run" / "report.md").read_text()

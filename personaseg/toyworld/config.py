@@ -1,0 +1,52 @@
+"""``ToyTrainConfig``: the settings of one toy-model training run (recipes/toyworld.toml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import build_config, read_toml
+from ..errors import ConfigError
+from .model import ToyModelConfig
+
+
+@dataclass
+class ToyTrainConfig:
+    """Toy-model training: a fixed scene set, a short VAE stage, then UNet + text encoder."""
+
+    seed: int = 0  # seeds scenes, initialisation, noise and caption sampling
+    n_scenes: int = 12000  # pre-generated training scenes (their VAE latents are cached)
+    threads: int = 2  # torch CPU threads
+    # VAE stage
+    vae_steps: int = 300  # autoencoder steps
+    vae_batch: int = 16  # images per VAE step
+    vae_lr: float = 1e-3  # AdamW learning rate of the VAE
+    kl_weight: float = 1e-6  # KL term weight (SD's VAE uses ~1e-6)
+    # UNet + text-encoder stage
+    steps: int = 1500  # denoiser steps
+    batch: int = 32  # latents per denoiser step
+    lr: float = 4e-4  # AdamW peak learning rate (UNet and text encoder)
+    warmup: int = 100  # linear warm-up steps, then cosine decay to lr/10
+    p_uncond: float = 0.1  # caption dropout (empty prompt) so classifier-free guidance works
+    log_every: int = 25  # steps between loss log lines
+    model: dict[str, Any] = field(default_factory=dict)  # ToyModelConfig overrides
+
+    def __post_init__(self) -> None:
+        for name in ("n_scenes", "vae_batch", "steps", "batch", "threads"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)} must be >= 1")
+        try:
+            self.model_config()
+        except TypeError as err:
+            raise ConfigError(f"bad [model] settings: {err}") from None
+
+    def model_config(self) -> ToyModelConfig:
+        """The model sizes: defaults overridden by the ``[model]`` table."""
+        return ToyModelConfig(**self.model)
+
+
+def toy_train_config(recipe: str | Path | None = None, **overrides: Any) -> ToyTrainConfig:
+    """ToyTrainConfig from defaults < recipe file < keyword overrides (None = not given)."""
+    values = read_toml(recipe) if recipe else None
+    return build_config(ToyTrainConfig, values, overrides, source=str(recipe or ""))

@@ -1,0 +1,229 @@
+"""Train the toy model on a CPU: VAE first, then the UNet and the text encoder jointly.
+
+1. Draw ``n_scenes`` seeded scenes (their objects are kept, captions are re-sampled every step).
+2. Train a x2 AutoencoderKL on them; cache the latents (posterior means) of the whole set and set
+   ``scaling_factor`` so scaled latents have unit std, as SD does.
+3. Train the UNet and a CLIP text encoder from scratch with SD's epsilon objective and noise
+   schedule, dropping the caption with ``p_uncond`` so classifier-free guidance works.
+4. Write a diffusers ``StableDiffusionPipeline`` folder (fp16 safetensors) atomically, plus
+   ``personaseg.json`` (layer map, find defaults) and ``train_log.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import InputError
+from .config import ToyTrainConfig
+from .model import (
+    SCHEDULER_CONFIG,
+    build_scheduler,
+    build_text_encoder,
+    build_unet,
+    build_vae,
+    n_params,
+)
+from .scenes import ToyObject, caption, make_scene
+from .vocab import build_tokenizer, save_tokenizer
+
+# Which transformer blocks personaseg reads (see docs/design.md, "personaseg.json").
+LAYER_MAP = {
+    "cross": [
+        "down_blocks.1.attentions.0",  # 16x16
+        "mid_block.attentions.0",  # 8x8
+        "up_blocks.1.attentions.0",  # 16x16
+        "up_blocks.1.attentions.1",  # 16x16
+    ],
+    "self": "up_blocks.1.attentions.1",  # 16x16
+}
+FIND_DEFAULTS = {"long_side": 64, "prompt": "a {}"}
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class TrainReport:
+    """What a training run did."""
+
+    out: str  # the diffusers folder written
+    wall_s: float  # total wall time
+    vae_s: float  # VAE stage wall time
+    denoiser_s: float  # UNet + text-encoder stage wall time
+    steps: int  # denoiser steps
+    final_loss: float  # mean denoiser loss over the last ``log_every`` steps
+    vae_loss: float  # final VAE reconstruction MSE (images in [-1, 1])
+    scaling_factor: float  # VAE latent scaling factor
+    params: dict[str, int] = field(default_factory=dict)  # parameters per component
+    losses: list[tuple[int, float]] = field(default_factory=list)  # (step, mean loss)
+
+
+def training_scenes(cfg: ToyTrainConfig) -> tuple[np.ndarray, list[list[ToyObject]]]:
+    """The fixed training set: images (N, H, W, 3) uint8 and each scene's objects."""
+    rng = np.random.default_rng(cfg.seed)
+    size = cfg.model_config().image_size
+    images = np.empty((cfg.n_scenes, size, size, 3), np.uint8)
+    objects = []
+    for i in range(cfg.n_scenes):
+        scene = make_scene(rng, size=size)
+        images[i] = scene.image
+        objects.append(scene.objects)
+    return images, objects
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [-1, 1]."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def train_vae(cfg, images, gen, tick) -> tuple[torch.nn.Module, float]:
+    """Train the autoencoder; returns it and the final reconstruction MSE."""
+    vae = build_vae(cfg.model_config())
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / 20) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * s / cfg.vae_steps)))
+    )
+    recent: list[float] = []
+    for step in range(cfg.vae_steps):
+        idx = torch.randint(0, len(images), (cfg.vae_batch,), generator=gen).numpy()
+        x = to_tensor(images[idx])  # (B, 3, H, W)
+        post = vae.encode(x).latent_dist
+        z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen)
+        rec = vae.decode(z).sample
+        mse = F.mse_loss(rec, x)
+        loss = mse + cfg.kl_weight * post.kl().mean()
+        loss.backward()
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        recent = (recent + [mse.item()])[-20:]
+        tick(step + 1, f"vae mse {np.mean(recent):.4f}")
+    vae.eval()
+    return vae, float(np.mean(recent))
+
+
+@torch.no_grad()
+def encode_latents(vae, images, batch: int = 128) -> torch.Tensor:
+    """Posterior means of all images: (N, C, h, w) float32 (unscaled)."""
+    out = [vae.encode(to_tensor(images[i : i + batch])).latent_dist.mean for i in range(0, len(images), batch)]
+    return torch.cat(out)
+
+
+def train_denoiser(cfg, latents, objects, tokenizer, gen, rng, tick, log):
+    """Train UNet + text encoder jointly; returns (unet, text_encoder, losses)."""
+    from diffusers import DDPMScheduler
+    from diffusers.optimization import get_cosine_schedule_with_warmup
+
+    mcfg = cfg.model_config()
+    unet = build_unet(mcfg)
+    text_encoder = build_text_encoder(mcfg, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
+    noise_sched = DDPMScheduler.from_config(SCHEDULER_CONFIG)
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2)
+    lr_sched = get_cosine_schedule_with_warmup(opt, cfg.warmup, int(cfg.steps * 1.1))
+    unet.train()
+    text_encoder.train()
+    losses, recent = [], []
+    for step in range(cfg.steps):
+        idx = torch.randint(0, len(latents), (cfg.batch,), generator=gen)
+        x0 = latents[idx]  # (B, C, h, w), already scaled
+        prompts = ["" if rng.random() < cfg.p_uncond else caption(objects[i], rng) for i in idx.tolist()]
+        ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
+                        truncation=True, return_tensors="pt").input_ids  # (B, 77)
+        noise = torch.randn(x0.shape, generator=gen)
+        t = torch.randint(0, noise_sched.config.num_train_timesteps, (cfg.batch,), generator=gen)
+        xt = noise_sched.add_noise(x0, noise, t)
+        cond = text_encoder(ids)[0]  # (B, 77, D)
+        loss = F.mse_loss(unet(xt, t, cond).sample, noise)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        lr_sched.step()
+        opt.zero_grad(set_to_none=True)
+        recent.append(loss.item())
+        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+            losses.append((step + 1, float(np.mean(recent))))
+            log(f"step {step + 1}/{cfg.steps} loss {losses[-1][1]:.4f}")
+            recent = []
+        tick(step + 1, f"loss {losses[-1][1]:.4f}" if losses else "")
+    return unet.eval(), text_encoder.eval(), losses
+
+
+def save_model(out: Path, vae, unet, text_encoder, tokenizer, extra: dict[str, object]) -> Path:
+    """Write the diffusers folder (fp16 safetensors) atomically: temp folder, then rename."""
+    from diffusers import StableDiffusionPipeline
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        pipe = StableDiffusionPipeline(
+            vae=vae.half(), text_encoder=text_encoder.half(), tokenizer=tokenizer, unet=unet.half(),
+            scheduler=build_scheduler(), safety_checker=None, feature_extractor=None,
+            requires_safety_checker=False,
+        )
+        pipe.save_pretrained(tmp, safe_serialization=True)
+        save_tokenizer(tokenizer, tmp / "tokenizer")
+        for name, data in extra.items():
+            (tmp / name).write_text(json.dumps(data, indent=2) + "\n")
+        if out.exists():
+            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old."))
+            os.replace(out, old / out.name)
+            shutil.rmtree(old)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return out
+
+
+def train(cfg: ToyTrainConfig, out: str | Path, tick=None, log: Log = print) -> TrainReport:
+    """Run the whole recipe and write the model to ``out``. ``tick(stage, done, total, text)``."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file", hint="give a folder path")
+    tick = tick or (lambda *a: None)
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed + 1)
+    t0 = time.perf_counter()
+
+    images, objects = training_scenes(cfg)
+    log(f"{len(images)} scenes drawn in {time.perf_counter() - t0:.1f}s")
+    tok = build_tokenizer()
+    vae, vae_loss = train_vae(cfg, images, gen, lambda d, text: tick("vae", d, cfg.vae_steps, text))
+    raw = encode_latents(vae, images)
+    scale = float(1.0 / raw.std())
+    vae.register_to_config(scaling_factor=scale)
+    latents = raw * scale
+    t_vae = time.perf_counter() - t0
+    log(f"VAE: mse {vae_loss:.4f}, scaling_factor {scale:.4f}, {t_vae:.0f}s")
+
+    unet, text_encoder, losses = train_denoiser(
+        cfg, latents, objects, tok, gen, rng, lambda d, text: tick("denoiser", d, cfg.steps, text), log
+    )
+    wall = time.perf_counter() - t0
+    report = TrainReport(
+        out=str(out), wall_s=wall, vae_s=t_vae, denoiser_s=wall - t_vae, steps=cfg.steps,
+        final_loss=losses[-1][1], vae_loss=vae_loss, scaling_factor=scale,
+        params={"unet": n_params(unet), "text_encoder": n_params(text_encoder), "vae": n_params(vae)},
+        losses=losses,
+    )
+    extra = {
+        "personaseg.json": {"layer_map": LAYER_MAP, "find": FIND_DEFAULTS},
+        "train_log.json": {"config": asdict(cfg), "report": asdict(report)},
+    }
+    save_model(out, vae, unet, text_encoder, tok, extra)
+    return report

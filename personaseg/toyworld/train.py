@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -120,8 +121,11 @@ def encode_latents(vae, images, batch: int = 128) -> torch.Tensor:
     return torch.cat(out)
 
 
-def train_denoiser(cfg, latents, objects, tokenizer, gen, rng, tick, log):
-    """Train UNet + text encoder jointly; returns (unet, text_encoder, losses)."""
+def train_denoiser(cfg, latents, objects, tokenizer, gen, rng, tick, log, snapshot=None):
+    """Train UNet + text encoder jointly; returns (unet, text_encoder, losses).
+
+    ``snapshot(step, unet, text_encoder, losses)`` is called every ``cfg.snapshot_every`` steps.
+    """
     from diffusers import DDPMScheduler
     from diffusers.optimization import get_cosine_schedule_with_warmup
 
@@ -157,6 +161,10 @@ def train_denoiser(cfg, latents, objects, tokenizer, gen, rng, tick, log):
             log(f"step {step + 1}/{cfg.steps} loss {losses[-1][1]:.4f}")
             recent = []
         tick(step + 1, f"loss {losses[-1][1]:.4f}" if losses else "")
+        if snapshot and cfg.snapshot_every and (step + 1) % cfg.snapshot_every == 0 and step + 1 < cfg.steps:
+            snapshot(step + 1, unet, text_encoder, losses)
+            unet.train()
+            text_encoder.train()
     return unet.eval(), text_encoder.eval(), losses
 
 
@@ -175,6 +183,7 @@ def save_model(out: Path, vae, unet, text_encoder, tokenizer, extra: dict[str, o
         )
         pipe.save_pretrained(tmp, safe_serialization=True)
         save_tokenizer(tokenizer, tmp / "tokenizer")
+        _load_as_float32(tmp / "text_encoder" / "config.json")
         for name, data in extra.items():
             (tmp / name).write_text(json.dumps(data, indent=2) + "\n")
         if out.exists():
@@ -186,6 +195,16 @@ def save_model(out: Path, vae, unet, text_encoder, tokenizer, extra: dict[str, o
         if tmp.exists():
             shutil.rmtree(tmp)
     return out
+
+
+def _load_as_float32(config_json: Path) -> None:
+    """Store fp16 weights but declare float32, so transformers' dtype="auto" loads the text
+    encoder in the same dtype as diffusers loads the UNet (a plain ``from_pretrained`` works)."""
+    data = json.loads(config_json.read_text())
+    for key in ("dtype", "torch_dtype"):
+        if key in data:
+            data[key] = "float32"
+    config_json.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def train(cfg: ToyTrainConfig, out: str | Path, tick=None, log: Log = print) -> TrainReport:
@@ -211,8 +230,16 @@ def train(cfg: ToyTrainConfig, out: str | Path, tick=None, log: Log = print) -> 
     t_vae = time.perf_counter() - t0
     log(f"VAE: mse {vae_loss:.4f}, scaling_factor {scale:.4f}, {t_vae:.0f}s")
 
+    def snapshot(step, unet, text_encoder, losses):
+        """Write the model so far (a run cut short still leaves a usable model)."""
+        info = {"config": asdict(cfg), "snapshot_step": step, "losses": losses}
+        extra = {"personaseg.json": {"layer_map": LAYER_MAP, "find": FIND_DEFAULTS}, "train_log.json": info}
+        save_model(out, copy.deepcopy(vae), copy.deepcopy(unet), copy.deepcopy(text_encoder), tok, extra)
+        log(f"snapshot at step {step} written to {out}")
+
     unet, text_encoder, losses = train_denoiser(
-        cfg, latents, objects, tok, gen, rng, lambda d, text: tick("denoiser", d, cfg.steps, text), log
+        cfg, latents, objects, tok, gen, rng, lambda d, text: tick("denoiser", d, cfg.steps, text), log,
+        snapshot,
     )
     wall = time.perf_counter() - t0
     report = TrainReport(

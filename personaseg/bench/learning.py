@@ -19,7 +19,6 @@ from typing import Any
 from PIL import Image
 
 from ..config import build_config, to_dict
-from ..errors import ConceptError
 from ..images import save_png_atomic
 from .datasets import ConceptSpec
 
@@ -77,23 +76,26 @@ def cached(token: str, concepts_dir: Path) -> bool:
     """Whether the store already holds this token's concept."""
     from ..concepts import ConceptStore
 
-    try:
-        ConceptStore(concepts_dir).get(token)
-    except ConceptError:
-        return False
-    return True
+    return ConceptStore(concepts_dir).exists(token)
 
 
-def run_job(job: LearnJob, model: str | None, concepts_dir: Path, stage: Path) -> dict[str, Any]:
-    """Learn ``job`` unless cached; returns the record for learn.jsonl (token, seconds, cached)."""
-    from ..concepts import learn
+def run_job(job: LearnJob, model: str | None, concepts_dir: Path, stage: Path, hit: bool) -> dict[str, Any]:
+    """Learn ``job`` unless ``hit`` (cached); returns the record for learn.jsonl.
+
+    Under ``accelerate launch`` every process calls this for the same job: ``learn`` is itself
+    data-parallel over the processes (it synchronises them), so jobs are not split between them.
+    An interrupted learn of the same token (same photos, settings, model) is resumed.
+    """
+    from ..concepts import ConceptStore, learn
+    from ..concepts.checkpoint import CHECKPOINT_FILE
 
     start = time.perf_counter()
-    hit = cached(job.token, concepts_dir)
     if not hit:
         photos = [p if isinstance(p, (str, Path)) else _stage(p, stage / job.concept.name, i)
                   for i, p in enumerate(job.concept.photos)]
-        learn(photos, job.token, config=job.config, model=model, concepts_dir=concepts_dir, resume=True)
+        resume = (ConceptStore(concepts_dir).run_dir(job.token) / CHECKPOINT_FILE).exists()
+        learn(photos, job.token, job.config, model=model, concepts_dir=concepts_dir, resume=resume,
+              progress=False)
     return {"concept": job.concept.name, "method": job.method, "token": job.token, "cached": hit,
             "learn_s": 0.0 if hit else time.perf_counter() - start}
 

@@ -2,8 +2,10 @@
 
 Per-sample records are appended to ``RUNDIR/samples.jsonl`` as they are made (one line each,
 flushed and fsynced), so a killed run resumes where it stopped (``resume=True``) and processes
-launched by ``accelerate launch`` share the work (each writes ``samples.jsonl.part<rank>``; the
-main process merges them and writes the report from the merged log, exactly as for one process).
+launched by ``accelerate launch`` share the work: each learn runs data-parallel over all processes
+(``learn`` synchronises them), then each process finds and scores its share of the samples and writes
+``samples.jsonl.part<rank>``; the main process merges the parts and writes the report from the
+merged log, exactly as for one process.
 
     >>> report = run_personal("data/toy-bench", BenchConfig(model="toy", out=Path("runs/toy")))
     >>> report["results"]["ti"]["all"]["mIoU"]
@@ -22,7 +24,7 @@ from . import learning
 from .config import METHODS, BenchConfig
 from .datasets import BenchData, Sample, open_dataset
 from .metrics import sample_metrics
-from .shard import append_jsonl, is_main, merge_parts, part_path, read_jsonl, shard, wait
+from .shard import append_jsonl, is_main, merge_parts, part_path, process_device, read_jsonl, shard, wait
 
 SAMPLES = "samples.jsonl"  # per (method, sample) records; other tools read this name
 LEARNED = "learn.jsonl"  # per (concept, method) learn records: token, seconds, cache hit
@@ -38,15 +40,15 @@ def _merge_key(r: dict[str, Any]) -> tuple:
     return (*record_key(r), "error" in r)
 
 
-def _learn_key(r: dict[str, Any]) -> tuple:
-    return r["concept"], r["method"], r["token"], r.get("run")
-
-
 def default_concepts_dir() -> Path:
-    """Where benchmark concepts are cached across runs (the user cache folder)."""
+    """Where benchmark concepts are cached across runs: ``$PERSONASEG_HOME/bench-concepts``, else
+    the user cache folder (kept apart from the user's own concept store)."""
+    import os
+
     from platformdirs import user_cache_dir
 
-    return Path(user_cache_dir("personaseg")) / "bench-concepts"
+    home = os.environ.get("PERSONASEG_HOME")
+    return Path(home).expanduser() / "bench-concepts" if home else Path(user_cache_dir("personaseg")) / "bench-concepts"
 
 
 def mask_path(rundir: Path, method: str, sample: Sample, grid: bool = False) -> Path:
@@ -63,7 +65,6 @@ def start_rundir(rundir: Path, resume: bool) -> Path:
                              hint="pass --resume to continue it, or choose another --out")
         rundir.mkdir(parents=True, exist_ok=True)
         merge_parts(rundir / SAMPLES, _merge_key)  # a killed multi-process run
-        merge_parts(rundir / LEARNED, _learn_key)
     wait()
     return rundir
 
@@ -95,13 +96,15 @@ def run_personal(root: str | Path, config: BenchConfig, *, progress: bool = True
 
     bar = progress_bar(progress and is_main())
     with bar or nullcontext():
-        # 1. learn (each process its share of the concepts), then everyone sees the store
+        # 1. learn: every process takes part in each learn (learn is data-parallel itself)
         t_learn = time.perf_counter()
-        my_jobs = shard(jobs)
-        task = bar.add_task("learn concepts", total=len(my_jobs)) if bar else None
-        for job in my_jobs:
-            rec = learning.run_job(job, config.model, concepts_dir, rundir / "photos")
-            append_jsonl(part_path(rundir / LEARNED), {**rec, "run": run_id})
+        hits = [learning.cached(j.token, concepts_dir) for j in jobs]  # decided before anyone writes
+        wait()
+        task = bar.add_task("learn concepts", total=len(jobs)) if bar else None
+        for job, hit in zip(jobs, hits):
+            rec = learning.run_job(job, config.model, concepts_dir, rundir / "photos", hit)
+            if is_main():
+                append_jsonl(rundir / LEARNED, {**rec, "run": run_id})
             if bar:
                 bar.advance(task)
         wait()
@@ -124,7 +127,6 @@ def run_personal(root: str | Path, config: BenchConfig, *, progress: bool = True
 
     if is_main():
         merge_parts(rundir / SAMPLES, _merge_key)
-        merge_parts(rundir / LEARNED, _learn_key)
         run_info = {"learn_wall_s": learn_wall, "find_wall_s": find_wall, "images": len(pending),
                     "wall_s": time.perf_counter() - start}
         report = reporting.build_report(
@@ -175,19 +177,23 @@ def _segmenter(config: BenchConfig, concepts_dir: Path):
     if config.seed is not None:
         overrides["seed"] = config.seed
     cfg = find_config(**overrides)
-    return Segmenter.from_pretrained(config.model, device=config.device, dtype=config.dtype, config=cfg,
-                                     concepts_dir=concepts_dir)
+    return Segmenter.from_pretrained(config.model, device=config.device or process_device(), dtype=config.dtype,
+                                     config=cfg, concepts_dir=concepts_dir)
 
 
 def progress_bar(enabled: bool):
+    """A rich progress bar on stderr, or None when disabled (other processes, tests)."""
     if not enabled:
         return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), console=Console(stderr=True))
 
 
 def warn(message: str) -> None:
+    """One yellow line on stderr."""
     from rich.console import Console
 
     Console(stderr=True).print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)

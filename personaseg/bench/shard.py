@@ -44,6 +44,12 @@ def is_main() -> bool:
     return _state().is_main_process
 
 
+def process_device() -> str | None:
+    """This process's device under ``accelerate launch`` with several processes (``cuda:<local
+    rank>`` on GPUs), else None (let the loader choose)."""
+    return str(_state().device) if num_processes() > 1 else None
+
+
 def wait() -> None:
     """Barrier: every process reaches this line before any goes on (no-op for one process)."""
     if num_processes() > 1:
@@ -139,6 +145,6 @@ def merge_parts(path: str | Path, key: Callable[[dict[str, Any]], Any]) -> int:
 
 
 __all__ = [
-    "append_jsonl", "is_main", "merge_parts", "num_processes", "part_path", "process_index",
+    "append_jsonl", "is_main", "merge_parts", "num_processes", "part_path", "process_device", "process_index",
     "read_jsonl", "shard", "split", "wait",
 ]

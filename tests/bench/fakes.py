@@ -33,9 +33,15 @@ class FakeStore:
     def __init__(self, root=None):
         self.root = Path(root)
 
+    def exists(self, token):
+        return (self.root / token.strip("<>") / "done").exists()
+
+    def run_dir(self, token):
+        return self.root / ".runs" / token.strip("<>")
+
     def get(self, token):
         name = token.strip("<>")
-        if not (self.root / name / "done").exists():
+        if not self.exists(token):
             raise ConceptError(f"unknown concept {token}")
         return FakeConcept(name, token, name.split("-")[-2])
 
@@ -43,7 +49,8 @@ class FakeStore:
 LEARN_CALLS: list[str] = []
 
 
-def fake_learn(photos, token, config=None, model=None, concepts_dir=None, force=False, resume=False):
+def fake_learn(photos, token, config=None, *, model=None, concepts_dir=None, force=False, resume=False,
+               progress=True):
     assert photos and all(Path(p).is_file() for p in photos)
     LEARN_CALLS.append(token)
     name = token.strip("<>")
@@ -129,6 +136,8 @@ class ThreadState:
     @property
     def process_index(self):
         return self.local.rank
+
+    device = "cpu"
 
     @property
     def num_processes(self):

@@ -1,0 +1,54 @@
+"""`personaseg bench` end to end with the real learn and Segmenter on a tiny random model."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from personaseg.bench import examples
+from personaseg.cli.app import app
+
+
+@pytest.fixture(scope="module")
+def mug19(tmp_path_factory):
+    return examples.make_mug19(tmp_path_factory.mktemp("mug19"))
+
+
+def test_bench_personal_end_to_end(tiny_model_dir, mug19, tmp_path):
+    recipe = tmp_path / "quick.toml"
+    recipe.write_text("[learn]\ngrad_accum = 1\ncheckpoint_every = 0\n\n[find]\nlong_side = 64\n")
+    out = tmp_path / "run"
+    args = ["bench", "personal", str(mug19), "--model", str(tiny_model_dir), "--device", "cpu",
+            "--recipe", str(recipe), "--steps", "1", "--resolution", "32", "--draws", "1", "--limit", "2",
+            "--save-masks", "--out", str(out), "--concepts-dir", str(tmp_path / "concepts")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "mIoU" in result.output
+    report = json.loads((out / "report.json").read_text())
+    assert list(report["results"]) == ["ti", "class-word"]
+    assert report["config"]["learn"]["ti"]["steps"] == 1 and report["config"]["find"]["draws"] == 1
+    assert report["model"] == str(tiny_model_dir)
+    for m in ("ti", "class-word"):
+        assert 0.0 <= report["results"][m]["all"]["mIoU"] <= 1.0 and report["results"][m]["all"]["n"] == 2
+    lines = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
+    assert len(lines) == 4 and {x["method"] for x in lines} == {"ti", "class-word"}
+    assert lines[0]["phrase"].startswith("<bench-redmug-ti-")
+    with Image.open(out / "masks" / "ti" / "redmug-alone" / "redmug.png") as im:
+        assert im.size == (64, 64)
+    assert (out / "grid.png").exists() and (out / "report.md").exists()
+    # resuming a finished run: nothing is redone, the concept comes from the cache
+    result = CliRunner().invoke(app, args + ["--resume"])
+    assert result.exit_code == 0, result.output
+    learned = [json.loads(x) for x in (out / "learn.jsonl").read_text().splitlines()]
+    assert [x["cached"] for x in learned] == [False, True]
+    assert len((out / "samples.jsonl").read_text().splitlines()) == 4
+
+
+def test_bench_errors_are_one_line(mug19, tmp_path):
+    result = CliRunner().invoke(app, ["bench", "personal", str(mug19), "--subset", "nope", "--out", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "unknown subset tag(s) nope" in str(result.exception)
+    result = CliRunner().invoke(app, ["bench", "personal", str(tmp_path / "missing")])
+    assert "not a benchmark folder" in str(result.exception)

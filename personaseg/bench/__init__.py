@@ -5,14 +5,14 @@
 
 Files: ``config.py`` (BenchConfig), ``datasets.py`` / ``hf.py`` (layouts), ``metrics.py``,
 ``learning.py`` (concept cache), ``runner.py`` (run_personal), ``voc.py`` (run_voc),
-``report.py`` (report.json / .md / grid), ``shard.py`` (accelerate sharding, JSONL log),
+``report.py`` (report.json / .md / grid), ``sharding.py`` (accelerate sharding, JSONL log),
 ``examples.py`` (tiny example datasets).
 """
 
 from .config import BenchConfig
 from .datasets import BenchData, ConceptSpec, Sample, open_dataset
 from .runner import run_personal
-from .shard import shard
+from .sharding import shard
 from .voc import VocConfig, run_voc
 
 __all__ = ["BenchConfig", "BenchData", "ConceptSpec", "Sample", "VocConfig", "open_dataset", "run_personal",

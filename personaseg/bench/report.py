@@ -106,7 +106,7 @@ def build_report(data: BenchData, samples: list[Sample], methods: list[str], rec
                  run: dict[str, Any], learn_configs: dict[str, Any]) -> dict[str, Any]:
     """The report dict (module docstring) from the per-sample and per-concept logs."""
     from .. import __version__
-    from .shard import num_processes
+    from .sharding import num_processes
 
     learn_cfg = {}
     for m, cfg in learn_configs.items():

@@ -24,7 +24,7 @@ from . import learning
 from .config import METHODS, BenchConfig
 from .datasets import BenchData, Sample, open_dataset
 from .metrics import sample_metrics
-from .shard import append_jsonl, is_main, merge_parts, part_path, process_device, read_jsonl, shard, wait
+from .sharding import append_jsonl, is_main, merge_parts, part_path, process_device, read_jsonl, shard, wait
 
 SAMPLES = "samples.jsonl"  # per (method, sample) records; other tools read this name
 LEARNED = "learn.jsonl"  # per (concept, method) learn records: token, seconds, cache hit

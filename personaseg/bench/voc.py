@@ -28,7 +28,7 @@ from ..images import atomic_write, load_image, save_png_atomic
 from .metrics import IGNORE, VOC_CLASSES, class_iou, confusion, miou_from_confusion
 from .report import _jsonable, _pct, latest
 from .runner import SAMPLES, progress_bar, record_key, start_rundir, warn
-from .shard import append_jsonl, is_main, merge_parts, part_path, read_jsonl, shard, wait
+from .sharding import append_jsonl, is_main, merge_parts, part_path, read_jsonl, shard, wait
 
 
 @dataclass

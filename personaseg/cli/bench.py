@@ -81,7 +81,7 @@ def personal(
     """
     from ..bench import BenchConfig, run_personal
     from ..bench.config import read_recipe
-    from ..bench.shard import is_main
+    from ..bench.sharding import is_main
 
     learn, find = read_recipe(recipe)
     config = BenchConfig(
@@ -142,7 +142,7 @@ def voc(
     The paper's weakly supervised setting: each image's classes (read from its label PNG) make the
     prompt; --crf adds a row with the dense CRF.
     """
-    from ..bench.shard import is_main
+    from ..bench.sharding import is_main
     from ..bench.voc import VocConfig, run_voc
     from ..config import read_toml
 

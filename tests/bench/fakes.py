@@ -152,6 +152,6 @@ class ThreadState:
 
     @contextmanager
     def split_between_processes(self, items):
-        from personaseg.bench.shard import split
+        from personaseg.bench.sharding import split
 
         yield split(items, self.local.rank, self.n)

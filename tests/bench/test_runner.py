@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from personaseg.bench import examples, shard
+from personaseg.bench import examples, sharding
 from personaseg.bench.config import BenchConfig
 from personaseg.bench.runner import run_personal
-from personaseg.bench.shard import read_jsonl
+from personaseg.bench.sharding import read_jsonl
 from personaseg.errors import InputError
 
 from .fakes import LEARN_CALLS, FakeSegmenter, ThreadState, install
@@ -111,7 +111,7 @@ def test_strict_stops_on_a_bad_sample(fakes, mug19, tmp_path):
 def test_two_processes_give_the_single_process_report(fakes, mug19, tmp_path, monkeypatch):
     single = run_personal(mug19, _cfg(tmp_path, out=tmp_path / "one"), progress=False)
     state = ThreadState(2)
-    monkeypatch.setattr(shard, "_state", lambda: state)
+    monkeypatch.setattr(sharding, "_state", lambda: state)
     out, errors = {}, []
 
     def proc(rank):
@@ -137,6 +137,6 @@ def test_two_processes_give_the_single_process_report(fakes, mug19, tmp_path, mo
 
 def test_split_is_contiguous_and_complete():
     items = list(range(7))
-    parts = [shard.split(items, i, 3) for i in range(3)]
+    parts = [sharding.split(items, i, 3) for i in range(3)]
     assert parts == [[0, 1, 2], [3, 4], [5, 6]]
-    assert shard.shard(items) == items  # one process: everything
+    assert sharding.shard(items) == items  # one process: everything

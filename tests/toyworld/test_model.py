@@ -1,0 +1,92 @@
+"""The toy model: a tiny training run writes a loadable SD folder; the shipped model samples."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from personaseg.toyworld import TOY_MODEL_DIR
+from personaseg.toyworld.config import ToyTrainConfig, toy_train_config
+from personaseg.errors import ConfigError
+
+TINY = dict(vae_channels=[16, 16], unet_channels=[16, 16, 16], unet_heads=[1, 1, 1], text_hidden=16,
+            text_layers=1, text_heads=1)
+
+
+def _load(folder):
+    from diffusers import StableDiffusionPipeline
+
+    return StableDiffusionPipeline.from_pretrained(folder, safety_checker=None, requires_safety_checker=False)
+
+
+def _check_layer_map(pipe, folder):
+    card = json.loads((folder / "personaseg.json").read_text())
+    names = dict(pipe.unet.named_modules())
+    for block in card["layer_map"]["cross"] + [card["layer_map"]["self"]]:
+        assert type(names[block]).__name__ == "Transformer2DModel", block
+    assert card["find"]["long_side"] == 64
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from personaseg.toyworld.train import train
+
+    out = tmp_path_factory.mktemp("toy") / "model"
+    cfg = ToyTrainConfig(n_scenes=8, vae_steps=2, vae_batch=2, steps=3, batch=2, warmup=1, log_every=1,
+                         snapshot_every=2, model=TINY)
+    return out, train(cfg, out, log=lambda s: None)
+
+
+def test_tiny_training_writes_a_pipeline(tiny_model):
+    out, report = tiny_model
+    assert report.steps == 3 and len(report.losses) == 3 and np.isfinite(report.final_loss)
+    pipe = _load(out)
+    assert pipe.text_encoder.dtype == pipe.unet.dtype == torch.float32  # fp16 on disk, fp32 loaded
+    assert pipe.vae.config.scaling_factor == pytest.approx(report.scaling_factor)
+    assert pipe.scheduler.config.beta_schedule == "scaled_linear"
+    assert pipe.scheduler.config.num_train_timesteps == 1000
+    _check_layer_map(pipe, out)
+    image = pipe("a red circle", num_inference_steps=1, height=64, width=64, output_type="np").images
+    assert image.shape == (1, 64, 64, 3)
+    log = json.loads((out / "train_log.json").read_text())
+    assert log["config"]["steps"] == 3
+
+
+def test_recipe_rejects_unknown_keys(tmp_path):
+    bad = tmp_path / "r.toml"
+    bad.write_text("stepz = 3\n")
+    with pytest.raises(ConfigError, match="stepz"):
+        toy_train_config(bad)
+
+
+def test_shipped_recipe_parses():
+    from pathlib import Path
+
+    cfg = toy_train_config(Path(__file__).parents[2] / "recipes" / "toyworld.toml")
+    assert cfg.steps >= 1 and cfg.model_config().image_size == 64
+
+
+shipped = pytest.mark.skipif(
+    not (TOY_MODEL_DIR / "model_index.json").exists(),
+    reason=f"no shipped toy weights in {TOY_MODEL_DIR} (train with `personaseg toyworld train`)",
+)
+
+
+@shipped
+def test_shipped_model_loads_and_samples():
+    pipe = _load(TOY_MODEL_DIR)
+    _check_layer_map(pipe, TOY_MODEL_DIR)
+    gen = torch.Generator().manual_seed(0)
+    image = pipe("a red circle", num_inference_steps=1, generator=gen, output_type="np").images
+    assert image.shape == (1, 64, 64, 3) and np.isfinite(image).all()
+
+
+@shipped
+def test_shipped_model_takes_textual_inversion():
+    pipe = _load(TOY_MODEL_DIR)
+    dim = pipe.text_encoder.config.hidden_size
+    pipe.load_textual_inversion(torch.randn(2, dim), token="<mine>", tokenizer=pipe.tokenizer,
+                                text_encoder=pipe.text_encoder)
+    ids = pipe.tokenizer.convert_tokens_to_ids(["<mine>", "<mine>_1"])
+    assert pipe.tokenizer.unk_token_id not in ids

@@ -1,6 +1,8 @@
 """Sharding over processes (accelerate) and the append-only JSONL log that resume and sharding share.
 
-Under ``accelerate launch -m personaseg ...`` every process runs the same command; each takes its
+Under ``accelerate launch --multi_gpu --num_processes N -m personaseg ...`` (on a machine without
+GPUs too: the processes then join over gloo on the CPU; ``accelerate launch --cpu`` starts only one
+process unless MPI is set up) every process runs the same command; each takes its
 share of the work with :func:`shard`, appends one JSON line per finished item to its own part file
 (:func:`part_path`), and after :func:`wait` the main process folds the parts into the run's log
 (:func:`merge_parts`). A plain ``python -m personaseg`` is one process and writes the log directly.
@@ -24,9 +26,15 @@ T = TypeVar("T")
 
 @lru_cache(maxsize=1)
 def _state():
+    """accelerate's PartialState. On a machine without CUDA, several launched processes (torchrun
+    sets WORLD_SIZE) are joined as CPU processes (gloo); plain ``PartialState()`` would leave each
+    one alone there. ``learn``'s Accelerator then reuses this state."""
+    import torch
     from accelerate import PartialState
 
-    return PartialState()
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true") or (launched and not torch.cuda.is_available())
+    return PartialState(cpu=cpu)
 
 
 def process_index() -> int:
@@ -47,7 +55,8 @@ def is_main() -> bool:
 def process_device() -> str | None:
     """This process's device under ``accelerate launch`` with several processes (``cuda:<local
     rank>`` on GPUs), else None (let the loader choose)."""
-    return str(_state().device) if num_processes() > 1 else None
+    device = _state().device
+    return str(device) if num_processes() > 1 and device.type != "cpu" else None
 
 
 def wait() -> None:

@@ -137,7 +137,7 @@ class ThreadState:
     def process_index(self):
         return self.local.rank
 
-    device = "cpu"
+    device = __import__("torch").device("cpu")
 
     @property
     def num_processes(self):

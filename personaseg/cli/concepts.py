@@ -1,7 +1,118 @@
-"""`personaseg concepts` (placeholder: the command is not written yet)."""
+"""`personaseg concepts`: list, show, remove, import and export learned concepts.
+
+Examples:
+
+    personaseg concepts list
+    personaseg concepts show '<mymug>'
+    personaseg concepts export '<mymug>' --format a1111 --out mymug.safetensors
+    personaseg concepts import downloaded-embedding.safetensors --name my-style
+    personaseg concepts rm '<mymug>' --yes
+"""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from .options import ConceptsDirOpt
+
+console = Console()
+err_console = Console(stderr=True)
+concepts_app = typer.Typer(help="List, show, remove, import and export learned concepts.", no_args_is_help=True)
+
+NameArg = Annotated[str, typer.Argument(help="Concept name or token, e.g. mymug or '<mymug>'.")]
+
+
+class Format(str, Enum):
+    diffusers = "diffusers"
+    a1111 = "a1111"
+
+
+def _store(concepts_dir: Path | None):
+    from ..concepts import ConceptStore
+
+    return ConceptStore(concepts_dir)
+
+
+@concepts_app.command("list")
+def list_(
+    concepts_dir: ConceptsDirOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON record per concept on stdout.")] = False,
+) -> None:
+    """List the concepts in the store (name, method, vectors, class word, model)."""
+    store = _store(concepts_dir)
+    concepts = store.list()
+    if as_json:
+        for c in concepts:
+            console.print_json(json.dumps({"name": c.name, "token": c.token, "method": c.method,
+                                           "vectors": c.num_vectors, "class_word": c.class_word,
+                                           "base_model": c.base_model, "width": c.width, "path": str(c.path)}))
+        return
+    if not concepts:
+        err_console.print(f"no concepts in {store.root}; learn one with: personaseg learn PHOTOS --token '<mymug>'",
+                          highlight=False)
+        return
+    table = Table("token", "method", "K", "class word", "base model", "width", "created", title=str(store.root))
+    for c in concepts:
+        table.add_row(c.token, c.method, str(c.num_vectors), c.class_word or "-", c.base_model or "-",
+                      str(c.width), str(c.meta.get("created", "-")))
+    console.print(table)
+
+
+@concepts_app.command("show")
+def show(name: NameArg, concepts_dir: ConceptsDirOpt = None) -> None:
+    """Print a concept's concept.json (training settings, photos, loss) and its folder."""
+    concept = _store(concepts_dir).get(name)
+    err_console.print(f"{concept.token} in {concept.path}", highlight=False)
+    console.print_json(json.dumps(concept.meta))
+
+
+@concepts_app.command("rm")
+def rm(
+    name: NameArg,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    concepts_dir: ConceptsDirOpt = None,
+) -> None:
+    """Delete a concept from the store."""
+    store = _store(concepts_dir)
+    concept = store.get(name)
+    if not yes and not typer.confirm(f"delete {concept.token} ({concept.path})?"):
+        raise typer.Exit(1)
+    store.remove(concept.name)
+    err_console.print(f"removed {concept.token}", highlight=False)
+
+
+@concepts_app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(help="A Textual Inversion .safetensors (diffusers or A1111) or a concept folder.")],
+    name: Annotated[Optional[str], typer.Option(help="Name to store it under (default: its token or file name).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing concept of that name.")] = False,
+    concepts_dir: ConceptsDirOpt = None,
+) -> None:
+    """Add a concept learned elsewhere (pickle .pt/.bin files are refused: convert to safetensors)."""
+    concept = _store(concepts_dir).import_(file, name=name, force=force)
+    err_console.print(f"imported {concept.token} ({concept.num_vectors} vectors, width {concept.width}) "
+                      f"into {concept.path}", highlight=False)
+
+
+@concepts_app.command("export")
+def export(
+    name: NameArg,
+    format: Annotated[Format, typer.Option("--format", help="diffusers: load_textual_inversion / load_lora_weights; a1111: A1111 and ComfyUI embeddings.")] = Format.diffusers,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="File (or folder for LoRA) to write; default ./<name>.safetensors.")] = None,
+    concepts_dir: ConceptsDirOpt = None,
+) -> None:
+    """Write a concept for other tools (A1111 uses the file name as the trigger word)."""
+    path = _store(concepts_dir).export(name, out, format=format.value)
+    err_console.print(f"wrote {path}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the app (none yet)."""
+    """Add the `concepts` command group to the app."""
+    app.add_typer(concepts_app, name="concepts")

@@ -1,7 +1,118 @@
-"""`personaseg learn` (placeholder: the command is not written yet)."""
+"""`personaseg learn`: teach the model your object from a few photos.
+
+Examples:
+
+    personaseg learn ./photos --token '<mymug>' --class-word mug
+    personaseg learn ./photos --token '<mymug>' --class-word mug --method lora
+    personaseg learn ./photos --token '<mymug>' --model toy --recipe recipes/ti-cpu.toml
+    personaseg learn ./photos --token '<mymug>' --resume          # after Ctrl-C
+    accelerate launch -m personaseg learn ./photos --token '<mymug>' --mixed-precision fp16
+"""
+
+from __future__ import annotations
+
+import warnings
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Iterator, Optional
 
 import typer
+from rich.console import Console
+
+from .options import ConceptsDirOpt, ModelOpt, SeedOpt
+
+err_console = Console(stderr=True)
+
+
+class Method(str, Enum):
+    ti = "ti"
+    lora = "lora"
+
+
+class Precision(str, Enum):
+    no = "no"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
+@contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Show personaseg's own warnings (one photo, skipped files) as one yellow line each."""
+    from ..concepts import LearnWarning
+
+    with warnings.catch_warnings():
+        original = warnings.showwarning
+        warnings.simplefilter("always", LearnWarning)
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, LearnWarning):
+                err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+            else:
+                original(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
+
+
+def learn(
+    photos: Annotated[list[str], typer.Argument(help="Photos of your object: files, folders or globs (3-10 photos).")],
+    token: Annotated[str, typer.Option("--token", "-t", help="The concept's token, e.g. '<mymug>' (one word in angle brackets).")],
+    class_word: Annotated[Optional[str], typer.Option(help="What the object is, e.g. mug; initialises the token.")] = None,
+    method: Annotated[Optional[Method], typer.Option(help="ti: Textual Inversion (small file); lora: LoRA DreamBooth.")] = None,
+    recipe: Annotated[Optional[Path], typer.Option(help="TOML file of LearnConfig fields (see recipes/).")] = None,
+    model: ModelOpt = None,
+    steps: Annotated[Optional[int], typer.Option(help="Optimizer steps (ti: 3000, lora: 800).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Base learning rate, scaled by batch x accumulation (ti: 5e-4, lora: 1e-4).")] = None,
+    vectors: Annotated[Optional[int], typer.Option(help="Embedding vectors K for the token (<tok>, <tok>_1, ...).")] = None,
+    resolution: Annotated[Optional[int], typer.Option(help="Training size in px; photos are resized and centre-cropped (512).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Photos per micro-batch (1).")] = None,
+    grad_accum: Annotated[Optional[int], typer.Option(help="Micro-batches per optimizer step (ti: 4, lora: 1).")] = None,
+    mixed_precision: Annotated[Optional[Precision], typer.Option(help="Autocast dtype; trainable weights stay fp32.")] = None,
+    gradient_checkpointing: Annotated[Optional[bool], typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="Recompute activations to save memory.", show_default=False)] = None,
+    prior_preservation: Annotated[Optional[bool], typer.Option("--prior-preservation/--no-prior-preservation", help="LoRA: DreamBooth's class-prior loss.", show_default=False)] = None,
+    class_images: Annotated[Optional[Path], typer.Option(help="LoRA prior: folder of class images (default: generated).")] = None,
+    checkpoint_every: Annotated[Optional[int], typer.Option(help="Save a resumable checkpoint every N steps (500).")] = None,
+    seed: SeedOpt = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run of this token.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing concept or unfinished run.")] = False,
+    concepts_dir: ConceptsDirOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Learn a personal concept from PHOTOS and store it under --token.
+
+    Then outline it in any image: personaseg find '<mymug>' kitchen.jpg. Ctrl-C saves a checkpoint
+    (continue with --resume); settings come from defaults < --recipe < flags.
+    """
+    from ..concepts import LearnConfig
+    from ..concepts import learn as learn_concept
+    from ..config import build_config, read_toml
+
+    flags = {
+        "method": method.value if method else None, "class_word": class_word, "steps": steps, "lr": lr,
+        "vectors": vectors, "resolution": resolution, "batch_size": batch_size, "grad_accum": grad_accum,
+        "mixed_precision": mixed_precision.value if mixed_precision else None,
+        "gradient_checkpointing": gradient_checkpointing, "prior_preservation": prior_preservation,
+        "class_images": str(class_images) if class_images else None,
+        "checkpoint_every": checkpoint_every, "seed": seed,
+    }
+    recipe_values = read_toml(recipe) if recipe else None
+    given = recipe_values or any(v is not None for v in flags.values())
+    config = build_config(LearnConfig, recipe_values, flags, source=str(recipe or "")) if given or not resume else None
+    with one_line_warnings():
+        concept = learn_concept(
+            photos if len(photos) > 1 else photos[0], token, config, model=model,
+            concepts_dir=concepts_dir, force=force, resume=resume, progress=not quiet,
+        )
+    loss = concept.meta.get("final_loss")
+    err_console.print(
+        f"learned [bold]{concept.token}[/] ({concept.method}, {concept.meta.get('steps')} steps"
+        + (f", final loss {loss:.4f}" if loss is not None else "") + f") in {concept.path}",
+        highlight=False,
+    )
+    err_console.print(f"use it: personaseg find '{concept.token}' IMAGE", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the app (none yet)."""
+    """Add `learn` to the app."""
+    app.command("learn")(learn)

@@ -62,6 +62,27 @@ class UnetAdapter:
             self.unet.unload_lora()
 
 
+def check_text_encoder_lora() -> None:
+    """Text-encoder LoRA goes through transformers' peft integration (diffusers loads it that way
+    too); refuse early when the installed peft is older than that integration requires."""
+    from importlib.metadata import version
+
+    try:
+        from transformers.integrations.peft import MIN_PEFT_VERSION
+    except ImportError:  # older transformers: no separate minimum
+        return
+    from packaging.version import Version
+
+    have = version("peft")
+    if Version(have) < Version(MIN_PEFT_VERSION):
+        from ..errors import ConfigError
+
+        raise ConfigError(
+            f"text-encoder LoRA needs peft >= {MIN_PEFT_VERSION} with this transformers (installed: peft {have})",
+            hint="pip install -U peft, or train without lora_train_text_encoder",
+        )
+
+
 def add_text_encoder_lora(text_encoder, name: str, rank: int) -> None:
     """Put a LoRA adapter on the text encoder's attention (transformers' peft integration)."""
     text_encoder.add_adapter(lora_config(rank, TEXT_TARGETS), adapter_name=name)

@@ -137,7 +137,7 @@ class ConceptStore:
                     hint="give a folder written by `personaseg concepts export` or a .safetensors embedding",
                 )
             src = Concept.from_folder(file)
-            name = parse_token(name or src.token)[0]
+            name = parse_token(name or src.token, quiet=True)[0]
             with self.writing(name, force) as tmp:
                 for p in file.iterdir():
                     if p.is_file():
@@ -154,7 +154,7 @@ class ConceptStore:
                 hint="pickle files (.pt, .bin) are not loaded; convert them to .safetensors",
             )
         token, rows = load_embeds(file)
-        name, token = parse_token(name or token or file.stem)
+        name, token = parse_token(name or token or file.stem, quiet=True)
         with self.writing(name, force) as tmp:
             save_embeds(tmp / EMBEDS_FILE, token, rows)
             self.write_meta(tmp, {

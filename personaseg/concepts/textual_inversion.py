@@ -25,8 +25,9 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 DEFAULT_INIT_WORD = "object"  # initialises the vectors when no class word is given
 
 
-def parse_token(token: str) -> tuple[str, str]:
-    """``"<mymug>"`` -> ``("mymug", "<mymug>")``. A bare ``mymug`` is wrapped (with a warning).
+def parse_token(token: str, quiet: bool = False) -> tuple[str, str]:
+    """``"<mymug>"`` -> ``("mymug", "<mymug>")``. A bare ``mymug`` is wrapped (with a warning
+    unless ``quiet``: names taken from file names are bare by nature).
 
     Raises :class:`ConceptError` for spaces or characters that cannot name a folder.
     """
@@ -45,8 +46,11 @@ def parse_token(token: str) -> tuple[str, str]:
             f"token {raw!r} has characters that cannot name a concept",
             hint="use letters, digits, '-', '_' and '.', like --token '<my-mug>'",
         )
-    if raw != f"<{inner}>":
-        warnings.warn(f"token {raw!r} written as <{inner}> (concept tokens are in angle brackets)")
+    if raw != f"<{inner}>" and not quiet:
+        from .data import LearnWarning
+
+        warnings.warn(f"token {raw!r} written as <{inner}> (concept tokens are in angle brackets)",
+                      LearnWarning, stacklevel=3)
     return inner, f"<{inner}>"
 
 

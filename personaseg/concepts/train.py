@@ -28,7 +28,7 @@ from .checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from .concept import Concept
 from .config import LearnConfig, fill_template
 from .data import LearnWarning, PhotoSet, load_photos
-from .lora import save_lora
+from .lora import check_text_encoder_lora, save_lora
 from .progress import learn_progress
 from .store import ConceptStore, now
 from .textual_inversion import EMBEDS_FILE, parse_token, save_embeds
@@ -74,6 +74,8 @@ def learn(
             hint="use --force to replace it, or choose another --token",
         )
     cfg = _config(config, state)
+    if cfg.method == "lora" and cfg.lora_train_text_encoder:
+        check_text_encoder_lora()
     photo_set = load_photos(photos, cfg.resolution)
     if state is not None and state["photos"] != photo_set.hashes:
         raise ConceptError(

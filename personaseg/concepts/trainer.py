@@ -39,6 +39,13 @@ class LearnModel(nn.Module):
         return self.unet(noisy.to(self.unet_dtype), t, hidden.to(self.unet_dtype)).sample
 
 
+def _checkpointing(m: nn.Module) -> bool:
+    """Whether gradient checkpointing is on (transformers renamed the flag in v5)."""
+    flag = getattr(type(m), "is_activation_checkpointing", None)
+    name = "is_activation_checkpointing" if flag is not None else "is_gradient_checkpointing"
+    return bool(getattr(m, name, False))
+
+
 class _Flags:
     """requires_grad, train/eval, device and gradient checkpointing of modules, to put back."""
 
@@ -47,7 +54,7 @@ class _Flags:
         self.grad = [[(p, p.requires_grad) for p in m.parameters()] for m in modules]
         self.training = [m.training for m in modules]
         self.device = [next(m.parameters()).device for m in modules]
-        self.ckpt = [bool(getattr(m, "is_gradient_checkpointing", False)) for m in modules]
+        self.ckpt = [_checkpointing(m) for m in modules]
 
     def restore(self) -> None:
         for m, grads, training, device, ckpt in zip(
@@ -58,11 +65,13 @@ class _Flags:
             m.train(training)
             if next(m.parameters()).device != device:
                 m.to(device)
-            if not ckpt and getattr(m, "is_gradient_checkpointing", False):
+            if not ckpt and _checkpointing(m):
                 if hasattr(m, "disable_gradient_checkpointing"):
                     m.disable_gradient_checkpointing()  # diffusers
+                elif hasattr(m, "activation_checkpointing_disable"):
+                    m.activation_checkpointing_disable()  # transformers >= 5
                 else:
-                    m.gradient_checkpointing_disable()  # transformers
+                    m.gradient_checkpointing_disable()
 
 
 @dataclass
@@ -117,15 +126,20 @@ class Trainer:
         self.rows.to(self.base_embedding.weight.device)
         te.set_input_embeddings(self.rows)
         if cfg.method == "lora":
-            torch.manual_seed(cfg.seed)  # LoRA A matrices are drawn from the global generator
-            self.adapter = UnetAdapter(pipe.unet, f"personaseg-{self.name}", cfg.lora_rank)
-            if cfg.lora_train_text_encoder:
-                add_text_encoder_lora(te, f"personaseg-{self.name}", cfg.lora_rank)
+            with torch.random.fork_rng(devices=[]):  # LoRA A matrices come from the global generator
+                torch.manual_seed(cfg.seed)
+                self.adapter = UnetAdapter(pipe.unet, f"personaseg-{self.name}", cfg.lora_rank)
+                if cfg.lora_train_text_encoder:
+                    add_text_encoder_lora(te, f"personaseg-{self.name}", cfg.lora_rank)
         # after peft, which freezes everything but its own adapters
         self.rows.rows.requires_grad_(cfg.method == "ti" or cfg.lora_train_token)
         if cfg.gradient_checkpointing:
             pipe.unet.enable_gradient_checkpointing()
-            te.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            kwargs = {"use_reentrant": False}  # LoRA inside a block gets gradients either way
+            if hasattr(te, "activation_checkpointing_enable"):  # transformers >= 5
+                te.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+            else:
+                te.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         pipe.vae.eval()
         pipe.unet.train()
         te.train()
@@ -151,7 +165,6 @@ class Trainer:
         self._teardown()
 
     def _teardown(self) -> None:
-        self.acc.free_memory()
         if self.adapter is not None:
             self.adapter.remove()
             self.adapter = None

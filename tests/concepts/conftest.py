@@ -81,6 +81,15 @@ def load_tiny(folder: Path):
     return pipe
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, above all on a CPU shared with other jobs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_sd(tmp_path_factory) -> Path:
     """Folder of the tiny pipeline (width 32)."""

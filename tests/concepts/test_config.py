@@ -1,0 +1,58 @@
+"""LearnConfig: per-method defaults, validation, recipes."""
+
+from pathlib import Path
+
+import pytest
+
+from personaseg.concepts import LearnConfig
+from personaseg.concepts.config import fill_template
+from personaseg.config import build_config, read_toml
+from personaseg.errors import ConfigError
+
+RECIPES = Path(__file__).parents[2] / "recipes"
+
+
+def test_method_defaults_fill_only_unset_fields():
+    ti = LearnConfig().resolved()
+    assert (ti.lr, ti.steps, ti.grad_accum, ti.resolution) == (5e-4, 3000, 4, 512)
+    lora = LearnConfig(method="lora", steps=10).resolved()
+    assert (lora.lr, lora.steps, lora.grad_accum, lora.max_grad_norm) == (1e-4, 10, 1, 1.0)
+    assert lora.find_prompt == "a photo of a {} {class}"
+
+
+@pytest.mark.parametrize("bad", [
+    {"method": "dreambooth"}, {"mixed_precision": "fp8"}, {"vectors": 0}, {"resolution": 30},
+    {"lr": -1.0}, {"find_prompt": "a photo"}, {"steps": 0},
+])
+def test_bad_settings_are_config_errors(bad):
+    with pytest.raises(ConfigError):
+        LearnConfig(**bad)
+
+
+def test_unknown_method_names_the_fix():
+    with pytest.raises(ConfigError, match="--method ti or --method lora"):
+        build_config(LearnConfig, {"method": "xyz"})
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in RECIPES.glob("*.toml") if p.name != "toyworld.toml"))
+def test_shipped_recipes_are_valid(recipe):
+    cfg = build_config(LearnConfig, read_toml(RECIPES / recipe), source=recipe).resolved()
+    assert cfg.method in ("ti", "lora") and cfg.steps >= 1
+
+
+def test_recipe_unknown_key_fails(tmp_path):
+    (tmp_path / "r.toml").write_text('method = "ti"\nlearning_rate = 1e-3\n')
+    with pytest.raises(ConfigError, match="learning_rate"):
+        build_config(LearnConfig, read_toml(tmp_path / "r.toml"), source="r.toml")
+
+
+def test_flags_override_recipe(tmp_path):
+    (tmp_path / "r.toml").write_text("steps = 7\nresolution = 64\n")
+    cfg = build_config(LearnConfig, read_toml(tmp_path / "r.toml"), {"steps": 3, "lr": None})
+    assert (cfg.steps, cfg.resolution) == (3, 64)
+
+
+def test_fill_template():
+    assert fill_template("a photo of a {} {class}", "<a> <a>_1", "mug") == "a photo of a <a> <a>_1 mug"
+    assert fill_template("a photo of a {} {class}", "<a>", None) == "a photo of a <a>"
+    assert fill_template("a photo of a {} {class}", "{}", "red mug") == "a photo of a {} red mug"

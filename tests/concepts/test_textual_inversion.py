@@ -1,0 +1,91 @@
+"""Textual Inversion: token names, trainable rows only, the embedding file through diffusers."""
+
+import pytest
+import torch
+
+from personaseg.concepts import LearnWarning, learn
+from personaseg.concepts.textual_inversion import TokenRows, class_word_vector, parse_token, sub_tokens
+from personaseg.errors import ConceptError
+
+from conftest import load_tiny
+
+
+def test_parse_token():
+    assert parse_token("<mymug>") == ("mymug", "<mymug>")
+    with pytest.warns(UserWarning, match="<mymug>"):
+        assert parse_token("mymug") == ("mymug", "<mymug>")
+    with pytest.raises(ConceptError, match="space.*<my-mug>"):
+        parse_token("<my mug>")
+    for bad in ("", "<>", "<a/b>", "<../x>"):
+        with pytest.raises(ConceptError):
+            parse_token(bad)
+    assert sub_tokens("<a>", 3) == ["<a>", "<a>_1", "<a>_2"]
+
+
+def test_token_rows_train_only_their_rows():
+    base = torch.nn.Embedding(10, 4)
+    base.weight.requires_grad_(False)
+    rows = TokenRows(base, [10, 11], torch.zeros(2, 4))
+    out = rows(torch.tensor([[1, 10, 11, 3]]))  # (1, 4 tokens, 4)
+    assert torch.equal(out[0, 0], base.weight[1]) and torch.equal(out[0, 1], torch.zeros(4))
+    (out * torch.arange(4.0)).sum().backward()
+    assert rows.rows.grad.abs().sum() > 0 and base.weight.grad is None
+
+
+def test_multi_token_class_word_is_averaged(pipe):
+    emb = pipe.text_encoder.get_input_embeddings()
+    ids = pipe.tokenizer("red mug", add_special_tokens=False).input_ids
+    assert len(ids) == 2
+    v = class_word_vector(pipe.tokenizer, emb, "red mug")
+    assert torch.allclose(v, emb.weight[ids].mean(0))
+
+
+def test_only_new_rows_change_and_diffusers_loads_the_file(pipe, tiny_sd, photos, store_dir, tiny_cfg):
+    te_before = {k: v.clone() for k, v in pipe.text_encoder.state_dict().items()}
+    unet_before = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
+    n_tokens = len(pipe.tokenizer)
+    concept = learn(photos, "<mymug>", tiny_cfg(vectors=2, steps=3), pipe=pipe, concepts_dir=store_dir, progress=False)
+
+    # the given pipeline is back as it was: same tokenizer, embedding module and weights, bit for bit
+    assert len(pipe.tokenizer) == n_tokens and "<mymug>" not in pipe.tokenizer.get_vocab()
+    assert isinstance(pipe.text_encoder.get_input_embeddings(), torch.nn.Embedding)
+    te_after, unet_after = pipe.text_encoder.state_dict(), pipe.unet.state_dict()
+    assert te_after.keys() == te_before.keys() and unet_after.keys() == unet_before.keys()
+    assert all(torch.equal(te_after[k], te_before[k]) for k in te_before)
+    assert all(torch.equal(unet_after[k], unet_before[k]) for k in unet_before)
+    assert not any(p.requires_grad is False for p in pipe.unet.parameters())  # flags restored
+
+    # both vectors trained away from the class-word initialisation
+    rows = concept.embeddings()
+    init = class_word_vector(pipe.tokenizer, pipe.text_encoder.get_input_embeddings(), "mug")
+    assert rows.shape == (2, 32)
+    assert all(not torch.allclose(rows[k], init) for k in range(2))
+
+    # a fresh pipeline loads the file with diffusers, unchanged; every other row is bit-identical
+    fresh = load_tiny(tiny_sd)
+    w0 = fresh.text_encoder.get_input_embeddings().weight.detach().clone()
+    fresh.load_textual_inversion(str(concept.path / "learned_embeds.safetensors"))
+    w1 = fresh.text_encoder.get_input_embeddings().weight.detach()
+    ids = fresh.tokenizer.convert_tokens_to_ids(["<mymug>", "<mymug>_1"])
+    assert torch.equal(w1[: w0.shape[0]], w0)
+    assert torch.equal(w1[ids], rows)
+    assert fresh.maybe_convert_prompt("a <mymug> mug", fresh.tokenizer) == "a <mymug> <mymug>_1 mug"
+
+
+def test_token_already_in_tokenizer_is_refused(pipe, photos, store_dir, tiny_cfg):
+    pipe.load_textual_inversion({"<taken>": torch.zeros(1, 32)})
+    with pytest.raises(ConceptError, match="already in the model's tokenizer"):
+        learn(photos, "<taken>", tiny_cfg(), pipe=pipe, concepts_dir=store_dir, progress=False)
+    assert isinstance(pipe.text_encoder.get_input_embeddings(), torch.nn.Embedding)
+
+
+def test_bare_token_one_photo_and_multiword_class(pipe, photos, store_dir, tiny_cfg):
+    for p in sorted(photos.iterdir())[1:]:
+        p.unlink()
+    with pytest.warns(LearnWarning) as seen:
+        concept = learn(photos, "solo", tiny_cfg(steps=1, class_word="red mug"), pipe=pipe,
+                        concepts_dir=store_dir, progress=False)
+    messages = " | ".join(str(w.message) for w in seen)
+    assert "only one photo" in messages and "written as <solo>" in messages
+    assert concept.token == "<solo>" and concept.class_word == "red mug"
+    assert concept.meta["photos"][0]["file"] == "mug0.png"

@@ -1,0 +1,126 @@
+"""The training loop: resume = uninterrupted, Ctrl-C, checkpoints, --force, bad input."""
+
+import signal
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from personaseg.concepts import LearnInterrupted, learn
+from personaseg.concepts.trainer import Trainer
+from personaseg.errors import ConceptError, ConfigError, InputError
+
+
+def _tensors(concept) -> dict[str, torch.Tensor]:
+    out = dict(load_file(str(concept.path / "learned_embeds.safetensors")))
+    lora = concept.path / "pytorch_lora_weights.safetensors"
+    if lora.exists():
+        out.update(load_file(str(lora)))
+    return out
+
+
+@pytest.fixture
+def ctrl_c_after(monkeypatch):
+    """Press Ctrl-C (a real SIGINT) once, right after optimizer step ``n`` finished."""
+    def arm(n: int) -> None:
+        original = Trainer.train_step
+
+        def step(self, i):
+            loss = original(self, i)
+            if i + 1 == n:
+                signal.raise_signal(signal.SIGINT)
+            return loss
+
+        monkeypatch.setattr(Trainer, "train_step", step)
+
+    return arm
+
+
+@pytest.mark.parametrize("method", ["ti", "lora"])
+def test_resume_ends_where_an_uninterrupted_run_ends(method, pipe, photos, tmp_path, tiny_cfg, ctrl_c_after,
+                                                    monkeypatch):
+    cfg = tiny_cfg(method=method, steps=4, grad_accum=2, batch_size=2, lr=1e-2, vectors=2,
+                   lr_scheduler="cosine", lr_warmup_steps=1)
+    straight = learn(photos, "<mymug>", cfg, pipe=pipe, concepts_dir=tmp_path / "a", progress=False)
+
+    ctrl_c_after(2)
+    with pytest.raises(LearnInterrupted, match="interrupted at step 2/4") as err:
+        learn(photos, "<mymug>", cfg, pipe=pipe, concepts_dir=tmp_path / "b", progress=False)
+    assert "--resume" in str(err.value) and err.value.exit_code != 0
+    ckpt = tmp_path / "b" / ".runs" / "mymug" / "checkpoint.safetensors"
+    assert ckpt.exists() and not (tmp_path / "b" / "mymug").exists()
+    assert [p.name for p in ckpt.parent.iterdir()] == ["checkpoint.safetensors"]  # no temp files
+
+    monkeypatch.undo()
+    torch.manual_seed(123)  # the checkpoint restores the global RNG too
+    resumed = learn(photos, "<mymug>", None, pipe=pipe, concepts_dir=tmp_path / "b", resume=True, progress=False)
+    a, b = _tensors(straight), _tensors(resumed)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert straight.meta["final_loss"] == resumed.meta["final_loss"]
+    assert not ckpt.parent.exists()
+
+
+def test_resume_rules(pipe, photos, store_dir, tiny_cfg, ctrl_c_after, monkeypatch):
+    with pytest.raises(ConceptError, match="no interrupted run of <mymug>"):
+        learn(photos, "<mymug>", tiny_cfg(), pipe=pipe, concepts_dir=store_dir, resume=True, progress=False)
+    ctrl_c_after(1)
+    with pytest.raises(LearnInterrupted):
+        learn(photos, "<mymug>", tiny_cfg(steps=3), pipe=pipe, concepts_dir=store_dir, progress=False)
+    monkeypatch.undo()
+    with pytest.raises(ConceptError, match="interrupted run of <mymug> exists.*--resume"):
+        learn(photos, "<mymug>", tiny_cfg(steps=3), pipe=pipe, concepts_dir=store_dir, progress=False)
+    with pytest.raises(ConceptError, match=r"other settings \(steps 3 -> 5\)"):
+        learn(photos, "<mymug>", tiny_cfg(steps=5), pipe=pipe, concepts_dir=store_dir, resume=True, progress=False)
+    Image.new("RGB", (40, 40), "red").save(photos / "new.png")
+    with pytest.raises(ConceptError, match="photos differ"):
+        learn(photos, "<mymug>", None, pipe=pipe, concepts_dir=store_dir, resume=True, progress=False)
+    concept = learn(photos, "<mymug>", tiny_cfg(steps=1), pipe=pipe, concepts_dir=store_dir, force=True, progress=False)
+    assert concept.meta["steps"] == 1 and not (store_dir / ".runs" / "mymug").exists()
+
+
+def test_periodic_checkpoints_are_removed_after_success(pipe, photos, store_dir, tiny_cfg, monkeypatch):
+    saved = []
+    import personaseg.concepts.train as train
+
+    original = train.save_checkpoint
+    monkeypatch.setattr(train, "save_checkpoint", lambda path, state: (saved.append(state["step"]), original(path, state)))
+    learn(photos, "<mymug>", tiny_cfg(steps=3, checkpoint_every=1), pipe=pipe, concepts_dir=store_dir, progress=False)
+    assert saved == [1, 2] and not (store_dir / ".runs" / "mymug").exists()
+
+
+def test_force_rules(pipe, photos, store_dir, tiny_cfg):
+    first = learn(photos, "<mymug>", tiny_cfg(steps=1), pipe=pipe, concepts_dir=store_dir, progress=False)
+    with pytest.raises(ConceptError, match="already exists.*--force"):
+        learn(photos, "<mymug>", tiny_cfg(steps=1), pipe=pipe, concepts_dir=store_dir, progress=False)
+    rows = first.embeddings()
+    second = learn(photos, "<mymug>", tiny_cfg(steps=1, seed=1, lr=0.1), pipe=pipe, concepts_dir=store_dir,
+                   force=True, progress=False)
+    assert not torch.equal(second.embeddings(), rows)
+    assert sorted(p.name for p in store_dir.iterdir()) == ["mymug"]  # no temp or old folders left
+
+
+def test_bad_photos(pipe, tmp_path, store_dir, tiny_cfg):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="no images found"):
+        learn(empty, "<mymug>", tiny_cfg(), pipe=pipe, concepts_dir=store_dir, progress=False)
+    (empty / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    with pytest.warns(UserWarning), pytest.raises(InputError, match="none of the 1 files"):
+        learn(empty, "<mymug>", tiny_cfg(), pipe=pipe, concepts_dir=store_dir, progress=False)
+    with pytest.raises(InputError):
+        learn(tmp_path / "missing", "<mymug>", tiny_cfg(), pipe=pipe, concepts_dir=store_dir, progress=False)
+
+
+def test_bad_token_and_method(pipe, photos, store_dir, tiny_cfg):
+    with pytest.raises(ConceptError, match="space"):
+        learn(photos, "<my mug>", tiny_cfg(), pipe=pipe, concepts_dir=store_dir, progress=False)
+    with pytest.raises(ConfigError, match="unknown method"):
+        learn(photos, "<mymug>", tiny_cfg(method="textual"), pipe=pipe, concepts_dir=store_dir, progress=False)
+
+
+def test_half_precision_pipe_needs_mixed_precision(pipe, photos, store_dir, tiny_cfg):
+    pipe.to(torch.bfloat16)
+    with pytest.raises(ConfigError, match="--mixed-precision"):
+        learn(photos, "<mymug>", tiny_cfg(), pipe=pipe, concepts_dir=store_dir, progress=False)

@@ -33,6 +33,9 @@ def train_cmd(
     seed: SeedOpt = None,
 ) -> None:
     """Train the toy model on this CPU (VAE, then UNet + text encoder) and write a diffusers folder."""
+    # Sleeping (not spinning) OpenMP workers: on a shared 2-core machine a spinning pool made
+    # training 3x slower beside another busy process. Must be set before torch is imported.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from ..toyworld.config import toy_train_config

@@ -24,7 +24,14 @@ from .options import ConceptsDirOpt
 
 console = Console()
 err_console = Console(stderr=True)
-concepts_app = typer.Typer(help="List, show, remove, import and export learned concepts.", no_args_is_help=True)
+concepts_app = typer.Typer(
+    help="List, show, remove, import and export learned concepts.\n\n"
+    "Examples:\n\n"
+    "  personaseg concepts list\n\n"
+    "  personaseg concepts export '<mymug>' --format a1111 --out mymug.safetensors\n\n"
+    "  personaseg concepts import embedding.safetensors --name my-style",
+    no_args_is_help=True,
+)
 
 NameArg = Annotated[str, typer.Argument(help="Concept name or token, e.g. mymug or '<mymug>'.")]
 

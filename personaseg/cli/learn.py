@@ -79,10 +79,20 @@ def learn(
     concepts_dir: ConceptsDirOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Learn a personal concept from PHOTOS and store it under --token.
+    """Learn a personal concept from PHOTOS (3-10 photos of one object) and store it as --token.
 
     Then outline it in any image: personaseg find '<mymug>' kitchen.jpg. Ctrl-C saves a checkpoint
-    (continue with --resume); settings come from defaults < --recipe < flags.
+    (continue with --resume). Settings: defaults < --recipe < flags.
+
+    Examples:
+
+      personaseg learn ./photos --token '<mymug>' --class-word mug
+
+      personaseg learn ./photos --token '<mymug>' --class-word mug --method lora
+
+      personaseg learn ./photos --token '<mymug>' --model toy --recipe recipes/ti-cpu.toml
+
+      personaseg learn ./photos --token '<mymug>' --resume
     """
     from ..concepts import LearnConfig
     from ..concepts import learn as learn_concept

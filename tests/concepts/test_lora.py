@@ -9,7 +9,7 @@ from personaseg.concepts.lora import check_text_encoder_lora
 from personaseg.concepts.trainer import Trainer
 from personaseg.errors import ConfigError
 
-from conftest import load_tiny
+from .conftest import load_tiny
 
 
 def _probe(pipe, tokenizer, text_encoder, unet):

@@ -8,7 +8,7 @@ from personaseg.concepts import ConceptStore
 from personaseg.concepts.store import default_root
 from personaseg.errors import ConceptError
 
-from conftest import load_tiny
+from .conftest import load_tiny
 
 
 @pytest.fixture

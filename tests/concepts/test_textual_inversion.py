@@ -7,7 +7,7 @@ from personaseg.concepts import LearnWarning, learn
 from personaseg.concepts.textual_inversion import TokenRows, class_word_vector, parse_token, sub_tokens
 from personaseg.errors import ConceptError
 
-from conftest import load_tiny
+from .conftest import load_tiny
 
 
 def test_parse_token():

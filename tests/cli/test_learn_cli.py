@@ -1,0 +1,95 @@
+"""`personaseg learn` and `personaseg concepts` end to end on a tiny random model (2 steps, 32 px)."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from personaseg.cli.app import main
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def run(capsys):
+    """Run the CLI in-process; return (exit code, stdout, stderr)."""
+    def call(*args: str) -> tuple[int, str, str]:
+        with pytest.raises(SystemExit) as exit_:
+            main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return exit_.value.code or 0, out, err
+
+    return call
+
+
+@pytest.fixture
+def photos(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (40 + 8 * i, 48, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
+def _one_error_line(code: int, err: str, *words: str) -> None:
+    assert code != 0 and "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), err
+    assert all(w in lines[0] for w in words), lines[0]
+
+
+def test_learn_then_manage_concepts(run, photos, tiny_model_dir, tmp_path):
+    store = tmp_path / "store"
+    args = ["learn", photos, "--token", "<mymug>", "--class-word", "mug", "--model", tiny_model_dir,
+            "--steps", 2, "--resolution", 32, "--grad-accum", 1, "--vectors", 2, "--concepts-dir", store, "-q"]
+    code, _, err = run(*args)
+    assert code == 0, err
+    assert "learned <mymug>" in err and (store / "mymug" / "learned_embeds.safetensors").exists()
+
+    code, _, err = run(*args)
+    _one_error_line(code, err, "<mymug> already exists", "--force")
+
+    code, out, _ = run("concepts", "list", "--concepts-dir", store)
+    assert code == 0 and "<mymug>" in out
+    code, out, _ = run("concepts", "show", "<mymug>", "--concepts-dir", store)
+    assert code == 0 and '"method": "ti"' in out and '"num_vectors": 2' in out
+
+    a1111 = tmp_path / "mine.safetensors"
+    code, _, err = run("concepts", "export", "mymug", "--format", "a1111", "--out", a1111, "--concepts-dir", store)
+    assert code == 0 and load_file(str(a1111))["emb_params"].shape == (2, 32)
+    code, _, err = run("concepts", "import", a1111, "--concepts-dir", store)
+    assert code == 0 and (store / "mine").is_dir()
+    code, _, _ = run("concepts", "rm", "<mine>", "--yes", "--concepts-dir", store)
+    assert code == 0 and not (store / "mine").exists()
+    code, _, err = run("concepts", "show", "<nope>", "--concepts-dir", store)
+    _one_error_line(code, err, "unknown concept <nope>", "personaseg learn PHOTOS --token <nope>")
+
+
+def test_learn_bad_input_is_one_line(run, photos, tmp_path):
+    store = tmp_path / "store"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _one_error_line(*run("learn", empty, "--token", "<x>", "--concepts-dir", store)[::2], "no images found")
+    _one_error_line(*run("learn", photos, "--token", "<my mug>", "--concepts-dir", store)[::2], "space")
+    (tmp_path / "r.toml").write_text("stepz = 3\n")
+    _one_error_line(*run("learn", photos, "--token", "<x>", "--recipe", tmp_path / "r.toml",
+                         "--concepts-dir", store)[::2], "stepz")
+    _one_error_line(*run("learn", photos, "--token", "<x>", "--resume", "--concepts-dir", store)[::2],
+                    "no interrupted run")
+    code, _, err = run("learn", photos, "--token", "<x>", "--method", "textual")
+    assert code == 2 and "Traceback" not in err
+
+
+def test_help_teaches_by_example(run):
+    code, out, _ = run("learn", "--help")
+    assert code == 0 and "--token" in out and "personaseg learn ./photos" in out
+    code, out, _ = run("concepts", "--help")
+    assert code == 0 and "export" in out and "import" in out

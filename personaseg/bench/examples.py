@@ -8,6 +8,7 @@ harness, not a model (the toy world's ``make-bench`` writes a benchmark its mode
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -78,12 +79,18 @@ def make_perseg(out: str | Path, seed: int = 0, size: int = 64, images: int = 3)
 
 def make_hf(out: str | Path, seed: int = 0, size: int = 64) -> Path:
     """A ``save_to_disk`` Hugging Face dataset (split ``test``) with the Mug19 example's content."""
-    import datasets
+    import datasets  # noqa: F401  (the optional dependency: fail before writing anything)
 
     from .datasets import read_mug19
 
-    src = make_mug19(Path(out).with_name(Path(out).name + "-src"), seed=seed, size=size)
-    data = read_mug19(src)
+    with tempfile.TemporaryDirectory() as tmp:
+        _save_hf(read_mug19(make_mug19(Path(tmp) / "src", seed=seed, size=size)), out)
+    return Path(out)
+
+
+def _save_hf(data, out: str | Path) -> None:
+    import datasets
+
     rows: dict[str, list] = {"id": [], "image": [], "mask": [], "concept": [], "photos": [], "class_word": [], "subset": []}
     for s in data.samples:
         image, mask = s.load()
@@ -102,7 +109,6 @@ def make_hf(out: str | Path, seed: int = 0, size: int = 64) -> Path:
     datasets.disable_progress_bars()
     ds = datasets.Dataset.from_dict(rows, features=features)
     datasets.DatasetDict({"test": ds}).save_to_disk(str(out))
-    return Path(out)
 
 
 def make_voc(out: str | Path, seed: int = 0, size: int = 64, images: int = 3, split: str = "train") -> Path:

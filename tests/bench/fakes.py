@@ -19,6 +19,7 @@ from personaseg.config import FindConfig
 from personaseg.errors import ConceptError
 
 COLOUR_OF = {name: COLOURS[colour] for name, _, colour in CONCEPTS}
+COLOUR_OF.update({f"{word}2": COLOURS[colour] for _, word, colour in CONCEPTS})  # PerSeg example names
 
 
 @dataclass

@@ -140,3 +140,15 @@ def test_split_is_contiguous_and_complete():
     parts = [sharding.split(items, i, 3) for i in range(3)]
     assert parts == [[0, 1, 2], [3, 4], [5, 6]]
     assert sharding.shard(items) == items  # one process: everything
+
+
+def test_hf_and_perseg_layouts_run(fakes, mug19, tmp_path):
+    pytest.importorskip("datasets")
+    hf = examples.make_hf(tmp_path / "hf")
+    rep_hf = run_personal(hf, _cfg(tmp_path, out=tmp_path / "hf-run"), progress=False)
+    rep_m = run_personal(mug19, _cfg(tmp_path, out=tmp_path / "m-run"), progress=False)
+    assert rep_hf["results"] == rep_m["results"]  # same content, other layout
+    assert len(list((tmp_path / "hf-run" / "photos").rglob("*.png"))) == 4  # in-memory photos staged
+    perseg = examples.make_perseg(tmp_path / "perseg")
+    rep = run_personal(perseg, _cfg(tmp_path, out=tmp_path / "p-run", layout="perseg"), progress=False)
+    assert rep["results"]["ti"]["perseg"]["n"] == 4 and rep["results"]["ti"]["all"]["objIoU"] is not None

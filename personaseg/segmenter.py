@@ -20,7 +20,7 @@ from . import t2m
 from .capture import AttentionCapture, QueryKey
 from .config import FindConfig, build_config, find_config
 from .errors import ConceptError, PhraseError
-from .images import Geometry, load_image, prepare, restore
+from .images import Geometry, load_image, prepare, restore, to_rgb
 from .models import ModelCard, layer_map_for, load_pipeline
 from .prompts import semantic_prompt
 
@@ -130,7 +130,7 @@ class Segmenter:
         """Encode ``image`` (path or PIL) and draw the noisy latents; clears the per-prompt cache."""
         start = time.perf_counter()
         cfg, pipe = self.config, self.pipe
-        img = load_image(image) if isinstance(image, (str, Path)) else image.convert("RGB")
+        img = load_image(image) if isinstance(image, (str, Path)) else to_rgb(image)
         x, geom = prepare(img, cfg.long_side, self.multiple, cfg.pad_rgb)  # (1, 3, H, W)
         vae = pipe.vae
         gen = torch.Generator("cpu").manual_seed(cfg.seed)

@@ -69,12 +69,21 @@ def attend(qk: QueryKey, v: torch.Tensor) -> torch.Tensor:
     """A @ v for A = mean over heads of softmax(q k^T * scale), without forming A.
 
     ``v``: ``(D, N, P)``. Fused attention per head with ``v`` as values, then the mean over
-    heads (A is linear in its heads). Returns ``(D, N, P)`` in float32.
+    heads (A is linear in its heads). Fused kernels want values as wide as the queries (else
+    PyTorch falls back to the N x N math path), so ``v`` is zero-padded to the head width and
+    processed in slices of that width. Returns ``(D, N, P)`` in float32.
     """
-    heads = qk.q.shape[1]
-    values = v.to(qk.q.dtype).unsqueeze(1).expand(-1, heads, -1, -1)  # (D, N, P) -> (D, heads, N, P)
-    out = F.scaled_dot_product_attention(qk.q, qk.k, values, scale=qk.scale)  # (D, heads, N, P)
-    return out.float().mean(dim=1)  # -> (D, N, P)
+    b, heads, n, width = qk.q.shape
+    p = v.shape[-1]
+    out = []
+    for i in range(0, p, width):
+        part = v[..., i:i + width].to(qk.q.dtype)  # (D, N, <=width)
+        cols = part.shape[-1]
+        part = F.pad(part, (0, width - cols))  # (D, N, width)
+        values = part.unsqueeze(1).expand(-1, heads, -1, -1)  # (D, N, width) -> (D, heads, N, width)
+        res = F.scaled_dot_product_attention(qk.q, qk.k, values, scale=qk.scale)  # (D, heads, N, width)
+        out.append(res[..., :cols].float().mean(dim=1))  # -> (D, N, cols)
+    return torch.cat(out, dim=-1)
 
 
 def refine(qk: QueryKey, s: torch.Tensor, tau_box: float, quantize: bool = True) -> torch.Tensor:

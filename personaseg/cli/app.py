@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 import typer
 
@@ -30,12 +31,23 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
+
+
+@app.callback()
+def _root() -> None:
+    """Personalized segmentation with Stable Diffusion's attention (the T2M method)."""
+
+
 for module in (find, segment, explain, learn, concepts, bench, demo, toyworld):
     module.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning known errors into one line and an exit code."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.set_verbosity_error()  # import-time notices are not for our users
+    warnings.filterwarnings("ignore", category=FutureWarning)
     try:
         app(args=argv)
     except PersonasegError as err:

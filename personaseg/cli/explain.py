@@ -1,7 +1,49 @@
-"""`personaseg explain` (placeholder: the command is not written yet)."""
+"""`personaseg explain`: what each word of the prompt attends to, on a real image.
+
+Examples:
+
+    personaseg explain "red mug" kitchen.jpg
+    personaseg explain "<mymug>" kitchen.jpg --prompt "a photo of a {} on a table"
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
+from .common import ensure_out_dir, err_console, make_segmenter
+from .options import ConceptsDirOpt, DeviceOpt, DtypeOpt, ModelOpt, SeedOpt
+
+
+def explain(
+    phrase: Annotated[str, typer.Argument(help="A phrase or concept; the prompt is built around it.")],
+    image: Annotated[Path, typer.Argument(help="The image.")],
+    model: ModelOpt = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("personaseg-out"),
+    prompt: Annotated[Optional[str], typer.Option(help="Prompt template with {} for the phrase.")] = None,
+    draws: Annotated[Optional[int], typer.Option(help="Noise draws averaged.")] = None,
+    seed: SeedOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    concepts_dir: ConceptsDirOpt = None,
+) -> None:
+    """Per-token cross-attention heat maps of the prompt on IMAGE, in one grid:
+    writes <stem>.explain.png."""
+    from ..images import load_image, save_png_atomic
+    from ..viz import heatmap_grid
+
+    img = load_image(image)
+    ensure_out_dir(out)
+    seg = make_segmenter(model, device, dtype, concepts_dir=concepts_dir, draws=draws, seed=seed)
+    seg.set_image(img)
+    r = seg.explain(phrase, prompt)
+    titles = [t.replace("</w>", "") for t in r.tokens]
+    path = out / f"{image.stem}.explain.png"
+    save_png_atomic(path, heatmap_grid(img, list(r.maps), titles))
+    err_console.print(f"prompt: {r.prompt!r}\nwrote {path}")
+
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the app (none yet)."""
+    app.command("explain", help=explain.__doc__)(explain)

@@ -1,7 +1,110 @@
-"""`personaseg find` (placeholder: the command is not written yet)."""
+"""`personaseg find`: outline a phrase or a learned concept in images.
 
+Examples:
+
+    personaseg find mug kitchen.jpg
+    personaseg find "<mymug>" ./photos --out masks --json > found.jsonl
+    personaseg find dog "shots/*.jpg" --preset coco --min-presence 0.05
+    accelerate launch -m personaseg find "<mymug>" /photos --out masks   # one share per process
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
 import typer
+
+from ..errors import InputError
+from .common import ensure_out_dir, err_console, make_segmenter, progress, warn
+from .options import ConceptsDirOpt, DeviceOpt, DtypeOpt, ModelOpt, SeedOpt
+
+
+class Preset(str, Enum):
+    voc = "voc"
+    coco = "coco"
+
+
+def find(
+    phrase: Annotated[str, typer.Argument(help="A word or phrase ('mug'), or a learned concept ('<mymug>').")],
+    images: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
+    model: ModelOpt = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("personaseg-out"),
+    prompt: Annotated[Optional[str], typer.Option(help="Prompt template with {} for the phrase, e.g. 'a photo of a {}'.")] = None,
+    preset: Annotated[Optional[Preset], typer.Option(help="The paper's settings: voc (tau_box 0.2, tau 0.5, 10 draws) or coco (0.5, 0.35, 1).")] = None,
+    recipe: Annotated[Optional[Path], typer.Option(help="TOML file of FindConfig fields.")] = None,
+    draws: Annotated[Optional[int], typer.Option(help="Noise draws averaged (paper: 10).")] = None,
+    draw_batch: Annotated[Optional[int], typer.Option(help="Draws per UNet call; lower it to save memory.")] = None,
+    timestep: Annotated[Optional[int], typer.Option(help="Diffusion timestep of the single step (paper: 150).")] = None,
+    min_presence: Annotated[Optional[float], typer.Option(help="Below this presence score the phrase is 'not found' and the mask is empty.")] = None,
+    seed: SeedOpt = None,
+    crf: Annotated[bool, typer.Option("--crf", help="Refine with a dense CRF (pip install 'personaseg[crf]').")] = False,
+    scores: Annotated[bool, typer.Option("--scores", help="Also write the score map as float16 .npy.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON record per image on stdout.")] = False,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    concepts_dir: ConceptsDirOpt = None,
+) -> None:
+    """Outline PHRASE in every image: writes <stem>.mask.png (0/255, the image's size) and
+    <stem>.overlay.png to --out, and with --json a record per image (mask as COCO RLE, regions,
+    presence score, timings)."""
+    from accelerate import PartialState
+
+    from ..images import collect_images, load_image, save_npy_atomic, save_png_atomic
+    from ..masks import mask_summary
+    from ..viz import overlay
+
+    if not phrase.strip():
+        raise InputError("the phrase is empty", hint='give a word such as "mug" or a concept like "<mymug>"')
+    paths, warnings = collect_images(images)
+    for w in warnings:
+        warn(w)
+    ensure_out_dir(out)
+    state = PartialState()
+    seg = make_segmenter(
+        model, device or (str(state.device) if state.num_processes > 1 else None), dtype,
+        preset.value if preset else None, recipe, concepts_dir,
+        draws=draws, draw_batch=draw_batch, timestep=timestep, min_presence=min_presence,
+        seed=seed, crf=crf or None,
+    )
+    done = failed = 0
+    with state.split_between_processes(paths) as mine, progress(len(mine), f"find {phrase}") as step:
+        for path in mine:
+            start = time.perf_counter()
+            try:
+                image = load_image(path)
+            except InputError as err:
+                if len(paths) == 1:
+                    raise
+                warn(f"skipped: {err}")
+                failed += 1
+                step(path.name)
+                continue
+            seg.set_image(image)
+            r = seg.find(phrase, prompt)
+            stem = out / path.stem
+            save_png_atomic(f"{stem}.mask.png", r.mask.astype(np.uint8) * 255)
+            save_png_atomic(f"{stem}.overlay.png", overlay(image, r.mask, phrase if r.found else f"{phrase}: not found"))
+            if scores:
+                save_npy_atomic(f"{stem}.scores.npy", r.scores.astype(np.float16))
+            if as_json:
+                record = {"path": str(path), "phrase": phrase, "prompt": r.prompt, "found": r.found,
+                          "presence": round(r.presence, 6), "size": [image.width, image.height],
+                          **mask_summary(r.mask), "mask_path": f"{stem}.mask.png",
+                          "timings": {**{k: round(v, 4) for k, v in r.timings.items()},
+                                      "total_s": round(time.perf_counter() - start, 4)}}
+                print(json.dumps(record), flush=True)
+            done += 1
+            step(path.name)
+    if not as_json and state.is_main_process:
+        err_console.print(f"{done} image(s) written to {out}" + (f", {failed} skipped" if failed else ""))
+    if done == 0 and failed:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the app (none yet)."""
+    app.command("find", help=find.__doc__)(find)

@@ -1,0 +1,55 @@
+"""Pieces shared by the find / segment / explain commands."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ..errors import InputError
+
+err_console = Console(stderr=True)
+
+
+def make_segmenter(model, device, dtype, preset=None, recipe=None, concepts_dir=None, **overrides):
+    """Load the model behind a spinner and build a Segmenter (flags override recipe and preset)."""
+    from ..segmenter import Segmenter
+
+    with err_console.status(f"Loading model {model or '(default)'}…"):
+        return Segmenter.from_pretrained(
+            model, device=device, dtype=dtype, preset=preset, recipe=recipe,
+            concepts_dir=concepts_dir, **overrides,
+        )
+
+
+def ensure_out_dir(out: Path) -> Path:
+    """Create ``out`` and check that we can write there before any work is done."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".personaseg-probe-"):
+            pass
+    except OSError:
+        raise InputError(f"output folder {out} is not writable", hint="choose another with --out") from None
+    return out
+
+
+@contextmanager
+def progress(total: int, label: str) -> Iterator[Any]:
+    """A rich progress bar on stderr (stdout stays clean for --json)."""
+    bar = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeRemainingColumn(), TextColumn("{task.fields[item]}"),
+        console=err_console, transient=False, disable=total <= 1 and not os.environ.get("PERSONASEG_PROGRESS"),
+    )
+    with bar:
+        task = bar.add_task(label, total=total, item="")
+        yield lambda item="": bar.update(task, advance=1, item=str(item))
+
+
+def warn(message: str) -> None:
+    err_console.print(f"[yellow]warning:[/] {message}", highlight=False)

@@ -7,7 +7,7 @@ prompt (the segmenter averages all of them as one phrase).
 
     >>> c = ConceptStore().get("<mymug>")
     >>> subs = c.apply(pipe)          # ["<mymug>", "<mymug>_1"]
-    >>> c.prompt()                    # "a photo of a <mymug> <mymug>_1"
+    >>> c.prompt(expand=True)         # "a photo of a <mymug> <mymug>_1"
 """
 
 from __future__ import annotations
@@ -83,8 +83,10 @@ class Concept:
             )
         return rows
 
-    def prompt(self, template: str | None = None, *, expand: bool = True) -> str:
-        """The find prompt with the token filled in; ``expand`` writes all K sub-tokens."""
+    def prompt(self, template: str | None = None, *, expand: bool = False) -> str:
+        """The find prompt with the token filled in (``"a photo of a <mymug> mug"``); ``expand``
+        writes all K sub-tokens instead (``"a photo of a <mymug> <mymug>_1 mug"``), as diffusers'
+        ``maybe_convert_prompt`` does."""
         text = " ".join(self.sub_tokens) if expand else self.token
         return fill_template(template or self.prompt_template, text, self.class_word)
 
@@ -97,8 +99,9 @@ class Concept:
                 f"({self.base_model or 'unknown model'}), but this model's is {width}",
                 hint=f"learn it again on this model: personaseg learn PHOTOS --token {self.token} --model M",
             )
-        here = getattr(getattr(pipe, "config", None), "_name_or_path", None)
-        if self.base_model and here and Path(str(here)).name != Path(self.base_model).name:
+        here = str(getattr(pipe, "name_or_path", "") or "")
+        known = {str(m) for m in (self.base_model, self.meta.get("base_model_path")) if m}
+        if known and here and here not in known and Path(here).name not in {Path(m).name for m in known}:
             warnings.warn(
                 f"concept {self.token} was learned on {self.base_model}, loading it onto {here}",
                 LearnWarning,

@@ -15,14 +15,16 @@ from __future__ import annotations
 import math
 import shutil
 import signal
+import sys
 import threading
+import time
 import warnings
 from pathlib import Path
 
 import torch
 
 from .. import __version__
-from ..config import to_dict
+from ..config import build_config, to_dict
 from ..errors import ConceptError, ConfigError
 from .checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from .concept import Concept
@@ -96,7 +98,7 @@ def learn(
         class_set = class_photos(pipe, cfg, store.root, base_model, progress and acc.is_main_process)
     copy_te = not owns_pipe and cfg.method == "lora" and cfg.lora_train_text_encoder
     run = {"token": token, "force": force, "photos": photo_set.hashes, "config": to_dict(cfg),
-           "base_model": base_model}
+           "base_model": base_model, "train_seconds": float(state.get("train_seconds", 0.0)) if state else 0.0}
     with Trainer(pipe, token, cfg, acc, photo_set, class_set, copy_text_encoder=copy_te) as trainer:
         start, losses = 0, []
         if state is not None:
@@ -106,7 +108,7 @@ def learn(
         result = trainer.result()
         width = trainer.base_embedding.weight.shape[-1]
     if acc.is_main_process:
-        meta = _meta(name, token, cfg, base_model, width, pipe, photo_set, losses)
+        meta = _meta(name, token, cfg, base_model, width, pipe, photo_set, losses, run["train_seconds"])
         with store.writing(name, force=force) as tmp:
             save_embeds(tmp / EMBEDS_FILE, token, result["rows"])
             if cfg.method == "lora":
@@ -143,7 +145,7 @@ def _config(config: LearnConfig | None, state: dict | None) -> LearnConfig:
     """The run's resolved config; on resume it must match the interrupted run's."""
     if state is None:
         return (config or LearnConfig()).resolved()
-    saved = LearnConfig(**state["config"])
+    saved = build_config(LearnConfig, state["config"], source="the checkpoint")
     if config is None:
         return saved
     cfg = config.resolved()
@@ -218,6 +220,7 @@ class _StopFlag:
         if self.hit:
             raise KeyboardInterrupt
         self.hit = True
+        print("\nstopping after this step to save a checkpoint (Ctrl-C again stops at once)", file=sys.stderr)
 
     def __exit__(self, *exc) -> None:
         if self.old is not None:
@@ -233,9 +236,11 @@ class _StopFlag:
 def _loop(trainer: Trainer, start: int, losses: list[float], ckpt: Path, run: dict, photos, progress: bool) -> list[float]:
     cfg, acc = trainer.cfg, trainer.acc
     saved_at = start if start else None
+    base, t0 = run["train_seconds"], time.perf_counter()
 
     def save(step: int) -> None:
         if acc.is_main_process:
+            run["train_seconds"] = base + time.perf_counter() - t0
             save_checkpoint(ckpt, {**trainer.state_dict(), **run, "step": step, "losses": losses})
         acc.wait_for_everyone()
 
@@ -267,11 +272,12 @@ def _loop(trainer: Trainer, start: int, losses: list[float], ckpt: Path, run: di
                 f"stopped at step {step + 1}/{cfg.steps} without saving; {where}",
                 hint=f"resume with: {resume_cmd}" if saved_at else "start again (one Ctrl-C saves a checkpoint)",
             ) from None
+    run["train_seconds"] = base + time.perf_counter() - t0  # the loop only: no loading or set-up
     return losses
 
 
 def _meta(name: str, token: str, cfg: LearnConfig, base_model: str, width: int, pipe, photos: PhotoSet,
-          losses: list[float]) -> dict:
+          losses: list[float], train_seconds: float) -> dict:
     """concept.json."""
     from .textual_inversion import sub_tokens
     from .lora import LORA_FILE
@@ -286,6 +292,7 @@ def _meta(name: str, token: str, cfg: LearnConfig, base_model: str, width: int, 
         "tokens": sub_tokens(token, cfg.vectors),
         "method": cfg.method,
         "base_model": base_model,
+        "base_model_path": str(getattr(pipe, "name_or_path", "") or "") or None,
         "width": int(width),
         "cross_attention_dim": int(pipe.unet.config.cross_attention_dim),
         "num_vectors": cfg.vectors,
@@ -296,6 +303,8 @@ def _meta(name: str, token: str, cfg: LearnConfig, base_model: str, width: int, 
         "photos": [{"file": p.name, "sha256": h} for p, h in zip(photos.paths, photos.hashes)],
         "steps": cfg.steps,
         "final_loss": sum(losses) / len(losses) if losses else None,
+        "train_seconds": round(train_seconds, 3),  # the training loop (all resumed parts), not loading
+        "steps_per_second": round(cfg.steps / train_seconds, 4) if train_seconds > 0 else None,
         "created": now(),
         "personaseg_version": __version__,
     }

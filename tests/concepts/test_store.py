@@ -47,8 +47,10 @@ def test_apply_returns_all_sub_tokens_and_is_idempotent(store, tiny_sd):
     assert subs == ["<mymug>", "<mymug>_1", "<mymug>_2"]
     n = len(pipe.tokenizer)
     assert c.apply(pipe) == subs and len(pipe.tokenizer) == n
-    assert c.prompt() == "a photo of a <mymug> <mymug>_1 <mymug>_2"
-    ids = pipe.tokenizer(c.prompt()).input_ids
+    assert c.prompt() == "a photo of a <mymug>"
+    assert c.prompt(expand=True) == "a photo of a <mymug> <mymug>_1 <mymug>_2"
+    assert pipe.maybe_convert_prompt(c.prompt(), pipe.tokenizer) == c.prompt(expand=True)
+    ids = pipe.tokenizer(c.prompt(expand=True)).input_ids
     assert all(pipe.tokenizer.convert_tokens_to_ids(t) in ids for t in subs)
 
 

@@ -160,8 +160,7 @@ class Segmenter:
         if not (phrase.startswith("<") and phrase.endswith(">")):
             return template.format(phrase), phrase, None
         concept, tokens = self.load_concept(phrase)
-        text = template.format(concept.token) if prompt else concept.prompt()
-        expanded = text.replace(concept.token, " ".join(tokens))
+        expanded = concept.prompt(prompt, expand=True)  # all K sub-tokens, {class} filled
         adapter = concept.name if concept.method == "lora" else None
         return expanded, " ".join(tokens), adapter
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from personaseg.config import FindConfig
@@ -91,3 +92,48 @@ def test_phrase_errors(seg, image):
 def test_find_before_set_image(tiny_model_dir):
     with pytest.raises(RuntimeError, match="set_image"):
         _seg(tiny_model_dir).find("mug")
+
+
+@pytest.fixture(scope="module")
+def concepts(tiny_model_dir, tmp_path_factory):
+    """A 2-vector TI concept and a LoRA concept learned for 2 steps on the tiny model."""
+    from personaseg.concepts import LearnConfig, learn
+
+    root = tmp_path_factory.mktemp("concepts")
+    photos = root / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        Image.fromarray((rng.random((40, 40, 3)) * 255).astype("uint8")).save(photos / f"{i}.png")
+    common = dict(class_word="mug", steps=2, resolution=32, checkpoint_every=0)
+    learn(photos, "<twovec>", LearnConfig(method="ti", vectors=2, **common), model=str(tiny_model_dir),
+          concepts_dir=root / "store", progress=False)
+    learn(photos, "<lorathing>", LearnConfig(method="lora", **common), model=str(tiny_model_dir),
+          concepts_dir=root / "store", progress=False)
+    return root / "store"
+
+
+def test_find_concept_uses_all_sub_tokens(tiny_model_dir, concepts, image):
+    seg = Segmenter.from_pretrained(str(tiny_model_dir), device="cpu", concepts_dir=concepts,
+                                    config=FindConfig(draws=2, long_side=64))
+    seg.set_image(image)
+    r = seg.find("<twovec>")
+    assert "<twovec> <twovec>_1" in r.prompt
+    text, phrase, _ = seg._resolve("<twovec>", None)
+    assert len(seg._positions(text, [phrase])[0]) == 2
+    assert r.mask.shape == (37, 90)
+
+
+def test_lora_concept_does_not_leak_into_plain_phrases(tiny_model_dir, concepts, image):
+    seg = Segmenter.from_pretrained(str(tiny_model_dir), device="cpu", concepts_dir=concepts,
+                                    config=FindConfig(draws=2, long_side=64))
+    seg.set_image(image)
+    before = seg.find("mug").scores
+    seg.find("<lorathing>")  # loads the LoRA adapter
+    with torch.no_grad():  # make the adapter large, so that any leak would show
+        for name, p in seg.pipe.unet.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.5)
+    seg._attn.clear()  # run the UNet again for both
+    after = seg.find("mug").scores
+    assert np.allclose(before, after, atol=1e-5)

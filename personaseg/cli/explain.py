@@ -23,6 +23,7 @@ def explain(
     model: ModelOpt = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("personaseg-out"),
     prompt: Annotated[Optional[str], typer.Option(help="Prompt template with {} for the phrase.")] = None,
+    recipe: Annotated[Optional[Path], typer.Option(help="TOML file of FindConfig fields.")] = None,
     draws: Annotated[Optional[int], typer.Option(help="Noise draws averaged.")] = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
@@ -36,7 +37,7 @@ def explain(
 
     img = load_image(image)
     ensure_out_dir(out)
-    seg = make_segmenter(model, device, dtype, concepts_dir=concepts_dir, draws=draws, seed=seed)
+    seg = make_segmenter(model, device, dtype, recipe=recipe, concepts_dir=concepts_dir, draws=draws, seed=seed)
     seg.set_image(img)
     r = seg.explain(phrase, prompt)
     titles = [t.replace("</w>", "") for t in r.tokens]

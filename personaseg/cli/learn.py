@@ -114,6 +114,10 @@ def learn(
             photos if len(photos) > 1 else photos[0], token, config, model=model,
             concepts_dir=concepts_dir, force=force, resume=resume, progress=not quiet,
         )
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:  # under `accelerate launch`, one report
+        return
     loss = concept.meta.get("final_loss")
     err_console.print(
         f"learned [bold]{concept.token}[/] ({concept.method}, {concept.meta.get('steps')} steps"

@@ -44,6 +44,7 @@ def learn_progress(token: str, total: int, start: int, enabled: bool) -> Iterato
         TextColumn("ETA"),
         TimeRemainingColumn(),
         console=Console(stderr=True),
+        refresh_per_second=4,  # the render thread holds the GIL; training needs it more
     )
     with progress:
         task = progress.add_task("learn", total=total, completed=start, loss="-")

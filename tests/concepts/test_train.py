@@ -124,3 +124,25 @@ def test_half_precision_pipe_needs_mixed_precision(pipe, photos, store_dir, tiny
     pipe.to(torch.bfloat16)
     with pytest.raises(ConfigError, match="--mixed-precision"):
         learn(photos, "<mymug>", tiny_cfg(), pipe=pipe, concepts_dir=store_dir, progress=False)
+
+
+def test_bf16_autocast_keeps_trainable_weights_fp32(tiny_sd, photos, store_dir, tiny_cfg, monkeypatch):
+    """Mixed precision through accelerate (bf16 runs on a CPU): frozen weights in bf16, trainable fp32."""
+    seen = {}
+    original = Trainer.result
+
+    def result(self):
+        seen["rows"] = self.rows.rows.dtype
+        seen["lora"] = {p.dtype for n, p in self.pipe.unet.named_parameters() if "lora" in n}
+        seen["frozen"] = self.pipe.unet.conv_in.weight.dtype
+        seen["autocast"] = self.acc.native_amp
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "result", result)
+    concept = learn(photos, "<mymug>", tiny_cfg(method="lora", mixed_precision="bf16"), model=str(tiny_sd),
+                    concepts_dir=store_dir, progress=False)
+    assert seen == {"rows": torch.float32, "lora": {torch.float32}, "frozen": torch.bfloat16, "autocast": True}
+    tensors = _tensors(concept)
+    assert all(t.dtype == torch.float32 and torch.isfinite(t).all() for t in tensors.values())
+    # a later run in the same process with other settings gets a fresh accelerate state
+    learn(photos, "<other>", tiny_cfg(), model=str(tiny_sd), concepts_dir=store_dir, progress=False)

@@ -29,16 +29,12 @@ class DemoResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _iou(pred: np.ndarray, gt: np.ndarray) -> float:
-    union = np.logical_or(pred, gt).sum()
-    return 1.0 if union == 0 else float(np.logical_and(pred, gt).sum() / union)
-
-
 def run_demo(out: str | Path, seed: int = 0, scenes: int = 6, steps: int | None = None,
              model: str = "toy", progress: bool = True) -> DemoResult:
     """Run the demo into ``out`` (a new folder); see the module docstring."""
     from PIL import Image
 
+    from .bench.metrics import iou
     from .concepts import LearnConfig, learn
     from .images import load_image
     from .segmenter import Segmenter
@@ -68,8 +64,8 @@ def run_demo(out: str | Path, seed: int = 0, scenes: int = 6, steps: int | None 
         by_class, personal = seg.find(class_word), seg.find(token)
         for tag in s["subset"]:
             ious.setdefault(tag, {"class-word": [], "personal": []})
-            ious[tag]["class-word"].append(_iou(by_class.mask, gt))
-            ious[tag]["personal"].append(_iou(personal.mask, gt))
+            ious[tag]["class-word"].append(iou(by_class.mask, gt))
+            ious[tag]["personal"].append(iou(personal.mask, gt))
         if "distractor" in s["subset"] or "alone" in s["subset"]:
             rows.append([photo, image, overlay(image, by_class.mask, class_word),
                          overlay(image, personal.mask, token)])

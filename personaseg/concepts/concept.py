@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,22 @@ from .lora import LORA_FILE
 from .textual_inversion import EMBEDS_FILE, load_embeds, sub_tokens
 
 META_FILE = "concept.json"
+
+
+@contextmanager
+def _quiet_loaders():
+    """Silence the loaders' info-as-warning chatter (row initialisation, "no text-encoder keys")."""
+    from diffusers.utils import logging as dlog
+    from transformers.utils import logging as tlog
+
+    levels = tlog.get_verbosity(), dlog.get_verbosity()
+    tlog.set_verbosity_error()
+    dlog.set_verbosity_error()
+    try:
+        yield
+    finally:
+        tlog.set_verbosity(levels[0])
+        dlog.set_verbosity(levels[1])
 
 
 @dataclass
@@ -127,7 +144,8 @@ class Concept:
                 hint="load the concept on a fresh pipeline, or unload the other one first",
             )
         else:
-            pipe.load_textual_inversion(str(self.path / EMBEDS_FILE), token=self.token)
+            with _quiet_loaders():
+                pipe.load_textual_inversion(str(self.path / EMBEDS_FILE), token=self.token)
         if self.method == "lora":
             self._apply_lora(pipe)
         return subs
@@ -154,4 +172,5 @@ class Concept:
         adapters = pipe.get_list_adapters() if hasattr(pipe, "get_list_adapters") else {}
         if any(self.name in names for names in adapters.values()):
             return
-        pipe.load_lora_weights(str(self.path), weight_name=LORA_FILE, adapter_name=self.name)
+        with _quiet_loaders():
+            pipe.load_lora_weights(str(self.path), weight_name=LORA_FILE, adapter_name=self.name)

@@ -22,6 +22,7 @@ class ToyTrainConfig:
     vae_steps: int = 300  # autoencoder steps
     vae_batch: int = 16  # images per VAE step
     vae_lr: float = 1e-3  # AdamW learning rate of the VAE
+    vae_crop: int = 32  # train the VAE on random crops of this size (0: whole images)
     kl_weight: float = 1e-6  # KL term weight (SD's VAE uses ~1e-6)
     # UNet + text-encoder stage
     steps: int = 1500  # denoiser steps

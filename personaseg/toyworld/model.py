@@ -52,6 +52,7 @@ def build_vae(cfg: ToyModelConfig):
         latent_channels=cfg.latent_channels,
         norm_num_groups=16,
         sample_size=cfg.image_size,
+        mid_block_add_attention=False,  # purely convolutional: trains on crops, runs on any size
     )
 
 

@@ -99,6 +99,9 @@ def train_vae(cfg, images, gen, tick) -> tuple[torch.nn.Module, float]:
     for step in range(cfg.vae_steps):
         idx = torch.randint(0, len(images), (cfg.vae_batch,), generator=gen).numpy()
         x = to_tensor(images[idx])  # (B, 3, H, W)
+        if cfg.vae_crop:  # the VAE is convolutional: train on random crops, 4x cheaper at half size
+            y, x0 = torch.randint(0, x.shape[-1] - cfg.vae_crop + 1, (2,), generator=gen).tolist()
+            x = x[..., y : y + cfg.vae_crop, x0 : x0 + cfg.vae_crop]  # (B, 3, crop, crop)
         post = vae.encode(x).latent_dist
         z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen)
         rec = vae.decode(z).sample

@@ -91,6 +91,11 @@ def learn(
     else:
         base_model = str(getattr(pipe, "name_or_path", None) or model or "unknown")
         _check_given_pipe(pipe, cfg)
+    if state is not None and state.get("base_model") != base_model:
+        raise ConceptError(
+            f"the interrupted run of {token} learned on {state.get('base_model')}, not {base_model}",
+            hint=f"resume with --model {state.get('base_model')}, or start over with --force",
+        )
     class_set = None
     if cfg.method == "lora" and cfg.prior_preservation:
         from .prior import class_photos

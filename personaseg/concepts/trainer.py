@@ -46,6 +46,15 @@ def _checkpointing(m: nn.Module) -> bool:
     return bool(getattr(m, name, False))
 
 
+def _lora_enabled(unet: nn.Module) -> bool:
+    """Whether the UNet carries peft LoRA layers that are switched on."""
+    if not getattr(unet, "peft_config", None):
+        return False
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return any(isinstance(m, BaseTunerLayer) and not m.disable_adapters for m in unet.modules())
+
+
 class _Flags:
     """requires_grad, train/eval, device and gradient checkpointing of modules, to put back."""
 
@@ -125,6 +134,9 @@ class Trainer:
         self.rows = TokenRows(self.base_embedding, ids, init.expand(cfg.vectors, -1))
         self.rows.to(self.base_embedding.weight.device)
         te.set_input_embeddings(self.rows)
+        self.other_lora = cfg.method == "ti" and _lora_enabled(pipe.unet)
+        if self.other_lora:
+            pipe.unet.disable_lora()  # learn the token on the base model, not on a loaded LoRA concept
         if cfg.method == "lora":
             with torch.random.fork_rng(devices=[]):  # LoRA A matrices come from the global generator
                 torch.manual_seed(cfg.seed)
@@ -168,6 +180,8 @@ class Trainer:
         if self.adapter is not None:
             self.adapter.remove()
             self.adapter = None
+        if getattr(self, "other_lora", False):
+            self.pipe.unet.enable_lora()
         if not self.copy_text_encoder and hasattr(self, "base_embedding"):
             self.pipe.text_encoder.set_input_embeddings(self.base_embedding)
         self._flags.restore()

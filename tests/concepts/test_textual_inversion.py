@@ -89,3 +89,14 @@ def test_bare_token_one_photo_and_multiword_class(pipe, photos, store_dir, tiny_
     assert "only one photo" in messages and "written as <solo>" in messages
     assert concept.token == "<solo>" and concept.class_word == "red mug"
     assert concept.meta["photos"][0]["file"] == "mug0.png"
+
+
+def test_ti_on_a_pipe_with_a_lora_concept_trains_on_the_base_model(pipe, tiny_sd, photos, store_dir, tiny_cfg):
+    lora = learn(photos, "<lo>", tiny_cfg(method="lora", steps=1, lr=1e-2), pipe=pipe, concepts_dir=store_dir,
+                 progress=False)
+    lora.apply(pipe)
+    a = learn(photos, "<ti>", tiny_cfg(steps=2), pipe=pipe, concepts_dir=store_dir, progress=False)
+    b = learn(photos, "<ti2>", tiny_cfg(steps=2), pipe=load_tiny(tiny_sd), concepts_dir=store_dir, progress=False)
+    assert torch.equal(a.embeddings(), b.embeddings())  # the loaded LoRA was off while learning
+    from peft.tuners.tuners_utils import BaseTunerLayer
+    assert all(not m.disable_adapters for m in pipe.unet.modules() if isinstance(m, BaseTunerLayer))

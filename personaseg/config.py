@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -123,4 +123,19 @@ def to_dict(config: Any) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
 
 
-__all__ = ["FindConfig", "PRESETS", "build_config", "find_config", "read_toml", "to_dict", "field"]
+_ELSEWHERE = {  # the other jobs' configs, owned by their subpackages
+    "LearnConfig": "personaseg.concepts.config",
+    "BenchConfig": "personaseg.bench.config",
+    "ToyTrainConfig": "personaseg.toyworld.config",
+}
+
+
+def __getattr__(name: str):
+    if name in _ELSEWHERE:
+        import importlib
+
+        return getattr(importlib.import_module(_ELSEWHERE[name]), name)
+    raise AttributeError(f"module 'personaseg.config' has no attribute {name!r}")
+
+
+__all__ = ["FindConfig", "PRESETS", "build_config", "find_config", "read_toml", "to_dict", *_ELSEWHERE]

@@ -98,10 +98,12 @@ def run_personal(root: str | Path, config: BenchConfig, *, progress: bool = True
     with bar or nullcontext():
         # 1. learn: every process takes part in each learn (learn is data-parallel itself)
         t_learn = time.perf_counter()
-        hits = [learning.cached(j.token, concepts_dir) for j in jobs]  # decided before anyone writes
+        needed = {s.concept for s in pending}  # a resumed run learns nothing for finished concepts
+        todo = [j for j in jobs if j.concept.name in needed]
+        hits = [learning.cached(j.token, concepts_dir) for j in todo]  # decided before anyone writes
         wait()
-        task = bar.add_task("learn concepts", total=len(jobs)) if bar else None
-        for job, hit in zip(jobs, hits):
+        task = bar.add_task("learn concepts", total=len(todo)) if bar else None
+        for job, hit in zip(todo, hits):
             rec = learning.run_job(job, config.model, concepts_dir, rundir / "photos", hit)
             if is_main():
                 append_jsonl(rundir / LEARNED, {**rec, "run": run_id})

@@ -38,12 +38,19 @@ def test_bench_personal_end_to_end(tiny_model_dir, mug19, tmp_path):
     with Image.open(out / "masks" / "ti" / "redmug-alone" / "redmug.png") as im:
         assert im.size == (64, 64)
     assert (out / "grid.png").exists() and (out / "report.md").exists()
-    # resuming a finished run: nothing is redone, the concept comes from the cache
+    # resuming a finished run: nothing is redone or learned
     result = CliRunner().invoke(app, args + ["--resume"])
     assert result.exit_code == 0, result.output
     learned = [json.loads(x) for x in (out / "learn.jsonl").read_text().splitlines()]
-    assert [x["cached"] for x in learned] == [False, True]
+    assert [x["cached"] for x in learned] == [False]
     assert len((out / "samples.jsonl").read_text().splitlines()) == 4
+    # a new run with the same photos, settings and model takes the concept from the cache
+    out2 = tmp_path / "run2"
+    args2 = [a if a != str(out) else str(out2) for a in args]
+    result = CliRunner().invoke(app, args2 + ["--limit", "1", "--no-grid"])
+    assert result.exit_code == 0, result.output
+    learned = [json.loads(x) for x in (out2 / "learn.jsonl").read_text().splitlines()]
+    assert [x["cached"] for x in learned] == [True] and learned[0]["token"] == lines[0]["phrase"]
 
 
 def test_bench_errors_are_one_line(mug19, tmp_path):

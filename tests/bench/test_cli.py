@@ -59,3 +59,20 @@ def test_bench_errors_are_one_line(mug19, tmp_path):
     assert "unknown subset tag(s) nope" in str(result.exception)
     result = CliRunner().invoke(app, ["bench", "personal", str(tmp_path / "missing")])
     assert "not a benchmark folder" in str(result.exception)
+
+
+def test_bench_voc_end_to_end(tiny_model_dir, tmp_path):
+    voc = examples.make_voc(tmp_path / "voc", images=2)
+    recipe = tmp_path / "find.toml"
+    recipe.write_text("long_side = 64\n")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["bench", "voc", str(voc), "--model", str(tiny_model_dir), "--device", "cpu",
+                                      "--recipe", str(recipe), "--draws", "1", "--out", str(out), "--save-masks"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    r = report["results"]["t2m"]
+    assert r["n"] == 2 and 0.0 <= r["mIoU"] <= 1.0 and set(r["per_class"]) >= {"person", "chair"}
+    assert report["config"]["find"]["tau_box"] == 0.2 and report["config"]["find"]["draws"] == 1  # voc preset
+    with Image.open(out / "masks" / "t2m" / "2007_000001.png") as im:
+        labels = np.asarray(im)
+    assert im.size == (64, 64) and set(np.unique(labels)) <= {0, 5, 9}  # bottle, chair: the image's labels

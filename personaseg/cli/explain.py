@@ -30,8 +30,14 @@ def explain(
     dtype: DtypeOpt = None,
     concepts_dir: ConceptsDirOpt = None,
 ) -> None:
-    """Per-token cross-attention heat maps of the prompt on IMAGE, in one grid:
-    writes <stem>.explain.png."""
+    """Heat maps of every prompt token's cross-attention on IMAGE, in one grid (<stem>.explain.png).
+
+    Examples:
+
+      personaseg explain 'red mug' kitchen.jpg
+
+      personaseg explain '<mymug>' kitchen.jpg --prompt 'a photo of a {} on a table'
+    """
     from ..images import load_image, save_png_atomic
     from ..viz import heatmap_grid
 

@@ -49,9 +49,21 @@ def find(
     dtype: DtypeOpt = None,
     concepts_dir: ConceptsDirOpt = None,
 ) -> None:
-    """Outline PHRASE in every image: writes <stem>.mask.png (0/255, the image's size) and
-    <stem>.overlay.png to --out, and with --json a record per image (mask as COCO RLE, regions,
-    presence score, timings)."""
+    """Outline PHRASE (a word, or a learned concept like '<mymug>') in every image.
+
+    Writes <stem>.mask.png (0/255, the image's size and orientation) and <stem>.overlay.png to --out;
+    with --json, one record per image on stdout (mask as COCO RLE, regions, presence score, timings).
+
+    Examples:
+
+      personaseg find mug kitchen.jpg
+
+      personaseg find '<mymug>' ./photos --out masks --json > found.jsonl
+
+      personaseg find dog 'shots/*.jpg' --preset coco --min-presence 0.05
+
+      accelerate launch -m personaseg find '<mymug>' /photos --out masks
+    """
     from accelerate import PartialState
 
     from ..images import collect_images, load_image, save_npy_atomic, save_png_atomic

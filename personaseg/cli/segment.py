@@ -33,8 +33,16 @@ def segment(
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
 ) -> None:
-    """Label each pixel of IMAGE as background or one of --labels: writes <stem>.labels.png
-    (palette PNG, 0 = background, i = i-th label) and <stem>.legend.json."""
+    """Label each pixel of IMAGE as background or one of --labels (the paper's VOC setting).
+
+    Writes <stem>.labels.png (palette PNG: 0 = background, i = the i-th label) and <stem>.legend.json.
+
+    Examples:
+
+      personaseg segment street.jpg --labels 'person,car,bicycle'
+
+      personaseg segment room.jpg --labels 'cat,sofa' --crf
+    """
     from ..images import atomic_write, load_image, save_png_atomic
     from ..viz import palette_png
 

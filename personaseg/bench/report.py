@@ -15,6 +15,11 @@ the paper's), ``grid.png`` (image | ground truth | each method's prediction).
 
 IoU-type figures are fractions in [0, 1] (report.md shows them x100, as papers do). Each ROW also
 holds ``n_skipped`` (bad samples of that group, not in its figures but never dropped silently).
+
+Timing: ``images_per_s`` = images scored in this run / wall time of the find phase (all processes
+together, model loading excluded: ``load_wall_s``); ``s_per_image`` = compute seconds per image in
+one process (encode + every method's find); ``learn_s`` / ``find_s`` = seconds spent learning and
+finding over every run of RUNDIR (a cached concept costs 0), and their shares.
 """
 
 from __future__ import annotations
@@ -95,6 +100,7 @@ def timing(records: list[dict[str, Any]], learned: list[dict[str, Any]], run: di
         "learn_share": learn_s / total if total else None,
         "find_share": find_s / total if total else None,
         "learn_wall_s": run.get("learn_wall_s"),
+        "load_wall_s": run.get("load_wall_s"),
         "find_wall_s": run.get("find_wall_s"),
         "images_this_run": run.get("images"),
         "processes": processes,

@@ -4,7 +4,6 @@ sharding over (thread-)processes, report schema."""
 import json
 import shutil
 import threading
-from pathlib import Path
 
 import pytest
 

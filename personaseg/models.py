@@ -118,7 +118,7 @@ def load_pipeline(
     model_id = resolve_model_id(model)
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
-    kwargs = dict(torch_dtype=torch_dtype, safety_checker=None, requires_safety_checker=False)
+    kwargs = dict(dtype=torch_dtype, safety_checker=None, requires_safety_checker=False)
     path = _toy_dir() if model_id == "toy" else Path(model_id).expanduser()
     folder = None
     try:

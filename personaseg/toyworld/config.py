@@ -30,6 +30,7 @@ class ToyTrainConfig:
     lr: float = 4e-4  # AdamW peak learning rate (UNet and text encoder)
     warmup: int = 100  # linear warm-up steps, then cosine decay to lr/10
     p_uncond: float = 0.1  # caption dropout (empty prompt) so classifier-free guidance works
+    pad_loss: float = 0.0  # weight pulling end/padding token outputs to the empty prompt's (see train.padding_loss)
     log_every: int = 25  # steps between loss log lines
     snapshot_every: int = 200  # write the model so far every N steps (0: only at the end)
     model: dict[str, Any] = field(default_factory=dict)  # ToyModelConfig overrides

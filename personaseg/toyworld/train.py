@@ -124,6 +124,23 @@ def encode_latents(vae, images, batch: int = 128) -> torch.Tensor:
     return torch.cat(out)
 
 
+def padding_loss(text_encoder, ids, cond, tokenizer) -> torch.Tensor:
+    """How much caption information the end/padding tokens carry (0: none).
+
+    CLIP's text encoder is causal, so its end and padding outputs summarise the whole caption,
+    and a small UNet trained from scratch reads the caption there, through near-uniform
+    attention over all 77 tokens, instead of attending to each word where its object is. This
+    pulls those outputs towards the empty prompt's, so the words are the only carriers.
+    """
+    empty = tokenizer([""], padding="max_length", max_length=ids.shape[1], return_tensors="pt").input_ids
+    ref = text_encoder(empty)[0]  # (1, T, D)
+    eos = (ids == tokenizer.eos_token_id).int().argmax(dim=1)  # (B,) first end token
+    pos = torch.arange(ids.shape[1])[None, :]  # (1, T)
+    pad = (pos >= eos[:, None]).float()[..., None]  # (B, T, 1) end + padding positions
+    err = ((cond - ref) ** 2 * pad).sum() / (pad.sum() * cond.shape[-1])
+    return err / ref.pow(2).mean().detach().clamp_min(1e-6)
+
+
 def train_denoiser(cfg, latents, objects, tokenizer, gen, rng, tick, log, snapshot=None):
     """Train UNet + text encoder jointly; returns (unet, text_encoder, losses).
 
@@ -153,6 +170,8 @@ def train_denoiser(cfg, latents, objects, tokenizer, gen, rng, tick, log, snapsh
         xt = noise_sched.add_noise(x0, noise, t)
         cond = text_encoder(ids)[0]  # (B, 77, D)
         loss = F.mse_loss(unet(xt, t, cond).sample, noise)
+        if cfg.pad_loss:
+            loss = loss + cfg.pad_loss * padding_loss(text_encoder, ids, cond, tokenizer)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()

@@ -163,26 +163,40 @@ def article(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
 
 
-def caption(
+def caption_words(
     objects: list[ToyObject],
     rng: np.random.Generator,
     p_photo: float = 0.3,
     p_drop_colour: float = 0.2,
-) -> str:
-    """A caption naming every object, e.g. "a photo of a red circle and a square".
+) -> tuple[str, list[list[int]]]:
+    """A caption naming every object, and per object the indices of its colour/shape words.
 
     Objects are named in random order; each colour is dropped with ``p_drop_colour`` (so a bare
     class word is meaningful) and "a photo of" is prefixed with ``p_photo``. Patterns are never
-    named.
+    named. Word indices count words and commas of the text, e.g. "a red circle, a square":
+    a=0 red=1 circle=2 ,=3 a=4 square=5.
     """
     order = rng.permutation(len(objects))
-    phrases = []
-    for k in order:
-        obj = objects[k]
-        words = obj.shape if rng.random() < p_drop_colour else obj.phrase
-        phrases.append(f"{article(words)} {words}")
-    text = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
-    return ("a photo of " + text) if rng.random() < p_photo else text
+    words: list[str] = []
+    where: list[list[int]] = [[] for _ in objects]
+    named = [(k, [objects[k].shape] if rng.random() < p_drop_colour else [objects[k].colour, objects[k].shape])
+             for k in order]
+    for i, (k, phrase) in enumerate(named):
+        if i > 0:
+            words.append("and" if i == len(named) - 1 else ",")
+        words.append(article(phrase[0]))
+        where[k] = list(range(len(words), len(words) + len(phrase)))
+        words += phrase
+    if rng.random() < p_photo:
+        words = ["a", "photo", "of"] + words
+        where = [[j + 3 for j in w] for w in where]
+    text = " ".join(words).replace(" ,", ",")
+    return text, where
+
+
+def caption(objects: list[ToyObject], rng: np.random.Generator, **kwargs) -> str:
+    """The text of :func:`caption_words`, e.g. "a photo of a red circle and a square"."""
+    return caption_words(objects, rng, **kwargs)[0]
 
 
 def make_scene(

@@ -36,7 +36,8 @@ from .model import (
     build_vae,
     n_params,
 )
-from .scenes import ToyObject, caption, make_scene
+from . import grounding
+from .scenes import ToyObject, caption_words, make_scene
 from .vocab import build_tokenizer, save_tokenizer
 
 # Which transformer blocks personaseg reads (see docs/design.md, "personaseg.json").
@@ -70,17 +71,22 @@ class TrainReport:
     losses: list[tuple[int, float]] = field(default_factory=list)  # (step, mean loss)
 
 
-def training_scenes(cfg: ToyTrainConfig) -> tuple[np.ndarray, list[list[ToyObject]]]:
-    """The fixed training set: images (N, H, W, 3) uint8 and each scene's objects."""
+def training_scenes(cfg: ToyTrainConfig) -> tuple[np.ndarray, list[list[ToyObject]], torch.Tensor]:
+    """The fixed training set: images (N, H, W, 3) uint8, each scene's objects, and the visible
+    masks at the latent grid (N, 4, h, w) float16 (object k in slot k, zeros past the last)."""
     rng = np.random.default_rng(cfg.seed)
-    size = cfg.model_config().image_size
+    mcfg = cfg.model_config()
+    size, f = mcfg.image_size, 2 ** (len(mcfg.vae_channels) - 1)
     images = np.empty((cfg.n_scenes, size, size, 3), np.uint8)
+    masks = np.zeros((cfg.n_scenes, 4, size // f, size // f), np.float16)
     objects = []
     for i in range(cfg.n_scenes):
         scene = make_scene(rng, size=size)
         images[i] = scene.image
+        k = len(scene.objects)
+        masks[i, :k] = scene.masks.reshape(k, size // f, f, size // f, f).mean(axis=(2, 4))  # (K, h, w)
         objects.append(scene.objects)
-    return images, objects
+    return images, objects, torch.from_numpy(masks)
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -141,7 +147,7 @@ def padding_loss(text_encoder, ids, cond, tokenizer) -> torch.Tensor:
     return err / ref.pow(2).mean().detach().clamp_min(1e-6)
 
 
-def train_denoiser(cfg, latents, objects, tokenizer, gen, rng, tick, log, snapshot=None):
+def train_denoiser(cfg, latents, objects, masks, tokenizer, gen, rng, tick, log, snapshot=None):
     """Train UNet + text encoder jointly; returns (unet, text_encoder, losses).
 
     ``snapshot(step, unet, text_encoder, losses)`` is called every ``cfg.snapshot_every`` steps.
@@ -156,23 +162,35 @@ def train_denoiser(cfg, latents, objects, tokenizer, gen, rng, tick, log, snapsh
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2)
     lr_sched = get_cosine_schedule_with_warmup(opt, cfg.warmup, int(cfg.steps * 1.1))
+    store = grounding.install(unet) if cfg.ground_loss else None
     unet.train()
     text_encoder.train()
     losses, recent = [], []
     for step in range(cfg.steps):
         idx = torch.randint(0, len(latents), (cfg.batch,), generator=gen)
         x0 = latents[idx]  # (B, C, h, w), already scaled
-        prompts = ["" if rng.random() < cfg.p_uncond else caption(objects[i], rng) for i in idx.tolist()]
+        prompts, positions = [], []
+        for i in idx.tolist():
+            text, where = ("", []) if rng.random() < cfg.p_uncond else caption_words(objects[i], rng)
+            prompts.append(text)
+            positions.append([[p + 1 for p in w] for w in where])  # +1: the start token
         ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
                         truncation=True, return_tensors="pt").input_ids  # (B, 77)
         noise = torch.randn(x0.shape, generator=gen)
         t = torch.randint(0, noise_sched.config.num_train_timesteps, (cfg.batch,), generator=gen)
         xt = noise_sched.add_noise(x0, noise, t)
         cond = text_encoder(ids)[0]  # (B, 77, D)
+        if store is not None:
+            store.clear()
         loss = F.mse_loss(unet(xt, t, cond).sample, noise)
+        if store is not None:
+            targets = grounding.token_masks(masks[idx].float(), positions, ids.shape[1])  # (B, T, h, w)
+            loss = loss + cfg.ground_loss * grounding.grounding_loss(store, targets, (t < cfg.ground_t_max).float())
         if cfg.pad_loss:
             loss = loss + cfg.pad_loss * padding_loss(text_encoder, ids, cond, tokenizer)
         loss.backward()
+        if store is not None:
+            store.clear()  # free the graph's tensors (and keep the UNet deep-copyable)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         lr_sched.step()
@@ -187,6 +205,8 @@ def train_denoiser(cfg, latents, objects, tokenizer, gen, rng, tick, log, snapsh
             snapshot(step + 1, unet, text_encoder, losses)
             unet.train()
             text_encoder.train()
+    if store is not None:
+        grounding.uninstall(unet)
     return unet.eval(), text_encoder.eval(), losses
 
 
@@ -241,7 +261,7 @@ def train(cfg: ToyTrainConfig, out: str | Path, tick=None, log: Log = print) -> 
     rng = np.random.default_rng(cfg.seed + 1)
     t0 = time.perf_counter()
 
-    images, objects = training_scenes(cfg)
+    images, objects, masks = training_scenes(cfg)
     log(f"{len(images)} scenes drawn in {time.perf_counter() - t0:.1f}s")
     tok = build_tokenizer()
     vae, vae_loss = train_vae(cfg, images, gen, lambda d, text: tick("vae", d, cfg.vae_steps, text))
@@ -256,11 +276,13 @@ def train(cfg: ToyTrainConfig, out: str | Path, tick=None, log: Log = print) -> 
         """Write the model so far (a run cut short still leaves a usable model)."""
         info = {"config": asdict(cfg), "snapshot_step": step, "losses": losses}
         extra = {"personaseg.json": {"layer_map": LAYER_MAP, "find": FIND_DEFAULTS}, "train_log.json": info}
-        save_model(out, copy.deepcopy(vae), copy.deepcopy(unet), copy.deepcopy(text_encoder), tok, extra)
+        unet_copy = copy.deepcopy(unet)
+        grounding.uninstall(unet_copy)
+        save_model(out, copy.deepcopy(vae), unet_copy, copy.deepcopy(text_encoder), tok, extra)
         log(f"snapshot at step {step} written to {out}")
 
     unet, text_encoder, losses = train_denoiser(
-        cfg, latents, objects, tok, gen, rng, lambda d, text: tick("denoiser", d, cfg.steps, text), log,
+        cfg, latents, objects, masks, tok, gen, rng, lambda d, text: tick("denoiser", d, cfg.steps, text), log,
         snapshot,
     )
     wall = time.perf_counter() - t0

@@ -1,0 +1,53 @@
+"""Attention grounding: same UNet outputs as diffusers' processor, word positions, the loss."""
+
+import numpy as np
+import torch
+
+from personaseg.toyworld import grounding
+from personaseg.toyworld.model import ToyModelConfig, build_unet
+from personaseg.toyworld.scenes import caption_words, make_scene
+from personaseg.toyworld.vocab import build_tokenizer
+
+TINY = ToyModelConfig(unet_channels=(16, 16, 16), unet_heads=(2, 2, 2), text_hidden=16)
+
+
+def test_grounded_processor_matches_default_and_records():
+    torch.manual_seed(0)
+    unet = build_unet(TINY).eval()
+    x, t, text = torch.randn(2, 4, 32, 32), torch.tensor([10, 500]), torch.randn(2, 77, 16)
+    with torch.no_grad():
+        ref = unet(x, t, text).sample
+        store = grounding.install(unet)
+        out = unet(x, t, text).sample
+    assert torch.allclose(ref, out, atol=1e-5)
+    assert len(store) == 7  # every cross-attention of the toy UNet
+    assert all(p.shape[0] == 2 and p.shape[2] == 77 for p in store)
+    assert torch.allclose(store[0].sum(-1), torch.ones_like(store[0][..., 0]))
+    grounding.uninstall(unet)
+    with torch.no_grad():
+        assert torch.allclose(unet(x, t, text).sample, ref, atol=1e-5)
+
+
+def test_caption_word_positions_point_at_the_objects_words():
+    tok = build_tokenizer()
+    for seed in range(20):
+        scene = make_scene(seed)
+        text, where = caption_words(scene.objects, np.random.default_rng(seed))
+        tokens = tok.convert_ids_to_tokens(tok(text).input_ids)
+        for obj, pos in zip(scene.objects, where):
+            words = [tokens[p + 1].removesuffix("</w>") for p in pos]
+            assert words[-1] == obj.shape and (len(words) == 1 or words[0] == obj.colour)
+
+
+def test_grounding_loss_is_low_inside_and_high_outside():
+    masks = torch.zeros(1, 1, 8, 8)
+    masks[0, 0, :4, :4] = 1  # the object: top-left quarter
+    targets = grounding.token_masks(masks, [[[2]]], 5)  # (1, 5, 8, 8), token 2 -> object 0
+    inside = torch.full((1, 64, 5), 1e-3)
+    inside[0, torch.arange(64).view(8, 8)[:4, :4].flatten(), 2] = 1.0
+    outside = torch.full((1, 64, 5), 1e-3)
+    outside[0, torch.arange(64).view(8, 8)[4:, 4:].flatten(), 2] = 1.0
+    w = torch.ones(1)
+    assert grounding.grounding_loss([inside], targets, w) < 0.05
+    assert grounding.grounding_loss([outside], targets, w) > 0.95
+    assert grounding.grounding_loss([outside], targets, torch.zeros(1)) == 0

@@ -25,12 +25,14 @@ from .errors import ConfigError
 
 C = TypeVar("C")
 
+DEFAULT_PROMPT = "a photo of a {}"  # the find prompt when neither the user nor the model sets one
+
 
 @dataclass
 class FindConfig:
     """Settings of one T2M segmentation. Defaults: the paper's VOC run (``preset="voc"``)."""
 
-    prompt: str = "a photo of a {}"  # template; "{}" is replaced by the phrase (or concept prompt)
+    prompt: str | None = None  # template, "{}" = the phrase; None: the model card's, else DEFAULT_PROMPT
     timestep: int = 150  # DDPM timestep the latent is noised to (paper: t = 150)
     draws: int = 10  # D independent noise draws averaged (paper: 10 on VOC, 1 on COCO)
     draw_batch: int = 10  # draws per UNet call; lower it to bound memory
@@ -47,7 +49,7 @@ class FindConfig:
     crf: bool = False  # dense CRF post-processing (needs personaseg[crf])
 
     def __post_init__(self) -> None:
-        if "{}" not in self.prompt:
+        if self.prompt is not None and "{}" not in self.prompt:
             raise ConfigError(
                 f"prompt template {self.prompt!r} has no '{{}}' placeholder",
                 hint='write it like "a photo of a {}"',

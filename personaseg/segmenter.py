@@ -18,7 +18,7 @@ import torch
 
 from . import t2m
 from .capture import AttentionCapture, QueryKey
-from .config import FindConfig, build_config, find_config
+from .config import DEFAULT_PROMPT, FindConfig, build_config, find_config
 from .errors import ConceptError, PhraseError
 from .images import Geometry, load_image, prepare, restore, to_rgb
 from .models import ModelCard, layer_map_for, load_pipeline
@@ -87,6 +87,8 @@ class Segmenter:
         # fields left None are the model's to decide (e.g. the toy model's native size)
         model_fill = {k: v for k, v in self.card.find_defaults.items() if getattr(config, k, 0) is None}
         self.config = build_config(FindConfig, vars(config), model_fill, source="model card")
+        if self.config.prompt is None:
+            self.config.prompt = DEFAULT_PROMPT
         self.layer_map = layer_map_for(
             pipe.unet, self.config.cross_layers, self.config.self_layer, self.card.layer_map
         )

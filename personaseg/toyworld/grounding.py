@@ -3,8 +3,8 @@
 SD learned from billions of captions that a word's cross-attention lands on its object; a toy
 UNet trained from scratch for minutes on 2 CPU cores does not get there (it attended almost
 uniformly over all 77 tokens after 1000 steps). Since the toy world knows every object's mask,
-training can add a grounding term: for each colour and shape word of the caption, the share of
-its cross-attention (over the latent grid) that falls outside its object's visible mask.
+training can add a grounding term: for each colour and shape word of the caption, the KL
+divergence from its object's visible mask (as a uniform distribution) to its cross-attention map.
 
 This only shapes *where* the existing cross-attention looks during training; the saved model
 is a plain UNet2DConditionModel. A personal token learned later (Textual Inversion) gets no
@@ -71,8 +71,11 @@ def token_masks(masks: torch.Tensor, positions: list[list[list[int]]], n_tokens:
 
 
 def grounding_loss(store: list[torch.Tensor], targets: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Mean share of each supervised word's attention outside its object.
+    """KL(object || attention) of each supervised word, averaged over layers and words.
 
+    Each word's cross-attention over the grid is made a distribution and compared with the
+    uniform distribution over its object's visible pixels: it must land inside *and* cover the
+    object (a share-inside loss alone gave peaky maps on parts of the object).
     ``store``: (B, N_l, T) per cross-attention layer; ``targets``: (B, T, h, w) soft masks on the
     finest grid; ``weight``: (B,) 1 for samples to supervise (e.g. t < t_max), else 0.
     """
@@ -84,8 +87,9 @@ def grounding_loss(store: list[torch.Tensor], targets: torch.Tensor, weight: tor
     for probs in store:
         side = int(round(probs.shape[1] ** 0.5))
         tgt = F.adaptive_avg_pool2d(targets, side).flatten(2)  # (B, T, h, w) -> (B, T, N_l)
+        tgt = tgt / tgt.sum(dim=2, keepdim=True).clamp_min(1e-8)
         a = probs.transpose(1, 2)  # (B, N, T) -> (B, T, N)
         a = a / a.sum(dim=2, keepdim=True).clamp_min(1e-8)  # each token's map sums to 1 over pixels
-        inside = (a * tgt).sum(dim=2)  # (B, T)
-        losses.append(((1 - inside) * w).sum() / w.sum())
+        kl = (tgt * (torch.log(tgt.clamp_min(1e-8)) - torch.log(a.clamp_min(1e-8)))).sum(dim=2)  # (B, T)
+        losses.append((kl * w).sum() / w.sum())
     return torch.stack(losses).mean()

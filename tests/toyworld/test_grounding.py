@@ -44,10 +44,12 @@ def test_grounding_loss_is_low_inside_and_high_outside():
     masks[0, 0, :4, :4] = 1  # the object: top-left quarter
     targets = grounding.token_masks(masks, [[[2]]], 5)  # (1, 5, 8, 8), token 2 -> object 0
     inside = torch.full((1, 64, 5), 1e-3)
-    inside[0, torch.arange(64).view(8, 8)[:4, :4].flatten(), 2] = 1.0
+    inside[0, torch.arange(64).view(8, 8)[:4, :4].flatten(), 2] = 1.0  # covers the object evenly
     outside = torch.full((1, 64, 5), 1e-3)
     outside[0, torch.arange(64).view(8, 8)[4:, 4:].flatten(), 2] = 1.0
     w = torch.ones(1)
-    assert grounding.grounding_loss([inside], targets, w) < 0.05
-    assert grounding.grounding_loss([outside], targets, w) > 0.95
+    peaky = torch.full((1, 64, 5), 1e-3)
+    peaky[0, 0, 2] = 1.0  # inside, but on one pixel only
+    low, mid, high = (grounding.grounding_loss([a], targets, w) for a in (inside, peaky, outside))
+    assert low < 0.05 < 1.0 < mid < high
     assert grounding.grounding_loss([outside], targets, torch.zeros(1)) == 0

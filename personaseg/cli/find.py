@@ -64,8 +64,7 @@ def find(
 
       accelerate launch -m personaseg find '<mymug>' /photos --out masks
     """
-    from accelerate import PartialState
-
+    from ..bench.sharding import is_main, process_device, shard
     from ..images import collect_images, load_image, save_npy_atomic, save_png_atomic
     from ..masks import mask_summary
     from ..viz import overlay
@@ -76,15 +75,15 @@ def find(
     for w in warnings:
         warn(w)
     ensure_out_dir(out)
-    state = PartialState()
     seg = make_segmenter(
-        model, device or (str(state.device) if state.num_processes > 1 else None), dtype,
+        model, device or process_device(), dtype,
         preset.value if preset else None, recipe, concepts_dir,
         draws=draws, draw_batch=draw_batch, timestep=timestep, min_presence=min_presence,
         seed=seed, crf=crf or None,
     )
     done = failed = 0
-    with state.split_between_processes(paths) as mine, progress(len(mine), f"find {phrase}") as step:
+    mine = shard(paths)  # this process's share under `accelerate launch`, else all
+    with progress(len(mine), f"find {phrase}") as step:
         for path in mine:
             start = time.perf_counter()
             try:
@@ -112,7 +111,7 @@ def find(
                 print(json.dumps(record), flush=True)
             done += 1
             step(path.name)
-    if not as_json and state.is_main_process:
+    if not as_json and is_main():
         err_console.print(f"{done} image(s) written to {out}" + (f", {failed} skipped" if failed else ""))
     if done == 0 and failed:
         raise typer.Exit(1)

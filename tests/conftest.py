@@ -18,3 +18,17 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-sd")
     build_tiny_pipeline(folder)
     return folder
+
+
+@pytest.fixture
+def run(capsys):
+    """Run the CLI in-process; return (exit code, stdout, stderr)."""
+    from personaseg.cli.app import main
+
+    def call(*args) -> tuple[int, str, str]:
+        with pytest.raises(SystemExit) as exit_:
+            main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return exit_.value.code or 0, out, err
+
+    return call

@@ -13,9 +13,10 @@ WORDS = ["a", "photo", "of", "including", "and", "mug", "cup", "cat", "dog", "so
 
 
 def write_tokenizer_files(folder: Path, words=WORDS) -> tuple[Path, Path]:
-    """A CLIP BPE vocabulary in which every word of ``words`` is one token."""
+    """A CLIP BPE vocabulary in which every word of ``words`` is one token and any a-z text
+    still tokenizes."""
     folder.mkdir(parents=True, exist_ok=True)
-    chars = sorted(set("".join(words)) | set("abcdefghijklmnopqrstuvwxyz0123456789<>_-"))
+    chars = sorted(set("".join(words)) | set("abcdefghijklmnopqrstuvwxyz0123456789<>_-.,!"))
     vocab = {c: i for i, c in enumerate(chars)}
     for c in chars:
         vocab[c + "</w>"] = len(vocab)

@@ -6,19 +6,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from personaseg.cli.app import main
-
-
-@pytest.fixture
-def run(capsys):
-    """Run the CLI in-process; return (exit code, stdout, stderr)."""
-    def call(*args) -> tuple[int, str, str]:
-        with pytest.raises(SystemExit) as exit_:
-            main([str(a) for a in args])
-        out, err = capsys.readouterr()
-        return exit_.value.code or 0, out, err
-
-    return call
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from personaseg.cli.app import main
 
 
 @pytest.fixture(autouse=True)
@@ -15,18 +14,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def run(capsys):
-    """Run the CLI in-process; return (exit code, stdout, stderr)."""
-    def call(*args: str) -> tuple[int, str, str]:
-        with pytest.raises(SystemExit) as exit_:
-            main([str(a) for a in args])
-        out, err = capsys.readouterr()
-        return exit_.value.code or 0, out, err
-
-    return call
 
 
 @pytest.fixture

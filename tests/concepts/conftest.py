@@ -3,7 +3,6 @@ a few photos, and a fresh concept store per test."""
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
@@ -16,24 +15,10 @@ WORDS = ["a", "photo", "of", "the", "mug", "cup", "object", "red", "my", "render
 
 
 def _tokenizer_files(folder: Path) -> tuple[Path, Path]:
-    """A CLIP BPE vocabulary where each of WORDS is one token and any a-z text still tokenizes."""
-    folder.mkdir(parents=True, exist_ok=True)
-    chars = sorted(set("".join(WORDS)) | set("abcdefghijklmnopqrstuvwxyz0123456789<>_-.,!"))
-    vocab = {c: i for i, c in enumerate(chars)}
-    for c in chars:
-        vocab[c + "</w>"] = len(vocab)
-    merges: list[str] = []
-    for w in WORDS:
-        parts = list(w[:-1]) + [w[-1] + "</w>"]
-        while len(parts) > 1:
-            merges.append(f"{parts[0]} {parts[1]}")
-            parts = [parts[0] + parts[1]] + parts[2:]
-            vocab.setdefault(parts[0], len(vocab))
-    for special in ("<|startoftext|>", "<|endoftext|>"):
-        vocab[special] = len(vocab)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(dict.fromkeys(merges)) + "\n")
-    return folder / "vocab.json", folder / "merges.txt"
+    """The shared tiny CLIP vocabulary (tests/tiny.py) with this suite's words."""
+    from tiny import write_tokenizer_files
+
+    return write_tokenizer_files(folder, WORDS)
 
 
 def build_tiny_sd(folder: Path, width: int = 32, seed: int = 0) -> Path:

@@ -2,10 +2,8 @@
 
 import json
 
-import pytest
 from PIL import Image
 
-from personaseg.cli.app import main
 
 TINY_RECIPE = """
 n_scenes = 6
@@ -27,19 +25,6 @@ text_hidden = 16
 text_layers = 1
 text_heads = 1
 """
-
-
-@pytest.fixture
-def run(capsys):
-    """Run the CLI in-process; return (exit code, stdout, stderr)."""
-
-    def call(*args) -> tuple[int, str, str]:
-        with pytest.raises(SystemExit) as exit_:
-            main([str(a) for a in args])
-        out, err = capsys.readouterr()
-        return exit_.value.code or 0, out, err
-
-    return call
 
 
 def test_train_then_sample(run, tmp_path):

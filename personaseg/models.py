@@ -183,7 +183,11 @@ class LayerMap:
 
     def cross_modules(self, unet) -> list[str]:
         """Names of the cross-attention modules (attn2) inside the cross blocks."""
-        return [n for b in self.cross for n in _attn_modules(unet, b.name, "attn2")]
+        return [n for n, _ in self.cross_modules_with_factor(unet)]
+
+    def cross_modules_with_factor(self, unet) -> list[tuple[str, int]]:
+        """(module name, grid factor of its block) for every cross-attention module read."""
+        return [(n, b.factor) for b in self.cross for n in _attn_modules(unet, b.name, "attn2")]
 
     def self_modules(self, unet) -> list[str]:
         """Names of the self-attention modules (attn1) of the self block (first sub-block)."""

@@ -95,8 +95,7 @@ class Segmenter:
         self.concepts_dir = concepts_dir
         self.scheduler = DDPMScheduler.from_config(pipe.scheduler.config)  # the forward process
         unet = pipe.unet
-        self._cross = [(m, b.factor) for b in self.layer_map.cross
-                       for m in self.layer_map.cross_modules(unet) if m.startswith(b.name + ".")]
+        self._cross = self.layer_map.cross_modules_with_factor(unet)  # [(module, grid factor)]
         self._self = None
         if self.config.refine and self.layer_map.self_ is not None:
             self._self = (self.layer_map.self_modules(unet)[0], self.layer_map.self_.factor)

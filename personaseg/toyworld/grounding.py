@@ -13,7 +13,6 @@ such help: it must earn its map through the denoising loss alone.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 

@@ -140,6 +140,8 @@ def load_pipeline(
             if not path.exists():
                 raise ModelError(f"checkpoint {path} not found", hint="check the path")
             pipe = StableDiffusionPipeline.from_single_file(str(path), **kwargs)
+        elif model_id.startswith(("/", ".", "~")) and not path.exists():
+            raise ModelError(f"model folder {path} not found", hint="check the path, or give a hub id")
         elif path.exists() or model_id.count("/") != 1:
             raise ModelError(
                 f"model {model_id!r} is neither a diffusers folder, a .safetensors file nor a hub id",

@@ -60,6 +60,7 @@ def test_sdxl_is_refused_clearly():
     ("weights.ckpt", "pickle"),
     ("nobody-here/no-such-model-xyz", "could not load"),
     ("not a model", "neither"),
+    ("/nonexistent", "folder /nonexistent not found"),
 ])
 def test_bad_models_are_one_line_errors(model, match, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -31,6 +31,7 @@ def train_cmd(
     recipe: Annotated[Optional[Path], typer.Option("--recipe", help="TOML of ToyTrainConfig fields.")] = None,
     steps: Annotated[Optional[int], typer.Option("--steps", help="Denoiser steps (overrides the recipe).")] = None,
     seed: SeedOpt = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue a killed run from OUT.resume/.")] = False,
 ) -> None:
     """Train the toy model on this CPU (VAE, then UNet + text encoder) and write a diffusers folder."""
     # Sleeping (not spinning) OpenMP workers: on a shared 2-core machine a spinning pool made
@@ -53,7 +54,7 @@ def train_cmd(
                 tasks[stage] = progress.add_task(stage, total=total, info="")
             progress.update(tasks[stage], completed=done, info=info)
 
-        report = train(cfg, out, tick=tick, log=progress.console.log)
+        report = train(cfg, out, tick=tick, log=progress.console.log, resume_run=resume)
     params = ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in report.params.items())
     console.print(f"wrote {out}: {report.steps} steps, final loss {report.final_loss:.4f}, "
                   f"VAE mse {report.vae_loss:.4f}, params {params}")

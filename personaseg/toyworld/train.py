@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -36,7 +37,7 @@ from .model import (
     build_vae,
     n_params,
 )
-from . import grounding
+from . import grounding, resume
 from .scenes import ToyObject, caption_words, make_scene
 from .vocab import build_tokenizer, save_tokenizer
 
@@ -147,10 +148,11 @@ def padding_loss(text_encoder, ids, cond, tokenizer) -> torch.Tensor:
     return err / ref.pow(2).mean().detach().clamp_min(1e-6)
 
 
-def train_denoiser(cfg, latents, objects, masks, tokenizer, gen, rng, tick, log, snapshot=None):
+def train_denoiser(cfg, latents, objects, masks, tokenizer, gen, rng, tick, log, snapshot=None, resume_from=None):
     """Train UNet + text encoder jointly; returns (unet, text_encoder, losses).
 
-    ``snapshot(step, unet, text_encoder, losses)`` is called every ``cfg.snapshot_every`` steps.
+    ``snapshot(step, unet, text_encoder, losses, opt)`` is called every ``cfg.snapshot_every``
+    steps. ``resume_from``: ``(out, meta)`` of a saved state to continue from.
     """
     from diffusers import DDPMScheduler
     from diffusers.optimization import get_cosine_schedule_with_warmup
@@ -162,11 +164,22 @@ def train_denoiser(cfg, latents, objects, masks, tokenizer, gen, rng, tick, log,
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2)
     lr_sched = get_cosine_schedule_with_warmup(opt, cfg.warmup, int(cfg.steps * 1.1))
+    start, losses, recent = 0, [], []
+    if resume_from is not None:
+        out, meta = resume_from
+        resume.load_weights(out, "unet", unet)
+        resume.load_weights(out, "text_encoder", text_encoder)
+        resume.restore_training(out, meta, opt, gen, rng)
+        start, losses = meta["step"], [tuple(x) for x in meta["losses"]]
+        with warnings.catch_warnings():  # stepping the schedule without optimizer steps
+            warnings.simplefilter("ignore")
+            for _ in range(start):
+                lr_sched.step()
+        log(f"resumed at step {start}")
     store = grounding.install(unet) if cfg.ground_loss else None
     unet.train()
     text_encoder.train()
-    losses, recent = [], []
-    for step in range(cfg.steps):
+    for step in range(start, cfg.steps):
         idx = torch.randint(0, len(latents), (cfg.batch,), generator=gen)
         x0 = latents[idx]  # (B, C, h, w), already scaled
         prompts, positions = [], []
@@ -202,7 +215,7 @@ def train_denoiser(cfg, latents, objects, masks, tokenizer, gen, rng, tick, log,
             recent = []
         tick(step + 1, f"loss {losses[-1][1]:.4f}" if losses else "")
         if snapshot and cfg.snapshot_every and (step + 1) % cfg.snapshot_every == 0 and step + 1 < cfg.steps:
-            snapshot(step + 1, unet, text_encoder, losses)
+            snapshot(step + 1, unet, text_encoder, losses, opt)
             unet.train()
             text_encoder.train()
     if store is not None:
@@ -249,8 +262,12 @@ def _load_as_float32(config_json: Path) -> None:
     config_json.write_text(json.dumps(data, indent=2) + "\n")
 
 
-def train(cfg: ToyTrainConfig, out: str | Path, tick=None, log: Log = print) -> TrainReport:
-    """Run the whole recipe and write the model to ``out``. ``tick(stage, done, total, text)``."""
+def train(cfg: ToyTrainConfig, out: str | Path, tick=None, log: Log = print, resume_run: bool = False) -> TrainReport:
+    """Run the whole recipe and write the model to ``out``. ``tick(stage, done, total, text)``.
+
+    Every ``cfg.snapshot_every`` steps the model so far is written to ``out`` and the training
+    state to ``OUT.resume/``; ``resume_run=True`` continues from that state.
+    """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file", hint="give a folder path")
@@ -264,26 +281,39 @@ def train(cfg: ToyTrainConfig, out: str | Path, tick=None, log: Log = print) -> 
     images, objects, masks = training_scenes(cfg)
     log(f"{len(images)} scenes drawn in {time.perf_counter() - t0:.1f}s")
     tok = build_tokenizer()
-    vae, vae_loss = train_vae(cfg, images, gen, lambda d, text: tick("vae", d, cfg.vae_steps, text))
-    raw = encode_latents(vae, images)
-    scale = float(1.0 / raw.std())
+    meta = resume.load_meta(out, cfg) if resume_run else None
+    if resume_run and meta is None:
+        log(f"no saved state in {resume.state_dir(out)}: starting afresh")
+    if meta is None:
+        resume.clear(out)
+        vae, vae_loss = train_vae(cfg, images, gen, lambda d, text: tick("vae", d, cfg.vae_steps, text))
+        raw = encode_latents(vae, images)
+        scale = float(1.0 / raw.std())
+    else:
+        vae = build_vae(cfg.model_config())
+        resume.load_weights(out, "vae", vae)
+        vae.eval()
+        vae_loss, scale = meta["vae_loss"], meta["scaling_factor"]
+        raw = encode_latents(vae, images)
     vae.register_to_config(scaling_factor=scale)
     latents = raw * scale
     t_vae = time.perf_counter() - t0
     log(f"VAE: mse {vae_loss:.4f}, scaling_factor {scale:.4f}, {t_vae:.0f}s")
 
-    def snapshot(step, unet, text_encoder, losses):
-        """Write the model so far (a run cut short still leaves a usable model)."""
+    def snapshot(step, unet, text_encoder, losses, opt):
+        """Write the model so far (a run cut short still leaves a usable model) and the state."""
         info = {"config": asdict(cfg), "snapshot_step": step, "losses": losses}
         extra = {"personaseg.json": {"layer_map": LAYER_MAP, "find": FIND_DEFAULTS}, "train_log.json": info}
         unet_copy = copy.deepcopy(unet)
         grounding.uninstall(unet_copy)
-        save_model(out, copy.deepcopy(vae), unet_copy, copy.deepcopy(text_encoder), tok, extra)
+        resume.save_state(out, cfg, step, {"vae": vae, "unet": unet_copy, "text_encoder": text_encoder},
+                          opt, gen, rng, losses, scale, vae_loss)
+        save_model(out, copy.deepcopy(vae), unet_copy, copy.deepcopy(text_encoder), tok, extra)  # fp16
         log(f"snapshot at step {step} written to {out}")
 
     unet, text_encoder, losses = train_denoiser(
         cfg, latents, objects, masks, tok, gen, rng, lambda d, text: tick("denoiser", d, cfg.steps, text), log,
-        snapshot,
+        snapshot, (out, meta) if meta else None,
     )
     wall = time.perf_counter() - t0
     report = TrainReport(
@@ -294,7 +324,8 @@ def train(cfg: ToyTrainConfig, out: str | Path, tick=None, log: Log = print) -> 
     )
     extra = {
         "personaseg.json": {"layer_map": LAYER_MAP, "find": FIND_DEFAULTS},
-        "train_log.json": {"config": asdict(cfg), "report": asdict(report)},
+        "train_log.json": {"config": asdict(cfg), "report": asdict(report), "resumed_at": meta and meta["step"]},
     }
     save_model(out, vae, unet, text_encoder, tok, extra)
+    resume.clear(out)
     return report

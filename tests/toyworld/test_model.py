@@ -90,3 +90,31 @@ def test_shipped_model_takes_textual_inversion():
                                 text_encoder=pipe.text_encoder)
     ids = pipe.tokenizer.convert_tokens_to_ids(["<mine>", "<mine>_1"])
     assert pipe.tokenizer.unk_token_id not in ids
+
+
+def test_resume_continues_where_a_run_stopped(tmp_path):
+    """A run stopped after its step-2 state and resumed ends like one uninterrupted run."""
+    from personaseg.toyworld import resume
+    from personaseg.toyworld.train import train
+
+    cfg = ToyTrainConfig(n_scenes=8, vae_steps=2, vae_batch=2, steps=4, batch=2, warmup=1, log_every=1,
+                         snapshot_every=2, threads=1, model=TINY, ground_loss=0.1, pad_loss=1.0)
+    full = train(cfg, tmp_path / "full", log=lambda s: None)
+    assert not resume.state_dir(tmp_path / "full").exists()  # cleared after a finished run
+    # fake a kill after step 2: keep the state of a run that saved at step 2
+    cut = tmp_path / "cut"
+    cfg2 = ToyTrainConfig(**{**cfg.__dict__, "steps": 4})
+    import personaseg.toyworld.resume as r
+
+    saved = {}
+    real_clear = r.clear
+    r.clear = lambda out: saved.setdefault("x", None)  # keep the state this time
+    try:
+        train(cfg2, cut, log=lambda s: None)
+    finally:
+        r.clear = real_clear
+    meta = json.loads((resume.state_dir(cut) / "state.json").read_text())
+    assert meta["step"] == 2
+    again = train(cfg2, cut, log=lambda s: None, resume_run=True)
+    assert [s for s, _ in again.losses] == [1, 2, 3, 4]
+    np.testing.assert_allclose([l for _, l in again.losses], [l for _, l in full.losses], rtol=1e-4)

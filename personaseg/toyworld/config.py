@@ -30,6 +30,7 @@ class ToyTrainConfig:
     lr: float = 4e-4  # AdamW peak learning rate (UNet and text encoder)
     warmup: int = 100  # linear warm-up steps, then cosine decay to lr/10
     p_uncond: float = 0.1  # caption dropout (empty prompt) so classifier-free guidance works
+    p_partial: float = 0.0  # share of captions naming only some of the scene's objects
     ground_loss: float = 0.0  # weight of the attention-grounding term (see toyworld/grounding.py)
     ground_t_max: int = 600  # ground only at timesteps below this (object layout visible in x_t)
     pad_loss: float = 0.0  # weight pulling end/padding token outputs to the empty prompt's (see train.padding_loss)

@@ -168,15 +168,20 @@ def caption_words(
     rng: np.random.Generator,
     p_photo: float = 0.3,
     p_drop_colour: float = 0.2,
+    p_partial: float = 0.0,
 ) -> tuple[str, list[list[int]]]:
     """A caption naming every object, and per object the indices of its colour/shape words.
 
     Objects are named in random order; each colour is dropped with ``p_drop_colour`` (so a bare
     class word is meaningful) and "a photo of" is prefixed with ``p_photo``. Patterns are never
-    named. Word indices count words and commas of the text, e.g. "a red circle, a square":
-    a=0 red=1 circle=2 ,=3 a=4 square=5.
+    named. With ``p_partial`` only a random non-empty subset of the objects is named (as real
+    captions leave things out; a prompt naming one thing in a busy scene is then familiar).
+    Word indices count words and commas of the text, e.g. "a red circle, a square":
+    a=0 red=1 circle=2 ,=3 a=4 square=5; an unnamed object gets none.
     """
     order = rng.permutation(len(objects))
+    if p_partial and len(objects) > 1 and rng.random() < p_partial:
+        order = order[: int(rng.integers(1, len(objects)))]
     words: list[str] = []
     where: list[list[int]] = [[] for _ in objects]
     named = [(k, [objects[k].shape] if rng.random() < p_drop_colour else [objects[k].colour, objects[k].shape])

@@ -184,7 +184,7 @@ def train_denoiser(cfg, latents, objects, masks, tokenizer, gen, rng, tick, log,
         x0 = latents[idx]  # (B, C, h, w), already scaled
         prompts, positions = [], []
         for i in idx.tolist():
-            text, where = ("", []) if rng.random() < cfg.p_uncond else caption_words(objects[i], rng)
+            text, where = ("", []) if rng.random() < cfg.p_uncond else caption_words(objects[i], rng, p_partial=cfg.p_partial)
             prompts.append(text)
             positions.append([[p + 1 for p in w] for w in where])  # +1: the start token
         ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,

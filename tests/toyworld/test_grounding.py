@@ -53,3 +53,16 @@ def test_grounding_loss_is_low_inside_and_high_outside():
     low, mid, high = (grounding.grounding_loss([a], targets, w) for a in (inside, peaky, outside))
     assert low < 0.05 < 1.0 < mid < high
     assert grounding.grounding_loss([outside], targets, torch.zeros(1)) == 0
+
+
+def test_partial_captions_name_a_subset():
+    scene = make_scene(0, specs=[("circle", "red", "plain"), ("square", "blue", "plain"), ("ring", "green", "plain")])
+    sizes = set()
+    for seed in range(30):
+        text, where = caption_words(scene.objects, np.random.default_rng(seed), p_partial=1.0)
+        named = [w for w in where if w]
+        sizes.add(len(named))
+        words = text.replace(",", "").split()
+        for obj, pos in zip(scene.objects, where):
+            assert (obj.shape in words) == bool(pos)
+    assert sizes == {1, 2}

@@ -66,6 +66,7 @@ class ModelCard:
     folder: Path | None = None  # local folder, when there is one
     layer_map: dict[str, Any] | None = None  # {"cross": [...], "self": "..."} from personaseg.json
     find_defaults: dict[str, Any] = field(default_factory=dict)  # FindConfig overrides
+    learn_defaults: dict[str, Any] = field(default_factory=dict)  # LearnConfig fields left None
 
 
 def _toy_dir() -> Path:
@@ -85,6 +86,7 @@ def _read_card(model_id: str, folder: Path | None) -> ModelCard:
         data = json.loads((folder / MODEL_CARD).read_text())
         card.layer_map = data.get("layer_map")
         card.find_defaults = data.get("find", {})
+        card.learn_defaults = data.get("learn", {})
     return card
 
 

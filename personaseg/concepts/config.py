@@ -55,6 +55,7 @@ class LearnConfig:
     lora_train_token: bool = True  # LoRA: also train the identifier token's embedding rows
     token_lr: float = 5e-4  # LoRA: base learning rate of the token rows (scaled like lr)
     lora_prompt: str = "a photo of a {} {class}"  # LoRA instance prompt ({} token, {class} class word)
+    templates: list[str] | None = None  # TI training prompts ({} token, {class}); None: the model card's, else diffusers' imagenet set
     prior_preservation: bool = False  # LoRA: add the class-prior loss of DreamBooth
     prior_weight: float = 1.0  # weight of the prior loss
     class_images: str | None = None  # folder of class images; None: generate them with the model
@@ -91,6 +92,14 @@ class LearnConfig:
                 raise ConfigError(
                     f"{name} {value!r} has no '{{}}' placeholder for the token",
                     hint='write it like "a photo of a {}" or "a photo of a {} {class}"',
+                )
+        if self.templates is not None:
+            self.templates = list(self.templates)  # TOML gives lists; a tuple would not hash-compare
+            bad = [t for t in self.templates if "{}" not in t]
+            if not self.templates or bad:
+                raise ConfigError(
+                    f"templates {bad[0]!r} has no '{{}}' placeholder for the token" if bad else "templates is empty",
+                    hint='write them like ["a photo of a {}", "a {}"], or leave templates out',
                 )
         if self.class_word is not None:
             self.class_word = " ".join(self.class_word.split()) or None

@@ -12,6 +12,8 @@ optimizer, scheduler, scaler and RNG states are restored.
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 import shutil
 import signal
@@ -87,7 +89,8 @@ def learn(
     acc = make_accelerator(cfg)
     owns_pipe = pipe is None
     if owns_pipe:
-        pipe, base_model = _load_pipeline(model, cfg, acc)
+        pipe, base_model, card = _load_pipeline(model, cfg, acc)
+        cfg = _card_defaults(cfg, card)
     else:
         base_model = str(getattr(pipe, "name_or_path", None) or model or "unknown")
         _check_given_pipe(pipe, cfg)
@@ -198,9 +201,16 @@ def weight_dtype(acc) -> torch.dtype:
 def _load_pipeline(model: str | None, cfg: LearnConfig, acc):
     from ..models import load_pipeline, resolve_model_id
 
-    loaded = load_pipeline(model, device=acc.device, dtype=weight_dtype(acc))
-    pipe = loaded[0] if isinstance(loaded, tuple) else loaded
-    return pipe, resolve_model_id(model)
+    pipe, card = load_pipeline(model, device=acc.device, dtype=weight_dtype(acc))
+    return pipe, resolve_model_id(model), card
+
+
+def _card_defaults(cfg: LearnConfig, card) -> LearnConfig:
+    """Fields the user left ``None`` that the model card sets (``"learn"`` in personaseg.json),
+    e.g. the toy model's training prompts, which its tiny vocabulary can read."""
+    fields = {f.name for f in dataclasses.fields(LearnConfig)}
+    fills = {k: v for k, v in card.learn_defaults.items() if k in fields and getattr(cfg, k) is None}
+    return dataclasses.replace(cfg, **fills) if fills else cfg
 
 
 def _check_given_pipe(pipe, cfg: LearnConfig) -> None:

@@ -210,9 +210,9 @@ class Trainer:
                               max_length=self.tokenizer.model_max_length, return_tensors="pt").input_ids
 
     def _tokenize_prompts(self) -> None:
-        """Instance prompts (TI: the diffusers templates; LoRA: one prompt) and the class prompt."""
+        """Instance prompts (TI: ``templates``, else the diffusers set; LoRA: one) and the class prompt."""
         cfg, text = self.cfg, " ".join(self.subs)
-        templates = TI_TEMPLATES if cfg.method == "ti" else [cfg.lora_prompt]
+        templates = (cfg.templates or TI_TEMPLATES) if cfg.method == "ti" else [cfg.lora_prompt]
         self.prompt_ids = self._ids([fill_template(t, text, cfg.class_word) for t in templates])  # (P, T)
         self.class_ids = self._ids([f"a photo of a {cfg.class_word}"])  # (1, T)
 

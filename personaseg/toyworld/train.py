@@ -51,7 +51,12 @@ LAYER_MAP = {
     ],
     "self": "up_blocks.1.attentions.1",  # 16x16
 }
-FIND_DEFAULTS = {"long_side": 64, "prompt": "a {}"}
+FIND_DEFAULTS = {"long_side": 64}  # FindConfig fields left None that the model decides
+# LearnConfig fields left None that the model decides: TI prompts in the captions' own grammar (the
+# diffusers imagenet templates are mostly unknown words to the toy tokenizer, which spells them out
+# letter by letter: "a rendering of" even yields the shape word "ring").
+LEARN_DEFAULTS = {"templates": ["a {}", "a photo of a {}"]}
+MODEL_CARD = {"layer_map": LAYER_MAP, "find": FIND_DEFAULTS, "learn": LEARN_DEFAULTS}
 
 Log = Callable[[str], None]
 
@@ -303,7 +308,7 @@ def train(cfg: ToyTrainConfig, out: str | Path, tick=None, log: Log = print, res
     def snapshot(step, unet, text_encoder, losses, opt):
         """Write the model so far (a run cut short still leaves a usable model) and the state."""
         info = {"config": asdict(cfg), "snapshot_step": step, "losses": losses}
-        extra = {"personaseg.json": {"layer_map": LAYER_MAP, "find": FIND_DEFAULTS}, "train_log.json": info}
+        extra = {"personaseg.json": MODEL_CARD, "train_log.json": info}
         unet_copy = copy.deepcopy(unet)
         grounding.uninstall(unet_copy)
         resume.save_state(out, cfg, step, {"vae": vae, "unet": unet_copy, "text_encoder": text_encoder},
@@ -323,7 +328,7 @@ def train(cfg: ToyTrainConfig, out: str | Path, tick=None, log: Log = print, res
         losses=losses,
     )
     extra = {
-        "personaseg.json": {"layer_map": LAYER_MAP, "find": FIND_DEFAULTS},
+        "personaseg.json": MODEL_CARD,
         "train_log.json": {"config": asdict(cfg), "report": asdict(report), "resumed_at": meta and meta["step"]},
     }
     save_model(out, vae, unet, text_encoder, tok, extra)

@@ -22,7 +22,7 @@ def test_method_defaults_fill_only_unset_fields():
 
 @pytest.mark.parametrize("bad", [
     {"method": "dreambooth"}, {"mixed_precision": "fp8"}, {"vectors": 0}, {"resolution": 30},
-    {"lr": -1.0}, {"find_prompt": "a photo"}, {"steps": 0},
+    {"lr": -1.0}, {"find_prompt": "a photo"}, {"steps": 0}, {"templates": []}, {"templates": ["a photo"]},
 ])
 def test_bad_settings_are_config_errors(bad):
     with pytest.raises(ConfigError):

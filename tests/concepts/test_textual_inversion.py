@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from personaseg.concepts import LearnWarning, learn
+from personaseg.concepts.data import TI_TEMPLATES
 from personaseg.concepts.textual_inversion import TokenRows, class_word_vector, parse_token, sub_tokens
+from personaseg.concepts.trainer import Trainer
 from personaseg.errors import ConceptError
 
 from .conftest import load_tiny
@@ -100,3 +102,28 @@ def test_ti_on_a_pipe_with_a_lora_concept_trains_on_the_base_model(pipe, tiny_sd
     assert torch.equal(a.embeddings(), b.embeddings())  # the loaded LoRA was off while learning
     from peft.tuners.tuners_utils import BaseTunerLayer
     assert all(not m.disable_adapters for m in pipe.unet.modules() if isinstance(m, BaseTunerLayer))
+
+
+def test_templates_come_from_the_model_card_unless_given(tiny_sd, photos, tmp_path, tiny_cfg, monkeypatch):
+    import json
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_sd, model)
+    (model / "personaseg.json").write_text(json.dumps({"learn": {"templates": ["a {}", "the {} mug"]}}))
+    seen = []
+    original = Trainer._ids
+    monkeypatch.setattr(Trainer, "_ids", lambda self, texts: seen.append(texts) or original(self, texts))
+
+    concept = learn(photos, "<card>", tiny_cfg(), model=str(model), concepts_dir=tmp_path / "c1", progress=False)
+    assert seen[0] == ["a <card>", "the <card> mug"]
+    assert concept.meta["config"]["templates"] == ["a {}", "the {} mug"]
+
+    seen.clear()
+    learn(photos, "<mine>", tiny_cfg(templates=["my {}"]), model=str(model), concepts_dir=tmp_path / "c2",
+          progress=False)
+    assert seen[0] == ["my <mine>"]
+
+    seen.clear()
+    learn(photos, "<plain>", tiny_cfg(), model=str(tiny_sd), concepts_dir=tmp_path / "c3", progress=False)
+    assert len(seen[0]) == len(TI_TEMPLATES) and seen[0][0] == "a photo of a <plain>"

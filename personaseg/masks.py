@@ -76,6 +76,19 @@ def instances(mask: np.ndarray, min_area: int = 1) -> list[dict[str, Any]]:
     return sorted(out, key=lambda r: -r["area"])
 
 
+def strongest_region(mask: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """The connected region (8-connectivity) of ``mask`` that holds its highest ``score``.
+
+    For a phrase that names one thing (a personal concept), the other regions are look-alikes.
+    """
+    mask = _as_bool(mask)
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    if n <= 1:
+        return mask
+    peak = np.argmax(np.where(mask, scores, -np.inf))
+    return labels == labels.flat[peak]
+
+
 def mask_summary(mask: np.ndarray, min_area: int = 1) -> dict[str, Any]:
     """The per-mask fields of a JSON record: area fraction, box, COCO RLE and instances."""
     mask = _as_bool(mask)

@@ -21,6 +21,7 @@ from .capture import AttentionCapture, QueryKey
 from .config import DEFAULT_PROMPT, FindConfig, build_config, find_config
 from .errors import ConceptError, PhraseError
 from .images import Geometry, load_image, prepare, restore, to_rgb
+from .masks import strongest_region
 from .models import ModelCard, layer_map_for, load_pipeline
 from .prompts import semantic_prompt
 
@@ -287,12 +288,15 @@ class Segmenter:
         scores, presence = self._phrase_scores(att, positions)
         full = restore(t2m.label_scores(scores, self.config.tau), self._geom)  # (2, H, W)
         mask = self._labels(full) == 1
+        score_map = restore(scores, self._geom)[0].clamp(0, 1).cpu().numpy().astype(np.float32)
+        if self.config.keep == "strongest":
+            mask = strongest_region(mask, score_map)
         found = self.config.min_presence is None or float(presence[0]) >= self.config.min_presence
         if not found:
             mask = np.zeros_like(mask)
         return FindResult(
             phrase=phrase, prompt=text, mask=mask,
-            scores=restore(scores, self._geom)[0].clamp(0, 1).cpu().numpy().astype(np.float32),
+            scores=score_map,
             presence=float(presence[0]), found=found,
             timings={"encode_s": self._encode_s, "unet_s": att.seconds,
                      "t2m_s": time.perf_counter() - t0, "find_s": time.perf_counter() - start},

@@ -10,7 +10,7 @@ import pytest
 from pycocotools import mask as coco_mask
 
 from personaseg.errors import MissingExtraError
-from personaseg.masks import bbox, dense_crf, instances, mask_summary, rle_decode, rle_encode
+from personaseg.masks import bbox, dense_crf, instances, mask_summary, rle_decode, rle_encode, strongest_region
 
 # pycocotools' own decode (called directly below) warns about numpy 2's copy keyword.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -91,6 +91,19 @@ def test_instances_ties_keep_raster_order():
     m = np.zeros((5, 5), bool)
     m[4, 4] = m[0, 0] = m[2, 2] = True
     assert [r["bbox"][:2] for r in instances(m)] == [[0, 0], [2, 2], [4, 4]]
+
+
+def test_strongest_region_keeps_the_region_of_the_peak():
+    mask = np.zeros((6, 8), bool)
+    mask[0:2, 0:3] = True  # large region, low scores
+    mask[4:6, 6:8] = True  # small region holding the peak
+    scores = np.where(mask, 0.6, 0.0)
+    scores[5, 7] = 0.9
+    scores[3, 4] = 1.0  # the global peak lies outside the mask: ignored
+    out = strongest_region(mask, scores)
+    assert out.sum() == 4 and out[4:6, 6:8].all()
+    assert strongest_region(np.zeros((3, 3), bool), scores[:3, :3]).sum() == 0
+    assert np.array_equal(strongest_region(mask[:2], scores[:2]), mask[:2])  # one region: unchanged
 
 
 def test_mask_summary():

@@ -66,6 +66,20 @@ def test_min_presence_gives_explicit_not_found(tiny_model_dir, image):
     assert not r.found and not r.mask.any()
 
 
+def test_keep_strongest_keeps_one_region_of_the_full_mask(tiny_model_dir):
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    noise = Image.fromarray((rng.random((64, 64, 3)) * 255).astype("uint8"))
+    full, one = _seg(tiny_model_dir), _seg(tiny_model_dir, keep="strongest")
+    for s in (full, one):
+        s.set_image(noise)
+    a, b = full.find("mug"), one.find("mug")
+    assert ndimage.label(a.mask, np.ones((3, 3)))[1] > 1  # a random model's mask is scattered
+    assert ndimage.label(b.mask, np.ones((3, 3)))[1] == 1
+    assert not (b.mask & ~a.mask).any() and b.mask[np.unravel_index(np.argmax(np.where(a.mask, a.scores, -1)), a.mask.shape)]
+
+
 def test_segment_and_explain(seg, image):
     seg.set_image(image)
     s = seg.segment(["cat", "dog"])

@@ -29,6 +29,11 @@ class Preset(str, Enum):
     coco = "coco"
 
 
+class Keep(str, Enum):
+    all = "all"
+    strongest = "strongest"
+
+
 def find(
     phrase: Annotated[str, typer.Argument(help="A word or phrase ('mug'), or a learned concept ('<mymug>').")],
     images: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
@@ -43,6 +48,7 @@ def find(
     min_presence: Annotated[Optional[float], typer.Option(help="Below this presence score the phrase is 'not found' and the mask is empty.")] = None,
     seed: SeedOpt = None,
     crf: Annotated[bool, typer.Option("--crf", help="Refine with a dense CRF (pip install 'personaseg[crf]').")] = False,
+    keep: Annotated[Optional[Keep], typer.Option(help="Regions of the mask to keep: all, or only the strongest (one object, e.g. your own mug among others).")] = None,
     scores: Annotated[bool, typer.Option("--scores", help="Also write the score map as float16 .npy.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON record per image on stdout.")] = False,
     device: DeviceOpt = None,
@@ -79,7 +85,7 @@ def find(
         model, device or process_device(), dtype,
         preset.value if preset else None, recipe, concepts_dir,
         draws=draws, draw_batch=draw_batch, timestep=timestep, min_presence=min_presence,
-        seed=seed, crf=crf or None,
+        seed=seed, crf=crf or None, keep=keep.value if keep else None,
     )
     done = failed = 0
     mine = shard(paths)  # this process's share under `accelerate launch`, else all

@@ -66,6 +66,7 @@ def _bad_inputs(tmp_path):
     data = good.read_bytes()
     (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
     (tmp_path / "empty").mkdir()
+    (tmp_path / "keep.toml").write_text('keep = "largest"\n')
     return {
         "not an image": (["find", "mug", tmp_path / "fake.jpg"], "fake.jpg"),
         "truncated": (["find", "mug", tmp_path / "cut.jpg"], "cut.jpg"),
@@ -75,6 +76,7 @@ def _bad_inputs(tmp_path):
         "unknown concept": (["find", "<nobody>", good, "--concepts-dir", tmp_path / "store"], "<nobody>"),
         "unwritable out": (["find", "mug", good, "--out", "/proc/personaseg"], "not writable"),
         "bad recipe key": (["find", "mug", good, "--recipe", tmp_path / "bad.toml"], "unknown setting"),
+        "bad keep value": (["find", "mug", good, "--recipe", tmp_path / "keep.toml"], "keep='largest'"),
     }
 
 

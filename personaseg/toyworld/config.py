@@ -16,6 +16,7 @@ class ToyTrainConfig:
     """Toy-model training: a fixed scene set, a short VAE stage, then UNet + text encoder."""
 
     seed: int = 0  # seeds scenes, initialisation, noise and caption sampling
+    init: str | None = None  # fine-tune a trained toy model folder (its VAE is kept; no VAE stage)
     n_scenes: int = 12000  # pre-generated training scenes (their VAE latents are cached)
     threads: int = 2  # torch CPU threads
     # VAE stage
@@ -31,6 +32,7 @@ class ToyTrainConfig:
     warmup: int = 100  # linear warm-up steps, then cosine decay to lr/10
     p_uncond: float = 0.1  # caption dropout (empty prompt) so classifier-free guidance works
     p_partial: float = 0.0  # share of captions naming only some of the scene's objects
+    p_drop_colour: float = 0.2  # share of objects named by their shape word alone ("a circle")
     ground_loss: float = 0.0  # weight of the attention-grounding term (see toyworld/grounding.py)
     ground_t_max: int = 600  # ground only at timesteps below this (object layout visible in x_t)
     pad_loss: float = 0.0  # weight pulling end/padding token outputs to the empty prompt's (see train.padding_loss)

@@ -153,11 +153,13 @@ def padding_loss(text_encoder, ids, cond, tokenizer) -> torch.Tensor:
     return err / ref.pow(2).mean().detach().clamp_min(1e-6)
 
 
-def train_denoiser(cfg, latents, objects, masks, tokenizer, gen, rng, tick, log, snapshot=None, resume_from=None):
+def train_denoiser(cfg, latents, objects, masks, tokenizer, gen, rng, tick, log, snapshot=None, resume_from=None,
+                   init=None):
     """Train UNet + text encoder jointly; returns (unet, text_encoder, losses).
 
     ``snapshot(step, unet, text_encoder, losses, opt)`` is called every ``cfg.snapshot_every``
-    steps. ``resume_from``: ``(out, meta)`` of a saved state to continue from.
+    steps. ``resume_from``: ``(out, meta)`` of a saved state to continue from. ``init``: the
+    weights to start from (see :func:`load_init`), else a fresh initialisation.
     """
     from diffusers import DDPMScheduler
     from diffusers.optimization import get_cosine_schedule_with_warmup
@@ -165,6 +167,9 @@ def train_denoiser(cfg, latents, objects, masks, tokenizer, gen, rng, tick, log,
     mcfg = cfg.model_config()
     unet = build_unet(mcfg)
     text_encoder = build_text_encoder(mcfg, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
+    if init is not None:
+        unet.load_state_dict(init["unet"].state_dict())
+        text_encoder.load_state_dict(init["text_encoder"].state_dict())
     noise_sched = DDPMScheduler.from_config(SCHEDULER_CONFIG)
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2)
@@ -189,7 +194,8 @@ def train_denoiser(cfg, latents, objects, masks, tokenizer, gen, rng, tick, log,
         x0 = latents[idx]  # (B, C, h, w), already scaled
         prompts, positions = [], []
         for i in idx.tolist():
-            text, where = ("", []) if rng.random() < cfg.p_uncond else caption_words(objects[i], rng, p_partial=cfg.p_partial)
+            text, where = ("", []) if rng.random() < cfg.p_uncond else caption_words(
+                objects[i], rng, p_partial=cfg.p_partial, p_drop_colour=cfg.p_drop_colour)
             prompts.append(text)
             positions.append([[p + 1 for p in w] for w in where])  # +1: the start token
         ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
@@ -226,6 +232,20 @@ def train_denoiser(cfg, latents, objects, masks, tokenizer, gen, rng, tick, log,
     if store is not None:
         grounding.uninstall(unet)
     return unet.eval(), text_encoder.eval(), losses
+
+
+def load_init(folder: str | Path) -> dict[str, object]:
+    """The VAE, UNet and text encoder of a trained toy model folder (float32), to fine-tune."""
+    from diffusers import StableDiffusionPipeline
+
+    folder = Path(folder).expanduser()
+    if not (folder / "model_index.json").exists():
+        raise InputError(f"init model {folder} is not a diffusers folder", hint="give a folder written by toyworld train")
+    pipe = StableDiffusionPipeline.from_pretrained(folder, dtype=torch.float32)
+    log_file = folder / "train_log.json"
+    vae_loss = json.loads(log_file.read_text()).get("report", {}).get("vae_loss", float("nan")) if log_file.exists() else float("nan")
+    pipe.vae.eval()
+    return {"vae": pipe.vae, "unet": pipe.unet, "text_encoder": pipe.text_encoder, "vae_loss": vae_loss}
 
 
 def save_model(out: Path, vae, unet, text_encoder, tokenizer, extra: dict[str, object]) -> Path:
@@ -289,7 +309,12 @@ def train(cfg: ToyTrainConfig, out: str | Path, tick=None, log: Log = print, res
     meta = resume.load_meta(out, cfg) if resume_run else None
     if resume_run and meta is None:
         log(f"no saved state in {resume.state_dir(out)}: starting afresh")
-    if meta is None:
+    init = load_init(cfg.init) if cfg.init else None
+    if meta is None and init is not None:
+        resume.clear(out)
+        vae, vae_loss, scale = init["vae"], init["vae_loss"], init["vae"].config.scaling_factor
+        raw = encode_latents(vae, images)
+    elif meta is None:
         resume.clear(out)
         vae, vae_loss = train_vae(cfg, images, gen, lambda d, text: tick("vae", d, cfg.vae_steps, text))
         raw = encode_latents(vae, images)
@@ -318,7 +343,7 @@ def train(cfg: ToyTrainConfig, out: str | Path, tick=None, log: Log = print, res
 
     unet, text_encoder, losses = train_denoiser(
         cfg, latents, objects, masks, tok, gen, rng, lambda d, text: tick("denoiser", d, cfg.steps, text), log,
-        snapshot, (out, meta) if meta else None,
+        snapshot, (out, meta) if meta else None, init,
     )
     wall = time.perf_counter() - t0
     report = TrainReport(

@@ -60,10 +60,11 @@ def test_recipe_rejects_unknown_keys(tmp_path):
         toy_train_config(bad)
 
 
-def test_shipped_recipe_parses():
+@pytest.mark.parametrize("recipe", ["toyworld.toml", "toyworld-finetune.toml"])
+def test_shipped_recipes_parse(recipe):
     from pathlib import Path
 
-    cfg = toy_train_config(Path(__file__).parents[2] / "recipes" / "toyworld.toml")
+    cfg = toy_train_config(Path(__file__).parents[2] / "recipes" / recipe)
     assert cfg.steps >= 1 and cfg.model_config().image_size == 64
 
 
@@ -118,3 +119,20 @@ def test_resume_continues_where_a_run_stopped(tmp_path):
     again = train(cfg2, cut, log=lambda s: None, resume_run=True)
     assert [s for s, _ in again.losses] == [1, 2, 3, 4]
     np.testing.assert_allclose([l for _, l in again.losses], [l for _, l in full.losses], rtol=1e-4)
+
+
+def test_init_fine_tunes_a_trained_model(tiny_model, tmp_path):
+    """`init` starts from a trained folder: same VAE (no VAE stage), UNet starting from its weights."""
+    from personaseg.toyworld.train import train
+
+    base, _ = tiny_model
+    cfg = ToyTrainConfig(n_scenes=8, steps=1, batch=2, warmup=1, log_every=1, snapshot_every=0, lr=1e-12,
+                         model=TINY, init=str(base), p_drop_colour=1.0, vae_steps=10**6)  # a VAE stage would never end
+    report = train(cfg, tmp_path / "tuned", log=lambda s: None)
+    a, b = _load(base), _load(tmp_path / "tuned")
+    assert report.scaling_factor == pytest.approx(a.vae.config.scaling_factor)
+    for x, y in [(a.vae, b.vae), (a.unet, b.unet), (a.text_encoder, b.text_encoder)]:
+        for (name, p), q in zip(x.state_dict().items(), y.state_dict().values()):
+            torch.testing.assert_close(p, q, atol=1e-3, rtol=1e-3, msg=name)  # lr ~0: unchanged (fp16 on disk)
+    with pytest.raises(Exception, match="not a diffusers folder"):
+        train(ToyTrainConfig(**{**cfg.__dict__, "init": str(tmp_path)}), tmp_path / "x", log=lambda s: None)

@@ -47,7 +47,7 @@ class FindConfig:
     pad_rgb: tuple[int, int, int] = (123, 117, 104)  # padding colour (paper: ImageNet mean)
     min_presence: float | None = None  # below this presence score: "not found", empty mask
     crf: bool = False  # dense CRF post-processing (needs personaseg[crf])
-    keep: str = "all"  # find: "all" regions of the mask, or "strongest" (the region holding the peak score)
+    keep: str = "auto"  # find: "all" regions, "strongest" (the one holding the peak), auto: strongest for a <concept>
 
     def __post_init__(self) -> None:
         if self.prompt is not None and "{}" not in self.prompt:
@@ -62,8 +62,8 @@ class FindConfig:
         for name in ("tau_box", "tau"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name}={getattr(self, name)} out of range", hint="use 0..1")
-        if self.keep not in ("all", "strongest"):
-            raise ConfigError(f"keep={self.keep!r} is not a choice", hint='use "all" or "strongest"')
+        if self.keep not in ("auto", "all", "strongest"):
+            raise ConfigError(f"keep={self.keep!r} is not a choice", hint='use "auto", "all" or "strongest"')
         self.pad_rgb = tuple(self.pad_rgb)  # TOML gives lists
 
 

@@ -289,7 +289,7 @@ class Segmenter:
         full = restore(t2m.label_scores(scores, self.config.tau), self._geom)  # (2, H, W)
         mask = self._labels(full) == 1
         score_map = restore(scores, self._geom)[0].clamp(0, 1).cpu().numpy().astype(np.float32)
-        if self.config.keep == "strongest":
+        if self._keep(phrase) == "strongest":
             mask = strongest_region(mask, score_map)
         found = self.config.min_presence is None or float(presence[0]) >= self.config.min_presence
         if not found:
@@ -301,6 +301,14 @@ class Segmenter:
             timings={"encode_s": self._encode_s, "unet_s": att.seconds,
                      "t2m_s": time.perf_counter() - t0, "find_s": time.perf_counter() - start},
         )
+
+    def _keep(self, phrase: str) -> str:
+        """``config.keep``; "auto": a learned concept is one object (its strongest region), a
+        phrase may name several ("mug": every mug, the paper's masks)."""
+        if self.config.keep != "auto":
+            return self.config.keep
+        phrase = phrase.strip()
+        return "strongest" if phrase.startswith("<") and phrase.endswith(">") else "all"
 
     def _labels(self, full: torch.Tensor) -> np.ndarray:
         """Argmax of ``(P+1, H, W)`` scores, through the dense CRF when configured."""

@@ -78,6 +78,8 @@ def test_keep_strongest_keeps_one_region_of_the_full_mask(tiny_model_dir):
     assert ndimage.label(a.mask, np.ones((3, 3)))[1] > 1  # a random model's mask is scattered
     assert ndimage.label(b.mask, np.ones((3, 3)))[1] == 1
     assert not (b.mask & ~a.mask).any() and b.mask[np.unravel_index(np.argmax(np.where(a.mask, a.scores, -1)), a.mask.shape)]
+    # auto (the default): one region for a learned concept, every region for a phrase
+    assert (full._keep("<mymug>"), full._keep("mug"), one._keep("mug")) == ("strongest", "all", "strongest")
 
 
 def test_segment_and_explain(seg, image):

@@ -30,6 +30,7 @@ class Preset(str, Enum):
 
 
 class Keep(str, Enum):
+    auto = "auto"
     all = "all"
     strongest = "strongest"
 
@@ -48,7 +49,7 @@ def find(
     min_presence: Annotated[Optional[float], typer.Option(help="Below this presence score the phrase is 'not found' and the mask is empty.")] = None,
     seed: SeedOpt = None,
     crf: Annotated[bool, typer.Option("--crf", help="Refine with a dense CRF (pip install 'personaseg[crf]').")] = False,
-    keep: Annotated[Optional[Keep], typer.Option(help="Regions of the mask to keep: all, or only the strongest (one object, e.g. your own mug among others).")] = None,
+    keep: Annotated[Optional[Keep], typer.Option(help="Regions of the mask to keep: all, only the strongest (one object), or auto (default): strongest for a <concept>, all for a phrase.")] = None,
     scores: Annotated[bool, typer.Option("--scores", help="Also write the score map as float16 .npy.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON record per image on stdout.")] = False,
     device: DeviceOpt = None,

@@ -35,7 +35,8 @@ class FindResult:
     mask: np.ndarray  # (H, W) bool
     scores: np.ndarray  # (H, W) float32, the refined map S' in [0, 1]
     presence: float  # peak of the un-normalised cross-attention map (see ``Segmenter.find``)
-    found: bool  # False when presence < config.min_presence (then the mask is empty)
+    found: bool  # False below config.min_presence / min_relative_presence (then the mask is empty)
+    relative_presence: float | None = None  # a concept's presence / its presence on its own photos
     timings: dict[str, float] = field(default_factory=dict)  # seconds
 
     @property
@@ -176,6 +177,9 @@ class Segmenter:
                 hint=f"learn one with `personaseg learn PHOTOS --token {name_or_concept}`",
             ) from None
         if isinstance(name_or_concept, str):
+            loaded = self._concepts.get(name_or_concept.strip().strip("<>"))
+            if loaded is not None:
+                return loaded
             concept = ConceptStore(self.concepts_dir).get(name_or_concept)
         else:
             concept = name_or_concept
@@ -292,15 +296,26 @@ class Segmenter:
         if self._keep(phrase) == "strongest":
             mask = strongest_region(mask, score_map)
         found = self.config.min_presence is None or float(presence[0]) >= self.config.min_presence
+        relative = self._relative_presence(phrase, float(presence[0]))
+        if relative is not None and self.config.min_relative_presence is not None:
+            found = found and relative >= self.config.min_relative_presence
         if not found:
             mask = np.zeros_like(mask)
         return FindResult(
             phrase=phrase, prompt=text, mask=mask,
             scores=score_map,
-            presence=float(presence[0]), found=found,
+            presence=float(presence[0]), found=found, relative_presence=relative,
             timings={"encode_s": self._encode_s, "unet_s": att.seconds,
                      "t2m_s": time.perf_counter() - t0, "find_s": time.perf_counter() - start},
         )
+
+    def _relative_presence(self, phrase: str, presence: float) -> float | None:
+        """``presence`` over the concept's own (``presence_ref`` in concept.json, measured by
+        ``learn`` on its photos); None for a plain phrase or a concept without one."""
+        phrase = phrase.strip()
+        concept = self._concepts.get(phrase[1:-1]) if phrase.startswith("<") and phrase.endswith(">") else None
+        ref = concept[0].meta.get("presence_ref") if concept else None
+        return presence / ref if ref else None
 
     def _keep(self, phrase: str) -> str:
         """``config.keep``; "auto": a learned concept is one object (its strongest region), a

@@ -68,4 +68,6 @@ def build_tiny_pipeline(folder: Path, seed: int = 0):
                                    scheduler=scheduler, safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
     pipe.save_pretrained(folder)
+    # the model card's find size: at the paper's 704+ px the x2 VAE gives 350x350 latents
+    (folder / "personaseg.json").write_text(json.dumps({"find": {"long_side": 64}}))
     return pipe

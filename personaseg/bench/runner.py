@@ -165,7 +165,8 @@ def score_sample(seg, sample: Sample, methods: list[str], data: BenchData, token
         r = seg.find(phrase)
         find_s = time.perf_counter() - t0 + (encode_s if i == 0 else 0.0)
         rec = {"method": method, **base, "phrase": phrase, **sample_metrics(r.mask, gt, r.scores),
-               "presence": r.presence, "found": bool(r.found), "find_s": find_s}
+               "presence": r.presence, "relative_presence": r.relative_presence,
+               "found": bool(r.found), "find_s": find_s}
         if config.save_masks or sample.key in grid_keys:
             from ..images import save_png_atomic
 

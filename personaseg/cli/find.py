@@ -47,6 +47,7 @@ def find(
     draw_batch: Annotated[Optional[int], typer.Option(help="Draws per UNet call; lower it to save memory.")] = None,
     timestep: Annotated[Optional[int], typer.Option(help="Diffusion timestep of the single step (paper: 150).")] = None,
     min_presence: Annotated[Optional[float], typer.Option(help="Below this presence score the phrase is 'not found' and the mask is empty.")] = None,
+    min_relative_presence: Annotated[Optional[float], typer.Option(help="A <concept> whose presence is below this share of its presence on its own photos is 'not found' (e.g. 0.5).")] = None,
     seed: SeedOpt = None,
     crf: Annotated[bool, typer.Option("--crf", help="Refine with a dense CRF (pip install 'personaseg[crf]').")] = False,
     keep: Annotated[Optional[Keep], typer.Option(help="Regions of the mask to keep: all, only the strongest (one object), or auto (default): strongest for a <concept>, all for a phrase.")] = None,
@@ -86,6 +87,7 @@ def find(
         model, device or process_device(), dtype,
         preset.value if preset else None, recipe, concepts_dir,
         draws=draws, draw_batch=draw_batch, timestep=timestep, min_presence=min_presence,
+        min_relative_presence=min_relative_presence,
         seed=seed, crf=crf or None, keep=keep.value if keep else None,
     )
     done = failed = 0
@@ -111,7 +113,9 @@ def find(
                 save_npy_atomic(f"{stem}.scores.npy", r.scores.astype(np.float16))
             if as_json:
                 record = {"path": str(path), "phrase": phrase, "prompt": r.prompt, "found": r.found,
-                          "presence": round(r.presence, 6), "size": [image.width, image.height],
+                          "presence": round(r.presence, 6),
+                          "relative_presence": None if r.relative_presence is None else round(r.relative_presence, 4),
+                          "size": [image.width, image.height],
                           **mask_summary(r.mask), "mask_path": f"{stem}.mask.png",
                           "timings": {**{k: round(v, 4) for k, v in r.timings.items()},
                                       "total_s": round(time.perf_counter() - start, 4)}}

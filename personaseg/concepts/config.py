@@ -55,6 +55,7 @@ class LearnConfig:
     lora_train_token: bool = True  # LoRA: also train the identifier token's embedding rows
     token_lr: float = 5e-4  # LoRA: base learning rate of the token rows (scaled like lr)
     lora_prompt: str = "a photo of a {} {class}"  # LoRA instance prompt ({} token, {class} class word)
+    measure_presence: bool = True  # after learning, find the concept in its photos: its presence_ref (one find per photo)
     templates: list[str] | None = None  # TI training prompts ({} token, {class}); None: the model card's, else diffusers' imagenet set
     prior_preservation: bool = False  # LoRA: add the class-prior loss of DreamBooth
     prior_weight: float = 1.0  # weight of the prior loss

@@ -87,7 +87,7 @@ def learn(
             hint="resume with the same photos, or start over with --force",
         )
     acc = make_accelerator(cfg)
-    owns_pipe = pipe is None
+    owns_pipe, card = pipe is None, None
     if owns_pipe:
         pipe, base_model, card = _load_pipeline(model, cfg, acc)
         cfg = _card_defaults(cfg, card)
@@ -122,6 +122,9 @@ def learn(
             if cfg.method == "lora":
                 save_lora(tmp, result["unet_lora"], result["unet_meta"], result.get("te_lora"), result.get("te_meta"))
             store.write_meta(tmp, meta)
+            if card is not None and cfg.measure_presence:  # a pipeline we loaded: we may add the token
+                meta["presence_ref"] = presence_on_photos(pipe, card, tmp, photo_set.paths)
+                store.write_meta(tmp, meta)
         shutil.rmtree(store.run_dir(name), ignore_errors=True)
     acc.wait_for_everyone()
     return store.get(name)
@@ -203,6 +206,22 @@ def _load_pipeline(model: str | None, cfg: LearnConfig, acc):
 
     pipe, card = load_pipeline(model, device=acc.device, dtype=weight_dtype(acc))
     return pipe, resolve_model_id(model), card
+
+
+def presence_on_photos(pipe, card, folder: Path, photos: list[Path]) -> float:
+    """Mean presence score of the concept in ``folder`` on its own photos, with the model's find
+    defaults: what ``FindConfig.min_relative_presence`` compares a new image's presence with."""
+    from ..segmenter import Segmenter
+    from .concept import Concept
+
+    concept = Concept.from_folder(folder)
+    seg = Segmenter(pipe, card)
+    seg.load_concept(concept)
+    values = []
+    for path in photos:
+        seg.set_image(path)
+        values.append(seg.find(concept.token).presence)
+    return float(sum(values) / len(values))
 
 
 def _card_defaults(cfg: LearnConfig, card) -> LearnConfig:

@@ -3,6 +3,7 @@ a few photos, and a fresh concept store per test."""
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -52,6 +53,8 @@ def build_tiny_sd(folder: Path, width: int = 32, seed: int = 0) -> Path:
                                    scheduler=scheduler, safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
     pipe.save_pretrained(folder / "model")
+    # the model card's find size: at the paper's 704+ px the x2 VAE gives 350x350 latents
+    (folder / "model" / "personaseg.json").write_text(json.dumps({"find": {"long_side": 64}}))
     return folder / "model"
 
 

@@ -110,7 +110,8 @@ def test_templates_come_from_the_model_card_unless_given(tiny_sd, photos, tmp_pa
 
     model = tmp_path / "model"
     shutil.copytree(tiny_sd, model)
-    (model / "personaseg.json").write_text(json.dumps({"learn": {"templates": ["a {}", "the {} mug"]}}))
+    (model / "personaseg.json").write_text(json.dumps({"find": {"long_side": 64},
+                                                       "learn": {"templates": ["a {}", "the {} mug"]}}))
     seen = []
     original = Trainer._ids
     monkeypatch.setattr(Trainer, "_ids", lambda self, texts: seen.append(texts) or original(self, texts))
@@ -127,3 +128,29 @@ def test_templates_come_from_the_model_card_unless_given(tiny_sd, photos, tmp_pa
     seen.clear()
     learn(photos, "<plain>", tiny_cfg(), model=str(tiny_sd), concepts_dir=tmp_path / "c3", progress=False)
     assert len(seen[0]) == len(TI_TEMPLATES) and seen[0][0] == "a photo of a <plain>"
+
+
+def test_learn_measures_presence_on_its_photos_and_find_compares(tiny_sd, photos, tmp_path, tiny_cfg):
+    from personaseg.images import collect_images
+    from personaseg.segmenter import Segmenter
+
+    model = tiny_sd  # its card sets find's long side to 64 px
+    concept = learn(photos, "<ref>", tiny_cfg(), model=str(model), concepts_dir=tmp_path / "c", progress=False)
+    ref = concept.meta["presence_ref"]
+    assert ref > 0
+    # find with the same (default) settings: the photos' relative presences average to 1
+    seg = Segmenter.from_pretrained(str(model), device="cpu", concepts_dir=tmp_path / "c")
+    rel = []
+    for path in collect_images([photos])[0]:
+        seg.set_image(path)
+        r = seg.find("<ref>")
+        rel.append(r.relative_presence)
+        assert r.relative_presence == pytest.approx(r.presence / ref) and r.found
+    assert sum(rel) / len(rel) == pytest.approx(1.0, abs=1e-4)
+    assert seg.find("mug").relative_presence is None  # a plain phrase has no reference
+    strict = Segmenter.from_pretrained(str(model), device="cpu", concepts_dir=tmp_path / "c",
+                                       min_relative_presence=2.0)
+    strict.set_image(collect_images([photos])[0][0])
+    r = strict.find("<ref>")
+    assert not r.found and not r.mask.any()
+    assert strict.find("mug").found  # the rule is for concepts only

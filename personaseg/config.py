@@ -39,7 +39,7 @@ class FindConfig:
     seed: int = 0  # seeds the VAE posterior sample and the noise draws
     tau_box: float = 0.2  # box-mask threshold, fraction of max (paper: 0.2 VOC, 0.5 COCO)
     tau: float = 0.5  # background rule: bg = (2*tau - max S')**2 (paper: 0.5 VOC, 0.35 COCO)
-    refine: bool = True  # self-attention refinement S' = A^2 (B * S) (paper: on)
+    refine: bool | None = None  # self-attention refinement S' = A^2 (B * S); None: on (paper) unless the model card says off
     quantize_box: bool = True  # quantise S to uint8 before the box threshold, as the reference
     cross_layers: list[str] | None = None  # override of the layer map's cross-attention blocks
     self_layer: str | None = None  # override of the layer map's self-attention block

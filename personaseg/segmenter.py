@@ -91,6 +91,8 @@ class Segmenter:
         self.config = build_config(FindConfig, vars(config), model_fill, source="model card")
         if self.config.prompt is None:
             self.config.prompt = DEFAULT_PROMPT
+        if self.config.refine is None:
+            self.config.refine = True  # the paper's method
         self.layer_map = layer_map_for(
             pipe.unet, self.config.cross_layers, self.config.self_layer, self.card.layer_map
         )

@@ -51,9 +51,10 @@ LAYER_MAP = {
     ],
     "self": "up_blocks.1.attentions.1",  # 16x16
 }
-# FindConfig fields left None that the model decides: its native size, and "not found" for a concept
-# below 0.6 of its presence on its own photos (chosen on the seed-23 toy bench, benchmarks/RESULTS.md)
-FIND_DEFAULTS = {"long_side": 64, "min_relative_presence": 0.6}
+# FindConfig fields left None that the model decides (chosen on the seed-23 toy bench, see
+# benchmarks/RESULTS.md): its native size; "not found" for a concept below 0.6 of its presence on its
+# own photos; no self-attention refinement (it spread maps onto neighbours: TI 65.3 with, 76.2 without)
+FIND_DEFAULTS = {"long_side": 64, "min_relative_presence": 0.6, "refine": False}
 # LearnConfig fields left None that the model decides: TI prompts in the captions' own grammar (the
 # diffusers imagenet templates are mostly unknown words to the toy tokenizer, which spells them out
 # letter by letter: "a rendering of" even yields the shape word "ring").

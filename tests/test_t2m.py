@@ -94,12 +94,13 @@ from personaseg.capture import QueryKey
 n, heads = 128 * 128, 2
 qk = QueryKey(torch.randn(1, heads, n, 8), torch.randn(1, heads, n, 8), 8 ** -0.5)
 s = torch.rand(1, 1, 128, 128)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t2m.refine(qk, s, tau_box=0.2)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t2m.refine(qk, s, tau_box=0.2)
-print(before // 1024)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    peak_mb = int(out.stdout.split()[-1])
-    # the whole process (torch included) stays far below one N x N head matrix (1024 MB)
-    assert peak_mb < 900, f"peak {peak_mb} MB"
+    grown_mb = int(out.stdout.split()[-1])
+    # the refinement's own growth stays far below one N x N head matrix (1024 MB); the process
+    # total (torch's import included) varied with the environment the suite leaves behind
+    assert grown_mb < 400, f"peak grew by {grown_mb} MB"

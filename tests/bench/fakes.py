@@ -75,6 +75,7 @@ class FakeResult:
     scores: np.ndarray
     presence: float
     found: bool
+    relative_presence: float | None = None
     timings: dict = field(default_factory=dict)
 
 

@@ -1,7 +1,7 @@
-"""End to end on the shipped toy model: the class word's mask lands on its object.
+"""End to end on the shipped toy model: a phrase's mask lands on its object.
 
 A broken capture, layer map or T2M step drops the IoU to the untrained level (~0.05-0.10), far
-under the floor, which sits well below what the shipped model measures (see FLOOR).
+under the floors, which sit well below what the shipped model measures (see below).
 """
 
 import numpy as np
@@ -11,10 +11,13 @@ from PIL import Image
 from personaseg.toyworld import TOY_MODEL_DIR
 from personaseg.toyworld.scenes import make_scene
 
-# Measured on these 8 objects (draws 2, prompt "a {}"): shipped model mIoU 0.261, maximum inside
-# the object 50 %; an untrained toy model of the same architecture: mIoU 0.082, 0 %.
-FLOOR = 0.18  # mean IoU floor, between the two
-HITS = 0.375  # at least 3 of the 8 score maxima inside their object
+# Measured on these 8 objects (draws 2, prompt "a {}", the card's settings), shipped model:
+# colour + shape phrase ("red circle") mIoU 0.846, maximum inside the object 8 of 8; bare shape word
+# mIoU 0.442, 4 of 8 (the toy model's shape words barely localise, see benchmarks/RESULTS.md).
+# An untrained toy model of the same architecture (class word, measured in an earlier
+# session): mIoU 0.08, maximum inside 0 of 8.
+PHRASE_FLOOR, PHRASE_HITS = 0.6, 0.875
+WORD_FLOOR = 0.3
 
 pytestmark = pytest.mark.skipif(
     not (TOY_MODEL_DIR / "model_index.json").exists(),
@@ -29,7 +32,7 @@ SCENES = [  # (seed, specs): one object per shape, so the class word names exact
 ]
 
 
-def test_class_word_masks_find_their_objects():
+def _scores(phrase_of):
     from personaseg.config import FindConfig
     from personaseg.segmenter import Segmenter
 
@@ -39,9 +42,19 @@ def test_class_word_masks_find_their_objects():
         scene = make_scene(seed, specs=specs)
         seg.set_image(Image.fromarray(scene.image))
         for k, obj in enumerate(scene.objects):
-            result = seg.find(obj.shape)
+            result = seg.find(phrase_of(obj))
             gt = scene.masks[k]
             ious.append((result.mask & gt).sum() / max((result.mask | gt).sum(), 1))
             hits.append(gt.flat[np.argmax(result.scores)])
-    assert np.mean(hits) >= HITS, f"score maximum inside the object in {np.mean(hits):.0%} of cases"
-    assert np.mean(ious) >= FLOOR, f"class-word mIoU {np.mean(ious):.3f} < {FLOOR}"
+    return float(np.mean(ious)), float(np.mean(hits))
+
+
+def test_phrases_find_their_objects():
+    miou, hits = _scores(lambda obj: f"{obj.colour} {obj.shape}")
+    assert hits >= PHRASE_HITS, f"score maximum inside the object in {hits:.0%} of cases"
+    assert miou >= PHRASE_FLOOR, f"phrase mIoU {miou:.3f} < {PHRASE_FLOOR}"
+
+
+def test_class_word_masks_overlap_their_objects():
+    miou, _ = _scores(lambda obj: obj.shape)
+    assert miou >= WORD_FLOOR, f"class-word mIoU {miou:.3f} < {WORD_FLOOR}"

@@ -33,6 +33,25 @@ def resolve_model_id(model: str | None) -> str:
     return model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
 
 
+def model_fingerprint(model: str | None) -> str:
+    """What identifies a local model's contents (folder or file, ``toy`` included): each file's
+    path, size and first MiB, so retrained weights or an edited personaseg.json read as another
+    model. A hub id is its own fingerprint (diffusers pins the files it cached)."""
+    import hashlib
+
+    model_id = resolve_model_id(model)
+    path = _toy_dir() if model_id == "toy" else Path(model_id).expanduser()
+    if not path.exists():
+        return model_id
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        h.update(f"{f.relative_to(path) if path.is_dir() else f.name}:{f.stat().st_size}".encode())
+        with f.open("rb") as fh:
+            h.update(fh.read(1 << 20))
+    return h.hexdigest()
+
+
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """The given device, else accelerate's choice for this process (cuda, then mps, then cpu)."""
     if device is not None:

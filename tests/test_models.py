@@ -72,3 +72,19 @@ def test_bad_models_are_one_line_errors(model, match, monkeypatch):
 def test_folder_without_model_index(tmp_path):
     with pytest.raises(ModelError, match="model_index.json"):
         load_pipeline(str(tmp_path), device="cpu")
+
+
+def test_model_fingerprint_follows_a_local_models_contents(tmp_path):
+    from personaseg.models import model_fingerprint
+
+    folder = tmp_path / "m"
+    (folder / "unet").mkdir(parents=True)
+    (folder / "unet" / "w.safetensors").write_bytes(b"\x00" * 100)
+    (folder / "personaseg.json").write_text('{"find": {"long_side": 64}}')
+    first = model_fingerprint(str(folder))
+    assert model_fingerprint(str(folder)) == first
+    (folder / "personaseg.json").write_text('{"find": {"long_side": 64, "refine": false}}')
+    second = model_fingerprint(str(folder))
+    (folder / "unet" / "w.safetensors").write_bytes(b"\x01" * 100)  # same size, new weights
+    assert len({first, second, model_fingerprint(str(folder))}) == 3
+    assert model_fingerprint("some-org/some-model") == "some-org/some-model"  # hub ids: by name

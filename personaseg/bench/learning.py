@@ -51,12 +51,18 @@ def _photo_bytes(photo: Any) -> bytes:
 
 
 def concept_token(spec: ConceptSpec, method: str, config: Any, model_id: str) -> str:
-    """The cache key as a concept token: same photos, settings and model -> same token."""
+    """The cache key as a concept token: same photos, settings and model -> same token.
+
+    A local model counts by its contents (:func:`personaseg.models.model_fingerprint`): concepts
+    learned on older weights or under an older model card are not reused."""
+    from ..models import model_fingerprint
+
     h = hashlib.sha256()
     for photo in spec.photos:
         h.update(hashlib.sha256(_photo_bytes(photo)).digest())
     h.update(json.dumps(to_dict(config.resolved()), sort_keys=True, default=str).encode())
     h.update(model_id.encode())
+    h.update(model_fingerprint(model_id).encode())
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", spec.name).strip("-.") or "concept"
     return f"<bench-{name}-{method}-{h.hexdigest()[:10]}>"
 

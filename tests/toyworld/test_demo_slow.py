@@ -1,8 +1,8 @@
 """The demo end to end on the shipped toy model: a learned token beats the class word (slow: it learns).
 
-`personaseg demo` (seed 0, 6 scenes) measured on 2 CPU cores, 47 s: class word vs personal IoU
-alone 0.84 / 0.83, distractor 0.36 / 0.83, absent 0.00 / 0.00: the token was "found" in both absent
-scenes (relative presence 0.93 beside a red cross, 1.15 with only a green cross: for this concept
+`personaseg demo` (seed 0, 6 scenes) measured on 2 CPU cores, 52 s: class word vs personal IoU
+alone 0.95 / 0.94, distractor 0.39 / 0.96, absent 0.00 / 0.00: the token was "found" in both absent
+scenes (relative presence 0.90 beside a red cross, 0.72 with only a green cross: for this concept
 the presence rule does not separate, see benchmarks/RESULTS.md), so absent scenes are not asserted
 here. A broken learn/find path falls to the class word or below.
 """

@@ -154,8 +154,8 @@ class Segmenter:
             raise RuntimeError("no image set: call set_image(image) before find/segment/explain")
 
     # ------------------------------------------------------------------ text
-    def _resolve(self, phrase: str, prompt: str | None) -> tuple[str, str, str | None]:
-        """(prompt with multi-vector tokens expanded, phrase text in it, LoRA adapter or None)."""
+    def _resolve(self, phrase: str, prompt: str | None) -> tuple[str, str, Any]:
+        """(prompt with multi-vector tokens expanded, phrase text in it, the concept or None)."""
         phrase = " ".join(phrase.split())
         if not phrase:
             raise PhraseError("the phrase is empty", hint='give a word such as "mug" or a concept like "<mymug>"')
@@ -166,8 +166,12 @@ class Segmenter:
             return template.format(phrase), phrase, None
         concept, tokens = self.load_concept(phrase)
         expanded = concept.prompt(prompt, expand=True)  # all K sub-tokens, {class} filled
-        adapter = concept.name if concept.method == "lora" else None
-        return expanded, " ".join(tokens), adapter
+        return expanded, " ".join(tokens), concept
+
+    @staticmethod
+    def _adapter(concept) -> str | None:
+        """The LoRA adapter a concept switches on (None: the base model)."""
+        return concept.name if concept is not None and concept.method == "lora" else None
 
     def load_concept(self, name_or_concept) -> tuple[Any, list[str]]:
         """Load a learned concept onto the model once; returns (concept, its sub-tokens)."""
@@ -287,18 +291,22 @@ class Segmenter:
         """
         self._require_image()
         start = time.perf_counter()
-        text, phrase_text, adapter = self._resolve(phrase, prompt)
+        text, phrase_text, concept = self._resolve(phrase, prompt)
         positions = self._positions(text, [phrase_text])
-        att = self._attention(text, adapter)
+        att = self._attention(text, self._adapter(concept))
         t0 = time.perf_counter()
         scores, presence = self._phrase_scores(att, positions)
         full = restore(t2m.label_scores(scores, self.config.tau), self._geom)  # (2, H, W)
         mask = self._labels(full) == 1
         score_map = restore(scores, self._geom)[0].clamp(0, 1).cpu().numpy().astype(np.float32)
-        if self._keep(phrase) == "strongest":
+        keep = self.config.keep
+        if keep == "strongest" or (keep == "auto" and concept is not None):
+            # auto: a learned concept is one object; a phrase may name several ("mug": every mug)
             mask = strongest_region(mask, score_map)
         found = self.config.min_presence is None or float(presence[0]) >= self.config.min_presence
-        relative = self._relative_presence(phrase, float(presence[0]))
+        # relative to the concept's presence on its own photos (measured by learn), when known
+        ref = concept.meta.get("presence_ref") if concept is not None else None
+        relative = float(presence[0]) / ref if ref else None
         if relative is not None and self.config.min_relative_presence is not None:
             found = found and relative >= self.config.min_relative_presence
         if not found:
@@ -310,22 +318,6 @@ class Segmenter:
             timings={"encode_s": self._encode_s, "unet_s": att.seconds,
                      "t2m_s": time.perf_counter() - t0, "find_s": time.perf_counter() - start},
         )
-
-    def _relative_presence(self, phrase: str, presence: float) -> float | None:
-        """``presence`` over the concept's own (``presence_ref`` in concept.json, measured by
-        ``learn`` on its photos); None for a plain phrase or a concept without one."""
-        phrase = phrase.strip()
-        concept = self._concepts.get(phrase[1:-1]) if phrase.startswith("<") and phrase.endswith(">") else None
-        ref = concept[0].meta.get("presence_ref") if concept else None
-        return presence / ref if ref else None
-
-    def _keep(self, phrase: str) -> str:
-        """``config.keep``; "auto": a learned concept is one object (its strongest region), a
-        phrase may name several ("mug": every mug, the paper's masks)."""
-        if self.config.keep != "auto":
-            return self.config.keep
-        phrase = phrase.strip()
-        return "strongest" if phrase.startswith("<") and phrase.endswith(">") else "all"
 
     def _labels(self, full: torch.Tensor) -> np.ndarray:
         """Argmax of ``(P+1, H, W)`` scores, through the dense CRF when configured."""
@@ -364,11 +356,11 @@ class Segmenter:
     def explain(self, phrase: str, prompt: str | None = None) -> ExplainResult:
         """Heat maps of every token of the prompt built around ``phrase`` (cross-attention only)."""
         self._require_image()
-        text, _, adapter = self._resolve(phrase, prompt)
+        text, _, concept = self._resolve(phrase, prompt)
         tok = self.pipe.tokenizer
         ids = tok(text, truncation=True, max_length=tok.model_max_length).input_ids
         positions = list(range(1, len(ids) - 1))  # without start and end tokens
-        att = self._attention(text, adapter)
+        att = self._attention(text, self._adapter(concept))
         grid = max(att.grids, key=lambda g: g[0] * g[1])
         maps = torch.stack([t2m.cross_map(att.cross, att.grids, grid, [p]).mean(dim=0) for p in positions])
         maps = restore(t2m.minmax(maps), self._geom).clamp(0, 1)  # (T, H, W)

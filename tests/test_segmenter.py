@@ -78,8 +78,6 @@ def test_keep_strongest_keeps_one_region_of_the_full_mask(tiny_model_dir):
     assert ndimage.label(a.mask, np.ones((3, 3)))[1] > 1  # a random model's mask is scattered
     assert ndimage.label(b.mask, np.ones((3, 3)))[1] == 1
     assert not (b.mask & ~a.mask).any() and b.mask[np.unravel_index(np.argmax(np.where(a.mask, a.scores, -1)), a.mask.shape)]
-    # auto (the default): one region for a learned concept, every region for a phrase
-    assert (full._keep("<mymug>"), full._keep("mug"), one._keep("mug")) == ("strongest", "all", "strongest")
 
 
 def test_segment_and_explain(seg, image):
@@ -138,6 +136,25 @@ def test_find_concept_uses_all_sub_tokens(tiny_model_dir, concepts, image):
     text, phrase, _ = seg._resolve("<twovec>", None)
     assert len(seg._positions(text, [phrase])[0]) == 2
     assert r.mask.shape == (37, 90)
+
+
+def test_keep_auto_is_one_region_for_a_concept_all_for_a_phrase(tiny_model_dir, concepts):
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    image = Image.fromarray((rng.random((64, 64, 3)) * 255).astype("uint8"))
+
+    def regions(mask):
+        return ndimage.label(mask, np.ones((3, 3)))[1]
+
+    auto, every = (Segmenter.from_pretrained(str(tiny_model_dir), device="cpu", concepts_dir=concepts,
+                                             config=FindConfig(draws=2, long_side=64, keep=k)) for k in ("auto", "all"))
+    for s in (auto, every):
+        s.set_image(image)
+    concept_auto, concept_all = auto.find("<twovec>").mask, every.find("<twovec>").mask
+    assert regions(concept_all) > 1 and regions(concept_auto) == 1  # the random model scatters it
+    assert not (concept_auto & ~concept_all).any()
+    assert np.array_equal(auto.find("mug").mask, every.find("mug").mask)  # a phrase keeps every region
 
 
 def test_lora_concept_does_not_leak_into_plain_phrases(tiny_model_dir, concepts, image):

@@ -13,7 +13,6 @@ optimizer, scheduler, scaler and RNG states are restored.
 from __future__ import annotations
 
 import dataclasses
-
 import math
 import shutil
 import signal
@@ -211,11 +210,13 @@ def _load_pipeline(model: str | None, cfg: LearnConfig, acc):
 def presence_on_photos(pipe, card, folder: Path, photos: list[Path]) -> float:
     """Mean presence score of the concept in ``folder`` on its own photos, with the model's find
     defaults: what ``FindConfig.min_relative_presence`` compares a new image's presence with."""
+    from ..config import FindConfig
     from ..segmenter import Segmenter
     from .concept import Concept
 
     concept = Concept.from_folder(folder)
-    seg = Segmenter(pipe, card)
+    # presence is read before the refinement, so skip it: the UNet can stop after the cross blocks
+    seg = Segmenter(pipe, card, FindConfig(refine=False))
     seg.load_concept(concept)
     values = []
     for path in photos:

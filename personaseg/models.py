@@ -40,7 +40,7 @@ def model_fingerprint(model: str | None) -> str:
     import hashlib
 
     model_id = resolve_model_id(model)
-    path = _toy_dir() if model_id == "toy" else Path(model_id).expanduser()
+    path = _local_path(model_id)
     if not path.exists():
         return model_id
     h = hashlib.sha256()
@@ -99,6 +99,11 @@ def _toy_dir() -> Path:
     return Path(TOY_MODEL_DIR)
 
 
+def _local_path(model_id: str) -> Path:
+    """Where a model id would be on disk (the shipped toy folder for "toy"); may not exist."""
+    return _toy_dir() if model_id == "toy" else Path(model_id).expanduser()
+
+
 def _read_card(model_id: str, folder: Path | None) -> ModelCard:
     card = ModelCard(model_id=model_id, folder=folder)
     if folder is not None and (folder / MODEL_CARD).exists():
@@ -140,7 +145,7 @@ def load_pipeline(
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     kwargs = dict(dtype=torch_dtype, safety_checker=None, requires_safety_checker=False)
-    path = _toy_dir() if model_id == "toy" else Path(model_id).expanduser()
+    path = _local_path(model_id)
     folder = None
     try:
         if path.is_dir():

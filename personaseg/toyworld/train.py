@@ -314,22 +314,22 @@ def train(cfg: ToyTrainConfig, out: str | Path, tick=None, log: Log = print, res
     meta = resume.load_meta(out, cfg) if resume_run else None
     if resume_run and meta is None:
         log(f"no saved state in {resume.state_dir(out)}: starting afresh")
-    init = load_init(cfg.init) if cfg.init else None
-    if meta is None and init is not None:
-        resume.clear(out)
-        vae, vae_loss, scale = init["vae"], init["vae_loss"], init["vae"].config.scaling_factor
-        raw = encode_latents(vae, images)
-    elif meta is None:
-        resume.clear(out)
-        vae, vae_loss = train_vae(cfg, images, gen, lambda d, text: tick("vae", d, cfg.vae_steps, text))
-        raw = encode_latents(vae, images)
-        scale = float(1.0 / raw.std())
-    else:
+    init = load_init(cfg.init) if cfg.init and meta is None else None  # a resumed run has its own weights
+    scale = None
+    if meta is not None:
         vae = build_vae(cfg.model_config())
         resume.load_weights(out, "vae", vae)
         vae.eval()
         vae_loss, scale = meta["vae_loss"], meta["scaling_factor"]
-        raw = encode_latents(vae, images)
+    elif init is not None:
+        resume.clear(out)
+        vae, vae_loss, scale = init["vae"], init["vae_loss"], init["vae"].config.scaling_factor
+    else:
+        resume.clear(out)
+        vae, vae_loss = train_vae(cfg, images, gen, lambda d, text: tick("vae", d, cfg.vae_steps, text))
+    raw = encode_latents(vae, images)
+    if scale is None:
+        scale = float(1.0 / raw.std())
     vae.register_to_config(scaling_factor=scale)
     latents = raw * scale
     t_vae = time.perf_counter() - t0

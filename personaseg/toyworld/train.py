@@ -308,13 +308,14 @@ def train(cfg: ToyTrainConfig, out: str | Path, tick=None, log: Log = print, res
     rng = np.random.default_rng(cfg.seed + 1)
     t0 = time.perf_counter()
 
-    images, objects, masks = training_scenes(cfg)
-    log(f"{len(images)} scenes drawn in {time.perf_counter() - t0:.1f}s")
-    tok = build_tokenizer()
+    # saved state and init model first: a bad one fails before minutes of scene drawing
     meta = resume.load_meta(out, cfg) if resume_run else None
     if resume_run and meta is None:
         log(f"no saved state in {resume.state_dir(out)}: starting afresh")
     init = load_init(cfg.init) if cfg.init and meta is None else None  # a resumed run has its own weights
+    images, objects, masks = training_scenes(cfg)
+    log(f"{len(images)} scenes drawn in {time.perf_counter() - t0:.1f}s")
+    tok = build_tokenizer()
     scale = None
     if meta is not None:
         vae = build_vae(cfg.model_config())

@@ -38,7 +38,7 @@ from .model import (
     n_params,
 )
 from . import grounding, resume
-from .scenes import ToyObject, caption_words, make_scene
+from .scenes import SHAPES, ToyObject, caption_words, make_scene
 from .vocab import build_tokenizer, save_tokenizer
 
 # Which transformer blocks personaseg reads (see docs/design.md, "personaseg.json").
@@ -176,7 +176,8 @@ def train_denoiser(cfg, latents, objects, masks, tokenizer, gen, rng, tick, log,
         unet.load_state_dict(init["unet"].state_dict())
         text_encoder.load_state_dict(init["text_encoder"].state_dict())
     noise_sched = DDPMScheduler.from_config(SCHEDULER_CONFIG)
-    params = list(unet.parameters()) + list(text_encoder.parameters())
+    heads = grounding.shape_heads(unet, len(SHAPES)) if cfg.shape_loss else None
+    params = list(unet.parameters()) + list(text_encoder.parameters()) + (list(heads.parameters()) if heads else [])
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2)
     lr_sched = get_cosine_schedule_with_warmup(opt, cfg.warmup, int(cfg.steps * 1.1))
     start, losses, recent = 0, [], []
@@ -184,6 +185,8 @@ def train_denoiser(cfg, latents, objects, masks, tokenizer, gen, rng, tick, log,
         out, meta = resume_from
         resume.load_weights(out, "unet", unet)
         resume.load_weights(out, "text_encoder", text_encoder)
+        if heads is not None:
+            resume.load_weights(out, "shape_heads", heads)
         resume.restore_training(out, meta, opt, gen, rng)
         start, losses = meta["step"], [tuple(x) for x in meta["losses"]]
         with warnings.catch_warnings():  # stepping the schedule without optimizer steps
@@ -191,7 +194,10 @@ def train_denoiser(cfg, latents, objects, masks, tokenizer, gen, rng, tick, log,
             for _ in range(start):
                 lr_sched.step()
         log(f"resumed at step {start}")
-    store = grounding.install(unet) if cfg.ground_loss else None
+    features: list | None = [] if heads is not None else None
+    store = grounding.install(unet, features) if cfg.ground_loss or heads is not None else None
+    shape_ids = torch.tensor([[SHAPES.index(o.shape) for o in objs] + [-1] * (masks.shape[1] - len(objs))
+                              for objs in objects])  # (N, K) shape index per object slot
     unet.train()
     text_encoder.train()
     for step in range(start, cfg.steps):
@@ -211,15 +217,23 @@ def train_denoiser(cfg, latents, objects, masks, tokenizer, gen, rng, tick, log,
         cond = text_encoder(ids)[0]  # (B, 77, D)
         if store is not None:
             store.clear()
+        if features is not None:
+            features.clear()
         loss = F.mse_loss(unet(xt, t, cond).sample, noise)
-        if store is not None:
+        low_t = (t < cfg.ground_t_max).float()  # (B,) samples whose layout is visible in x_t
+        if cfg.ground_loss:
             targets = grounding.token_masks(masks[idx].float(), positions, ids.shape[1])  # (B, T, h, w)
-            loss = loss + cfg.ground_loss * grounding.grounding_loss(store, targets, (t < cfg.ground_t_max).float())
+            loss = loss + cfg.ground_loss * grounding.grounding_loss(store, targets, low_t)
+        if heads is not None:
+            targets = grounding.shape_targets(masks[idx].float(), shape_ids[idx], len(SHAPES))  # (B, S+1, h, w)
+            loss = loss + cfg.shape_loss * grounding.shape_loss(features, heads, targets, low_t)
         if cfg.pad_loss:
             loss = loss + cfg.pad_loss * padding_loss(text_encoder, ids, cond, tokenizer)
         loss.backward()
         if store is not None:
             store.clear()  # free the graph's tensors (and keep the UNet deep-copyable)
+        if features is not None:
+            features.clear()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         lr_sched.step()
@@ -231,7 +245,7 @@ def train_denoiser(cfg, latents, objects, masks, tokenizer, gen, rng, tick, log,
             recent = []
         tick(step + 1, f"loss {losses[-1][1]:.4f}" if losses else "")
         if snapshot and cfg.snapshot_every and (step + 1) % cfg.snapshot_every == 0 and step + 1 < cfg.steps:
-            snapshot(step + 1, unet, text_encoder, losses, opt)
+            snapshot(step + 1, unet, text_encoder, losses, opt, heads)
             unet.train()
             text_encoder.train()
     if store is not None:
@@ -336,14 +350,16 @@ def train(cfg: ToyTrainConfig, out: str | Path, tick=None, log: Log = print, res
     t_vae = time.perf_counter() - t0
     log(f"VAE: mse {vae_loss:.4f}, scaling_factor {scale:.4f}, {t_vae:.0f}s")
 
-    def snapshot(step, unet, text_encoder, losses, opt):
+    def snapshot(step, unet, text_encoder, losses, opt, heads=None):
         """Write the model so far (a run cut short still leaves a usable model) and the state."""
         info = {"config": asdict(cfg), "snapshot_step": step, "losses": losses}
         extra = {"personaseg.json": MODEL_CARD, "train_log.json": info}
         unet_copy = copy.deepcopy(unet)
         grounding.uninstall(unet_copy)
-        resume.save_state(out, cfg, step, {"vae": vae, "unet": unet_copy, "text_encoder": text_encoder},
-                          opt, gen, rng, losses, scale, vae_loss)
+        models = {"vae": vae, "unet": unet_copy, "text_encoder": text_encoder}
+        if heads is not None:
+            models["shape_heads"] = heads  # training-only, kept so a resumed run continues them
+        resume.save_state(out, cfg, step, models, opt, gen, rng, losses, scale, vae_loss)
         save_model(out, copy.deepcopy(vae), unet_copy, copy.deepcopy(text_encoder), tok, extra)  # fp16
         log(f"snapshot at step {step} written to {out}")
 

@@ -66,3 +66,38 @@ def test_partial_captions_name_a_subset():
         for obj, pos in zip(scene.objects, where):
             assert (obj.shape in words) == bool(pos)
     assert sizes == {1, 2}
+
+
+def test_features_are_recorded_for_every_shape_head():
+    torch.manual_seed(0)
+    unet = build_unet(TINY)
+    heads = grounding.shape_heads(unet, 5)
+    features: list = []
+    grounding.install(unet, features)
+    with torch.no_grad():
+        unet(torch.randn(2, 4, 32, 32), torch.tensor([10, 500]), torch.randn(2, 77, 16))
+    grounding.uninstall(unet)
+    assert len(features) == len(heads) == 7
+    for layer, feat in features:
+        assert feat.shape[0] == 2 and heads[layer.replace(".", "_")](feat).shape[-1] == 6
+
+
+def test_shape_targets_and_loss_reward_the_right_shape():
+    masks = torch.zeros(1, 4, 8, 8)
+    masks[0, 0, :4, :4] = 1.0  # slot 0: shape 2, top-left
+    masks[0, 1, 4:, 4:] = 0.5  # slot 1: shape 0, half coverage bottom-right
+    targets = grounding.shape_targets(masks, torch.tensor([[2, 0, -1, -1]]), 5)  # (1, 6, 8, 8)
+    assert torch.allclose(targets.sum(dim=1), torch.ones(1, 8, 8))
+    assert targets[0, 2, 0, 0] == 1 and targets[0, 0, 7, 7] == 0.5 and targets[0, 5, 7, 7] == 0.5
+    assert targets[0, 5, 0, 7] == 1  # background elsewhere
+    labels = targets[0].flatten(1).T  # (64, 6)
+    head = torch.nn.Linear(6, 6)
+    with torch.no_grad():  # a head that reads a one-hot feature of the true class, or a shuffled one
+        head.weight.copy_(10 * torch.eye(6))
+        head.bias.zero_()
+    heads = torch.nn.ModuleDict({"layer": head})
+    w = torch.ones(1)
+    right = grounding.shape_loss([("layer", labels[None])], heads, targets, w)
+    wrong = grounding.shape_loss([("layer", labels[None].roll(1, dims=-1))], heads, targets, w)
+    assert right < 0.8 < 5 < wrong
+    assert grounding.shape_loss([("layer", labels[None])], heads, targets, torch.zeros(1)) == 0

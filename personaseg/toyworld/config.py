@@ -36,6 +36,7 @@ class ToyTrainConfig:
     ground_loss: float = 0.0  # weight of the attention-grounding term (see toyworld/grounding.py)
     ground_t_max: int = 600  # ground only at timesteps below this (object layout visible in x_t)
     shape_loss: float = 0.0  # weight of per-pixel shape classification on the attention inputs (toyworld/grounding.py)
+    look_loss: float = 0.0  # weight of per-pixel colour and pattern classification there (what tells instances apart)
     pad_loss: float = 0.0  # weight pulling end/padding token outputs to the empty prompt's (see train.padding_loss)
     log_every: int = 25  # steps between loss log lines
     snapshot_every: int = 200  # write the model so far every N steps (0: only at the end)

@@ -104,22 +104,23 @@ def grounding_loss(store: list[torch.Tensor], targets: torch.Tensor, weight: tor
     return torch.stack(losses).mean()
 
 
-# --- shape supervision -------------------------------------------------------------------------
+# --- per-pixel classes ------------------------------------------------------------------------
 # The grounding term alone did not teach a from-scratch toy UNet what a shape is: a linear probe on
 # its attention inputs told the five shapes apart at chance (0.30-0.39 vs majority 0.30) after 600
 # steps, and a bare shape word's peak landed on its object at chance. Colour is readable from one
-# pixel, shape is not. SD learned shapes from billions of images; here a small per-pixel classifier
-# on each cross-attention layer's input features (discarded after training) asks the UNet to encode
-# which shape each pixel belongs to, so a shape word's key has something to match.
+# pixel, shape is not. SD learned shapes from billions of images; here small per-pixel classifiers
+# on each cross-attention layer's input features (discarded after training) ask the UNet to encode
+# which shape (``shape_loss``) and which colour and pattern (``look_loss``) each pixel belongs to, so
+# a shape word's key has something to match and a learned token can still tell instances apart.
 
 
-def shape_heads(unet, n_shapes: int) -> torch.nn.ModuleDict:
-    """One linear classifier (n_shapes + background) per cross-attention layer of ``unet``."""
+def class_heads(unet, n_classes: int) -> torch.nn.ModuleDict:
+    """One linear classifier (n classes + background) per cross-attention layer of ``unet``."""
     heads = {}
     for name in unet.attn_processors:
         if name.endswith("attn2.processor"):
             attn = unet.get_submodule(_layer(name))
-            heads[_key(_layer(name))] = torch.nn.Linear(attn.to_q.in_features, n_shapes + 1)
+            heads[_key(_layer(name))] = torch.nn.Linear(attn.to_q.in_features, n_classes + 1)
     return torch.nn.ModuleDict(heads)
 
 
@@ -127,24 +128,24 @@ def _key(layer: str) -> str:
     return layer.replace(".", "_")  # ModuleDict keys cannot hold dots
 
 
-def shape_targets(masks: torch.Tensor, shape_ids: torch.Tensor, n_shapes: int) -> torch.Tensor:
-    """Per-pixel class distributions (B, n_shapes + 1, h, w), the last class the background.
+def class_targets(masks: torch.Tensor, class_ids: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Per-pixel class distributions (B, n + 1, h, w), the last class the background.
 
-    ``masks``: (B, K, h, w) visible coverage of object slot k; ``shape_ids``: (B, K) its shape
-    index, -1 for an empty slot.
+    ``masks``: (B, K, h, w) visible coverage of object slot k; ``class_ids``: (B, K) its
+    class index (e.g. its shape), -1 for an empty slot.
     """
     b, k, h, w = masks.shape
-    onehot = F.one_hot(shape_ids.clamp_min(0), n_shapes).float() * (shape_ids >= 0).float()[..., None]  # (B, K, S)
+    onehot = F.one_hot(class_ids.clamp_min(0), n_classes).float() * (class_ids >= 0).float()[..., None]  # (B, K, S)
     obj = torch.einsum("bks,bkhw->bshw", onehot, masks)  # (B, S, h, w)
     bg = (1 - obj.sum(dim=1, keepdim=True)).clamp_min(0)  # (B, 1, h, w)
     return torch.cat([obj, bg], dim=1)
 
 
-def shape_loss(features: list, heads: torch.nn.ModuleDict, targets: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Soft cross-entropy of each layer's per-pixel shape prediction, averaged over layers.
+def class_loss(features: list, heads: torch.nn.ModuleDict, targets: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Soft cross-entropy of each layer's per-pixel class prediction, averaged over layers.
 
     ``features``: ``(layer, (B, N, C))`` from :func:`install`; ``targets``: (B, S + 1, h, w) from
-    :func:`shape_targets` on the finest grid; ``weight``: (B,) 1 for samples to supervise.
+    :func:`class_targets` on the finest grid; ``weight``: (B,) 1 for samples to supervise.
     """
     if weight.sum() == 0 or not features:
         return targets.new_zeros(())

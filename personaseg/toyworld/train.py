@@ -38,7 +38,7 @@ from .model import (
     n_params,
 )
 from . import grounding, resume
-from .scenes import SHAPES, ToyObject, caption_words, make_scene
+from .scenes import COLOURS, PATTERNS, SHAPES, ToyObject, caption_words, make_scene
 from .vocab import build_tokenizer, save_tokenizer
 
 # Which transformer blocks personaseg reads (see docs/design.md, "personaseg.json").
@@ -176,7 +176,11 @@ def train_denoiser(cfg, latents, objects, masks, tokenizer, gen, rng, tick, log,
         unet.load_state_dict(init["unet"].state_dict())
         text_encoder.load_state_dict(init["text_encoder"].state_dict())
     noise_sched = DDPMScheduler.from_config(SCHEDULER_CONFIG)
-    heads = grounding.shape_heads(unet, len(SHAPES)) if cfg.shape_loss else None
+    attrs = {name: (weight, values) for name, weight, values in (
+        ("shape", cfg.shape_loss, SHAPES), ("colour", cfg.look_loss, tuple(COLOURS)), ("pattern", cfg.look_loss, PATTERNS),
+    ) if weight}  # per-pixel classifiers on the attention inputs (training only)
+    heads = torch.nn.ModuleDict({name: grounding.class_heads(unet, len(values)) for name, (_, values) in attrs.items()}) \
+        if attrs else None
     params = list(unet.parameters()) + list(text_encoder.parameters()) + (list(heads.parameters()) if heads else [])
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2)
     lr_sched = get_cosine_schedule_with_warmup(opt, cfg.warmup, int(cfg.steps * 1.1))
@@ -196,8 +200,8 @@ def train_denoiser(cfg, latents, objects, masks, tokenizer, gen, rng, tick, log,
         log(f"resumed at step {start}")
     features: list | None = [] if heads is not None else None
     store = grounding.install(unet, features) if cfg.ground_loss or heads is not None else None
-    shape_ids = torch.tensor([[SHAPES.index(o.shape) for o in objs] + [-1] * (masks.shape[1] - len(objs))
-                              for objs in objects])  # (N, K) shape index per object slot
+    class_ids = {name: torch.tensor([[values.index(getattr(o, name)) for o in objs] + [-1] * (masks.shape[1] - len(objs))
+                                     for objs in objects]) for name, (_, values) in attrs.items()}  # (N, K) per object slot
     unet.train()
     text_encoder.train()
     for step in range(start, cfg.steps):
@@ -224,9 +228,9 @@ def train_denoiser(cfg, latents, objects, masks, tokenizer, gen, rng, tick, log,
         if cfg.ground_loss:
             targets = grounding.token_masks(masks[idx].float(), positions, ids.shape[1])  # (B, T, h, w)
             loss = loss + cfg.ground_loss * grounding.grounding_loss(store, targets, low_t)
-        if heads is not None:
-            targets = grounding.shape_targets(masks[idx].float(), shape_ids[idx], len(SHAPES))  # (B, S+1, h, w)
-            loss = loss + cfg.shape_loss * grounding.shape_loss(features, heads, targets, low_t)
+        for name, (weight, values) in attrs.items():
+            targets = grounding.class_targets(masks[idx].float(), class_ids[name][idx], len(values))  # (B, S+1, h, w)
+            loss = loss + weight * grounding.class_loss(features, heads[name], targets, low_t)
         if cfg.pad_loss:
             loss = loss + cfg.pad_loss * padding_loss(text_encoder, ids, cond, tokenizer)
         loss.backward()

@@ -71,7 +71,7 @@ def test_partial_captions_name_a_subset():
 def test_features_are_recorded_for_every_shape_head():
     torch.manual_seed(0)
     unet = build_unet(TINY)
-    heads = grounding.shape_heads(unet, 5)
+    heads = grounding.class_heads(unet, 5)
     features: list = []
     grounding.install(unet, features)
     with torch.no_grad():
@@ -86,7 +86,7 @@ def test_shape_targets_and_loss_reward_the_right_shape():
     masks = torch.zeros(1, 4, 8, 8)
     masks[0, 0, :4, :4] = 1.0  # slot 0: shape 2, top-left
     masks[0, 1, 4:, 4:] = 0.5  # slot 1: shape 0, half coverage bottom-right
-    targets = grounding.shape_targets(masks, torch.tensor([[2, 0, -1, -1]]), 5)  # (1, 6, 8, 8)
+    targets = grounding.class_targets(masks, torch.tensor([[2, 0, -1, -1]]), 5)  # (1, 6, 8, 8)
     assert torch.allclose(targets.sum(dim=1), torch.ones(1, 8, 8))
     assert targets[0, 2, 0, 0] == 1 and targets[0, 0, 7, 7] == 0.5 and targets[0, 5, 7, 7] == 0.5
     assert targets[0, 5, 0, 7] == 1  # background elsewhere
@@ -97,7 +97,7 @@ def test_shape_targets_and_loss_reward_the_right_shape():
         head.bias.zero_()
     heads = torch.nn.ModuleDict({"layer": head})
     w = torch.ones(1)
-    right = grounding.shape_loss([("layer", labels[None])], heads, targets, w)
-    wrong = grounding.shape_loss([("layer", labels[None].roll(1, dims=-1))], heads, targets, w)
+    right = grounding.class_loss([("layer", labels[None])], heads, targets, w)
+    wrong = grounding.class_loss([("layer", labels[None].roll(1, dims=-1))], heads, targets, w)
     assert right < 0.8 < 5 < wrong
-    assert grounding.shape_loss([("layer", labels[None])], heads, targets, torch.zeros(1)) == 0
+    assert grounding.class_loss([("layer", labels[None])], heads, targets, torch.zeros(1)) == 0

@@ -99,7 +99,7 @@ def test_resume_continues_where_a_run_stopped(tmp_path):
     from personaseg.toyworld.train import train
 
     cfg = ToyTrainConfig(n_scenes=8, vae_steps=2, vae_batch=2, steps=4, batch=2, warmup=1, log_every=1,
-                         snapshot_every=2, threads=1, model=TINY, ground_loss=0.1, pad_loss=1.0, shape_loss=0.3)
+                         snapshot_every=2, threads=1, model=TINY, ground_loss=0.1, pad_loss=1.0, shape_loss=0.3, look_loss=0.3)
     full = train(cfg, tmp_path / "full", log=lambda s: None)
     assert not resume.state_dir(tmp_path / "full").exists()  # cleared after a finished run
     # fake a kill after step 2: keep the state of a run that saved at step 2

@@ -60,7 +60,7 @@ def test_recipe_rejects_unknown_keys(tmp_path):
         toy_train_config(bad)
 
 
-@pytest.mark.parametrize("recipe", ["toyworld.toml", "toyworld-finetune.toml"])
+@pytest.mark.parametrize("recipe", ["toyworld.toml", "toyworld-finetune.toml", "toyworld-shape.toml"])
 def test_shipped_recipes_parse(recipe):
     from pathlib import Path
 

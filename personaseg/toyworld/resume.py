@@ -1,7 +1,7 @@
 """Resumable toy training: the state is kept beside the output folder, in ``OUT.resume/``.
 
 Saved every ``snapshot_every`` denoiser steps, safetensors and JSON only (no pickle): the
-weights of the VAE, UNet and text encoder in float32, AdamW's moments, the step, the losses so
+weights of the VAE, UNet, text encoder (and training-only class heads) in float32, AdamW's moments, the step, the losses so
 far and both random generators. A killed run restarted with ``--resume`` redraws the (seeded)
 scenes, re-encodes them with the saved VAE and continues from the saved step.
 """
@@ -75,7 +75,7 @@ def load_meta(out, cfg) -> dict[str, Any] | None:
 
 
 def load_weights(out, name: str, module: torch.nn.Module) -> None:
-    """Load saved weights of ``name`` (vae, unet, text_encoder) into ``module``."""
+    """Load saved weights of ``name`` (vae, unet, text_encoder, class_heads) into ``module``."""
     module.load_state_dict(load_file(str(state_dir(out) / f"{name}.safetensors")))
 
 

@@ -190,7 +190,7 @@ def train_denoiser(cfg, latents, objects, masks, tokenizer, gen, rng, tick, log,
         resume.load_weights(out, "unet", unet)
         resume.load_weights(out, "text_encoder", text_encoder)
         if heads is not None:
-            resume.load_weights(out, "shape_heads", heads)
+            resume.load_weights(out, "class_heads", heads)
         resume.restore_training(out, meta, opt, gen, rng)
         start, losses = meta["step"], [tuple(x) for x in meta["losses"]]
         with warnings.catch_warnings():  # stepping the schedule without optimizer steps
@@ -362,7 +362,7 @@ def train(cfg: ToyTrainConfig, out: str | Path, tick=None, log: Log = print, res
         grounding.uninstall(unet_copy)
         models = {"vae": vae, "unet": unet_copy, "text_encoder": text_encoder}
         if heads is not None:
-            models["shape_heads"] = heads  # training-only, kept so a resumed run continues them
+            models["class_heads"] = heads  # training-only, kept so a resumed run continues them
         resume.save_state(out, cfg, step, models, opt, gen, rng, losses, scale, vae_loss)
         save_model(out, copy.deepcopy(vae), unet_copy, copy.deepcopy(text_encoder), tok, extra)  # fp16
         log(f"snapshot at step {step} written to {out}")

@@ -68,7 +68,7 @@ def test_partial_captions_name_a_subset():
     assert sizes == {1, 2}
 
 
-def test_features_are_recorded_for_every_shape_head():
+def test_features_are_recorded_for_every_class_head():
     torch.manual_seed(0)
     unet = build_unet(TINY)
     heads = grounding.class_heads(unet, 5)
@@ -82,7 +82,7 @@ def test_features_are_recorded_for_every_shape_head():
         assert feat.shape[0] == 2 and heads[layer.replace(".", "_")](feat).shape[-1] == 6
 
 
-def test_shape_targets_and_loss_reward_the_right_shape():
+def test_class_targets_and_loss_reward_the_right_class():
     masks = torch.zeros(1, 4, 8, 8)
     masks[0, 0, :4, :4] = 1.0  # slot 0: shape 2, top-left
     masks[0, 1, 4:, 4:] = 0.5  # slot 1: shape 0, half coverage bottom-right

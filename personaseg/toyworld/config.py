@@ -46,6 +46,12 @@ class ToyTrainConfig:
         for name in ("n_scenes", "vae_batch", "steps", "batch", "threads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 1")
+        for name in ("ground_loss", "shape_loss", "look_loss", "pad_loss", "kl_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}={getattr(self, name)} must be >= 0", hint="0 turns the term off")
+        for name in ("p_uncond", "p_partial", "p_drop_colour"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{name}={getattr(self, name)} out of range", hint="a probability: 0..1")
         try:
             self.model_config()
         except TypeError as err:

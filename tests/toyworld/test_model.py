@@ -60,6 +60,20 @@ def test_recipe_rejects_unknown_keys(tmp_path):
         toy_train_config(bad)
 
 
+@pytest.mark.parametrize("line, match", [
+    ('shape_loss = "x"', "shape_loss='x' .* is not a number"),
+    ("batch = true", "batch=True .* is not a number"),
+    ("look_loss = -1", "look_loss=-1 must be >= 0"),
+    ("p_drop_colour = 1.5", "p_drop_colour=1.5 out of range"),
+])
+def test_recipe_rejects_bad_values_before_training(tmp_path, line, match):
+    bad = tmp_path / "r.toml"
+    bad.write_text(line + "\n")
+    with pytest.raises(ConfigError, match=match):
+        toy_train_config(bad)
+    assert toy_train_config(None, shape_loss=1).shape_loss == 1  # an integer is a fine float
+
+
 @pytest.mark.parametrize("recipe", ["toyworld.toml", "toyworld-finetune.toml", "toyworld-shape.toml"])
 def test_shipped_recipes_parse(recipe):
     from pathlib import Path

@@ -59,6 +59,7 @@ def learn(
     photos: Annotated[list[str], typer.Argument(help="Photos of your object: files, folders or globs (3-10 photos).")],
     token: Annotated[str, typer.Option("--token", "-t", help="The concept's token, e.g. '<mymug>' (one word in angle brackets).")],
     class_word: Annotated[Optional[str], typer.Option(help="What the object is, e.g. mug; initialises the token.")] = None,
+    init_word: Annotated[Optional[str], typer.Option(help="Start the token from this word instead of the class word.")] = None,
     method: Annotated[Optional[Method], typer.Option(help="ti: Textual Inversion (small file); lora: LoRA DreamBooth.")] = None,
     recipe: Annotated[Optional[Path], typer.Option(help="TOML file of LearnConfig fields (see recipes/).")] = None,
     model: ModelOpt = None,
@@ -99,7 +100,7 @@ def learn(
     from ..config import build_config, read_toml
 
     flags = {
-        "method": method.value if method else None, "class_word": class_word, "steps": steps, "lr": lr,
+        "method": method.value if method else None, "class_word": class_word, "init_word": init_word, "steps": steps, "lr": lr,
         "vectors": vectors, "resolution": resolution, "batch_size": batch_size, "grad_accum": grad_accum,
         "mixed_precision": mixed_precision.value if mixed_precision else None,
         "gradient_checkpointing": gradient_checkpointing, "prior_preservation": prior_preservation,

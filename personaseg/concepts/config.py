@@ -32,7 +32,8 @@ class LearnConfig:
     """Settings of one concept-learning run (Textual Inversion or LoRA DreamBooth)."""
 
     method: str = "ti"  # "ti" (Textual Inversion) or "lora" (LoRA DreamBooth with peft)
-    class_word: str | None = None  # what the thing is ("mug"); initialises the vectors; None: "object"
+    class_word: str | None = None  # what the thing is ("mug"); initialises the vectors unless init_word
+    init_word: str | None = None  # word whose embedding initialises the vectors; None: class word, else "object"
     vectors: int = 1  # K embedding vectors for the token: <tok>, <tok>_1, ... (diffusers naming)
     steps: int | None = None  # optimizer steps; None: 3000 for ti, 800 for lora
     lr: float | None = None  # base learning rate; None: 5e-4 for ti, 1e-4 for lora
@@ -104,6 +105,8 @@ class LearnConfig:
                 )
         if self.class_word is not None:
             self.class_word = " ".join(self.class_word.split()) or None
+        if self.init_word is not None:
+            self.init_word = " ".join(self.init_word.split()) or None
 
     def resolved(self) -> "LearnConfig":
         """A copy with every ``None`` method default filled in (what a run actually uses)."""

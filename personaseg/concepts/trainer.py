@@ -130,7 +130,7 @@ class Trainer:
         self.tokenizer.add_tokens(self.subs)
         ids = self.tokenizer.convert_tokens_to_ids(self.subs)
         self.base_embedding = te.get_input_embeddings()
-        init = class_word_vector(self.tokenizer, self.base_embedding, cfg.class_word)
+        init = class_word_vector(self.tokenizer, self.base_embedding, cfg.init_word or cfg.class_word)
         self.rows = TokenRows(self.base_embedding, ids, init.expand(cfg.vectors, -1))
         self.rows.to(self.base_embedding.weight.device)
         te.set_input_embeddings(self.rows)

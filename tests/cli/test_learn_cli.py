@@ -35,7 +35,7 @@ def _one_error_line(code: int, err: str, *words: str) -> None:
 
 def test_learn_then_manage_concepts(run, photos, tiny_model_dir, tmp_path):
     store = tmp_path / "store"
-    args = ["learn", photos, "--token", "<mymug>", "--class-word", "mug", "--model", tiny_model_dir,
+    args = ["learn", photos, "--token", "<mymug>", "--class-word", "mug", "--init-word", "cup", "--model", tiny_model_dir,
             "--steps", 2, "--resolution", 32, "--grad-accum", 1, "--vectors", 2, "--concepts-dir", store, "-q"]
     code, _, err = run(*args)
     assert code == 0, err
@@ -47,7 +47,7 @@ def test_learn_then_manage_concepts(run, photos, tiny_model_dir, tmp_path):
     code, out, _ = run("concepts", "list", "--concepts-dir", store)
     assert code == 0 and "<mymug>" in out
     code, out, _ = run("concepts", "show", "<mymug>", "--concepts-dir", store)
-    assert code == 0 and '"method": "ti"' in out and '"num_vectors": 2' in out
+    assert code == 0 and '"method": "ti"' in out and '"num_vectors": 2' in out and '"init_word": "cup"' in out
 
     a1111 = tmp_path / "mine.safetensors"
     code, _, err = run("concepts", "export", "mymug", "--format", "a1111", "--out", a1111, "--concepts-dir", store)

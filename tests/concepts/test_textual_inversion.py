@@ -154,3 +154,17 @@ def test_learn_measures_presence_on_its_photos_and_find_compares(tiny_sd, photos
     r = strict.find("<ref>")
     assert not r.found and not r.mask.any()
     assert strict.find("mug").found  # the rule is for concepts only
+
+
+@pytest.mark.parametrize(("class_word", "init_word", "expected"), [("mug", None, "mug"), ("mug", "thing", "thing"),
+                                                                  (None, None, "object")])
+def test_vectors_start_at_the_init_word_else_the_class_word(pipe, photos, store_dir, tiny_cfg,
+                                                            class_word, init_word, expected):
+    concept = learn(photos, "<init>", tiny_cfg(steps=1, lr=1e-9, vectors=2, class_word=class_word, init_word=init_word),
+                    pipe=pipe, concepts_dir=store_dir, progress=False)  # lr 1e-9: the rows stay where they started
+    emb = pipe.text_encoder.get_input_embeddings()
+    rows = concept.embeddings()
+    for word in ("mug", "thing", "object"):
+        start = class_word_vector(pipe.tokenizer, emb, word).expand(2, -1)
+        assert torch.allclose(rows, start, atol=1e-6) == (word == expected)
+    assert concept.class_word == class_word

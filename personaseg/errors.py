@@ -19,6 +19,10 @@ class PersonasegError(Exception):
         super().__init__(f"{message} ({hint})" if hint else message)
 
 
+class PersonasegWarning(UserWarning):
+    """Base class of our warnings: something the run can live with, shown as one line by the CLI."""
+
+
 class InputError(PersonasegError):
     """An image, path or output folder that cannot be used."""
 

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,15 @@ import torch
 from . import t2m
 from .capture import AttentionCapture, QueryKey
 from .config import DEFAULT_PROMPT, FindConfig, build_config, find_config
-from .errors import ConceptError, PhraseError
+from .errors import ConceptError, PersonasegWarning, PhraseError
 from .images import Geometry, load_image, prepare, restore, to_rgb
 from .masks import strongest_region
 from .models import ModelCard, layer_map_for, load_pipeline
 from .prompts import semantic_prompt
+
+
+class PresenceWarning(PersonasegWarning):
+    """A concept's presence reference does not match this find's settings: not applied."""
 
 
 @dataclass
@@ -106,6 +111,7 @@ class Segmenter:
         downs = sum(1 for b in unet.down_blocks if getattr(b, "downsamplers", None))
         self.multiple = pipe.vae_scale_factor * 2**downs  # padding multiple (64 for SD)
         self.unet_calls = 0  # UNet forwards run, for tests and benchmarks
+        self._warned: set[str] = set()  # concepts already warned about a mismatched presence reference
         self._image: Any = None
         self._geom: Geometry | None = None
         self._noisy: torch.Tensor | None = None
@@ -280,6 +286,29 @@ class Segmenter:
             s = t2m.minmax(s)
         return s.mean(dim=0), presence  # (D, P, h, w) -> (P, h, w)
 
+    def presence_settings(self, prompt: str) -> dict[str, Any]:
+        """What the scale of the presence score depends on: a concept's ``presence_ref`` only
+        compares with a presence read under the same settings."""
+        cfg = self.config
+        return {"timestep": cfg.timestep, "cross": self.layer_map.describe()["cross"],
+                "long_side": cfg.long_side, "prompt": prompt}
+
+    def _same_presence_settings(self, concept, prompt: str) -> bool:
+        """Whether ``concept``'s presence reference was measured as this find reads presence.
+        Concepts learned before the settings were recorded count as measured with the defaults."""
+        at = concept.meta.get("presence_ref_at")
+        if at is None or at == self.presence_settings(prompt):
+            return True
+        if concept.token not in self._warned:
+            self._warned.add(concept.token)
+            changed = ", ".join(k for k, v in self.presence_settings(prompt).items() if at.get(k) != v)
+            warnings.warn(
+                f"{concept.token}: its presence reference was measured with other find settings ({changed}); "
+                "min_relative_presence is not applied (learn it again with these settings, or use its own)",
+                PresenceWarning, stacklevel=3,
+            )
+        return False
+
     # ------------------------------------------------------------------ public
     def find(self, phrase: str, prompt: str | None = None) -> FindResult:
         """Outline ``phrase`` (a word, or a learned concept ``<name>``) in the current image.
@@ -305,7 +334,10 @@ class Segmenter:
             mask = strongest_region(mask, score_map)
         found = self.config.min_presence is None or float(presence[0]) >= self.config.min_presence
         # relative to the concept's presence on its own photos (measured by learn), when known
+        # and measured the way this find reads presence (its scale depends on t, blocks, size, prompt)
         ref = concept.meta.get("presence_ref") if concept is not None else None
+        if ref and not self._same_presence_settings(concept, text):
+            ref = None
         relative = float(presence[0]) / ref if ref else None
         if relative is not None and self.config.min_relative_presence is not None:
             found = found and relative >= self.config.min_relative_presence

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -11,9 +12,26 @@ from typing import Any, Iterator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ..errors import InputError
+from ..errors import InputError, PersonasegWarning
 
 err_console = Console(stderr=True)
+
+
+@contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Show personaseg's own warnings (one photo, a mismatched presence reference) as one yellow line each."""
+    with warnings.catch_warnings():
+        original = warnings.showwarning
+        warnings.simplefilter("always", PersonasegWarning)
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, PersonasegWarning):
+                err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+            else:
+                original(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
 
 
 def make_segmenter(model, device, dtype, preset=None, recipe=None, concepts_dir=None, **overrides):

@@ -20,7 +20,7 @@ import numpy as np
 import typer
 
 from ..errors import InputError
-from .common import ensure_out_dir, err_console, make_segmenter, progress, warn
+from .common import ensure_out_dir, err_console, make_segmenter, one_line_warnings, progress, warn
 from .options import ConceptsDirOpt, DeviceOpt, DtypeOpt, ModelOpt, SeedOpt
 
 
@@ -92,7 +92,7 @@ def find(
     )
     done = failed = 0
     mine = shard(paths)  # this process's share under `accelerate launch`, else all
-    with progress(len(mine), f"find {phrase}") as step:
+    with one_line_warnings(), progress(len(mine), f"find {phrase}") as step:
         for path in mine:
             start = time.perf_counter()
             try:

@@ -11,15 +11,14 @@ Examples:
 
 from __future__ import annotations
 
-import warnings
-from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 
+from .common import one_line_warnings
 from .options import ConceptsDirOpt, ModelOpt, SeedOpt
 
 err_console = Console(stderr=True)
@@ -34,25 +33,6 @@ class Precision(str, Enum):
     no = "no"
     fp16 = "fp16"
     bf16 = "bf16"
-
-
-@contextmanager
-def one_line_warnings() -> Iterator[None]:
-    """Show personaseg's own warnings (one photo, skipped files) as one yellow line each."""
-    from ..concepts import LearnWarning
-
-    with warnings.catch_warnings():
-        original = warnings.showwarning
-        warnings.simplefilter("always", LearnWarning)
-
-        def show(message, category, filename, lineno, file=None, line=None):
-            if issubclass(category, LearnWarning):
-                err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
-            else:
-                original(message, category, filename, lineno, file, line)
-
-        warnings.showwarning = show
-        yield
 
 
 def learn(

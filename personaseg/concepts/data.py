@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import InputError
+from ..errors import InputError, PersonasegWarning
 from ..images import collect_images, load_image
 
 # diffusers examples/textual_inversion: imagenet_templates_small (object mode).
@@ -33,7 +33,7 @@ TI_TEMPLATES = [
 ]
 
 
-class LearnWarning(UserWarning):
+class LearnWarning(PersonasegWarning):
     """Something about the input that training can live with (one photo, skipped files)."""
 
 

@@ -21,6 +21,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -122,7 +123,7 @@ def learn(
                 save_lora(tmp, result["unet_lora"], result["unet_meta"], result.get("te_lora"), result.get("te_meta"))
             store.write_meta(tmp, meta)
             if card is not None and cfg.measure_presence:  # a pipeline we loaded: we may add the token
-                meta["presence_ref"] = presence_on_photos(pipe, card, tmp, photo_set.paths)
+                meta["presence_ref"], meta["presence_ref_at"] = presence_on_photos(pipe, card, tmp, photo_set.paths)
                 store.write_meta(tmp, meta)
         shutil.rmtree(store.run_dir(name), ignore_errors=True)
     acc.wait_for_everyone()
@@ -207,9 +208,10 @@ def _load_pipeline(model: str | None, cfg: LearnConfig, acc):
     return pipe, resolve_model_id(model), card
 
 
-def presence_on_photos(pipe, card, folder: Path, photos: list[Path]) -> float:
+def presence_on_photos(pipe, card, folder: Path, photos: list[Path]) -> tuple[float, dict[str, Any]]:
     """Mean presence score of the concept in ``folder`` on its own photos, with the model's find
-    defaults: what ``FindConfig.min_relative_presence`` compares a new image's presence with."""
+    defaults: what ``FindConfig.min_relative_presence`` compares a new image's presence with;
+    and the settings it was read with (:meth:`Segmenter.presence_settings`)."""
     from ..config import FindConfig
     from ..segmenter import Segmenter
     from .concept import Concept
@@ -221,8 +223,9 @@ def presence_on_photos(pipe, card, folder: Path, photos: list[Path]) -> float:
     values = []
     for path in photos:
         seg.set_image(path)
-        values.append(seg.find(concept.token).presence)
-    return float(sum(values) / len(values))
+        result = seg.find(concept.token)
+        values.append(result.presence)
+    return float(sum(values) / len(values)), seg.presence_settings(result.prompt)
 
 
 def _card_defaults(cfg: LearnConfig, card) -> LearnConfig:

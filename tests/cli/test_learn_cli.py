@@ -1,5 +1,7 @@
 """`personaseg learn` and `personaseg concepts` end to end on a tiny random model (2 steps, 32 px)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -43,6 +45,14 @@ def test_learn_then_manage_concepts(run, photos, tiny_model_dir, tmp_path):
 
     code, _, err = run(*args)
     _one_error_line(code, err, "<mymug> already exists", "--force")
+
+    # find at another timestep than learn measured the presence reference with: one warning line
+    image = sorted(Path(photos).iterdir())[0]
+    code, _, err = run("find", "<mymug>", image, "--model", tiny_model_dir, "--timestep", 300, "--concepts-dir", store,
+                       "--out", tmp_path / "out")
+    assert code == 0, err
+    warned = [line for line in err.splitlines() if "presence reference" in line]
+    assert len(warned) == 1 and warned[0].startswith("warning: <mymug>") and "timestep" in warned[0], err
 
     code, out, _ = run("concepts", "list", "--concepts-dir", store)
     assert code == 0 and "<mymug>" in out

@@ -1,5 +1,7 @@
 """Textual Inversion: token names, trainable rows only, the embedding file through diffusers."""
 
+import warnings
+
 import pytest
 import torch
 
@@ -8,6 +10,7 @@ from personaseg.concepts.data import TI_TEMPLATES
 from personaseg.concepts.textual_inversion import TokenRows, class_word_vector, parse_token, sub_tokens
 from personaseg.concepts.trainer import Trainer
 from personaseg.errors import ConceptError
+from personaseg.segmenter import PresenceWarning
 
 from .conftest import load_tiny
 
@@ -154,6 +157,18 @@ def test_learn_measures_presence_on_its_photos_and_find_compares(tiny_sd, photos
     r = strict.find("<ref>")
     assert not r.found and not r.mask.any()
     assert strict.find("mug").found  # the rule is for concepts only
+    assert concept.meta["presence_ref_at"] == seg.presence_settings(r.prompt)
+
+    # presence read at another timestep has another scale: the reference is not applied, one warning
+    other = Segmenter.from_pretrained(str(model), device="cpu", concepts_dir=tmp_path / "c",
+                                      min_relative_presence=2.0, timestep=300)
+    other.set_image(collect_images([photos])[0][0])
+    with pytest.warns(PresenceWarning, match=r"<ref>.*\(timestep\)"):
+        r = other.find("<ref>")
+    assert r.relative_presence is None and r.found
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        other.find("<ref>")  # warned once per concept
 
 
 @pytest.mark.parametrize(("class_word", "init_word", "expected"), [("mug", None, "mug"), ("mug", "thing", "thing"),

@@ -46,7 +46,7 @@ class FindConfig:
     long_side: int | None = None  # None: paper's aspect rule, long side 64*k px (704..1024)
     pad_rgb: tuple[int, int, int] = (123, 117, 104)  # padding colour (paper: ImageNet mean)
     min_presence: float | None = None  # below this presence score: "not found", empty mask
-    min_relative_presence: float | None = None  # a <concept> below this share of its presence on its own photos: not found
+    min_relative_presence: float | None = None  # a <concept> below this share of its presence on its own photos: not found (skipped if read at other t/blocks/size/prompt)
     crf: bool = False  # dense CRF post-processing (needs personaseg[crf])
     keep: str = "auto"  # find: "all" regions, "strongest" (the one holding the peak), auto: strongest for a <concept>
 

@@ -8,13 +8,15 @@ the paper's), ``grid.png`` (image | ground truth | each method's prediction).
      "dataset": {"root", "layout", "n_samples", "n_concepts", "tags"},
      "results": {METHOD: {"all": ROW, TAG: ROW, ...}},          # ROW: see metrics.summarize
      "per_concept": {METHOD: {CONCEPT: ROW}},
-     "absent": {METHOD: {"fp_rate": ..., "n": ...}},
+     "absent": {METHOD: {"fp_rate": ..., "n": ..., "n_without_reference": ...}},  # the last: ti/lora only
      "skipped": [{"image", "concept", "error"}],
      "concepts": {CONCEPT: {"class_word", "photos", "tokens": {METHOD: TOKEN}}},
      "timing": {"images_per_s", "s_per_image", "learn_s", "find_s", "learn_share", "find_share", ...}}
 
 IoU-type figures are fractions in [0, 1] (report.md shows them x100, as papers do). Each ROW also
 holds ``n_skipped`` (bad samples of that group, not in its figures but never dropped silently).
+``n_without_reference``: a learned concept's finds (present or absent) that had no relative presence,
+so ``min_relative_presence`` could not say "not found" (see :func:`reference_note`).
 
 Timing: ``images_per_s`` = images scored in this run / wall time of the find phase (all processes
 together, model loading excluded: ``load_wall_s``); ``s_per_image`` = compute seconds per image in
@@ -33,6 +35,7 @@ import numpy as np
 
 from ..config import to_dict
 from ..images import atomic_write, save_png_atomic
+from .config import METHODS
 from .datasets import BenchData, Sample
 from .metrics import THRESHOLDS, summarize
 
@@ -66,6 +69,16 @@ def row(records: list[dict[str, Any]]) -> dict[str, Any]:
     return {**summarize(ok), "n_skipped": len(records) - len(ok)}
 
 
+def reference_note(report: dict[str, Any]) -> str | None:
+    """One sentence when some concept finds had no relative presence (no reference, or find settings
+    other than the reference's): the presence rule did not apply to them, which raises the FP rate."""
+    parts = [f"{a['n_without_reference']} {m}" for m, a in report["absent"].items() if a.get("n_without_reference")]
+    if not parts:
+        return None
+    return (f"No relative presence for {', '.join(parts)} sample(s) (the concept has no presence reference, or "
+            "find ran with other settings than it was measured with): the presence rule was not applied to them.")
+
+
 def results_table(samples: list[Sample], methods: list[str], records: list[dict[str, Any]]) -> dict[str, Any]:
     """``results``, ``per_concept``, ``absent`` and ``skipped`` of the report, from the records."""
     by_key = latest(records)
@@ -79,6 +92,9 @@ def results_table(samples: list[Sample], methods: list[str], records: list[dict[
         concepts = dict.fromkeys(s.concept for s in samples)
         per_concept[m] = {c: row([r for r in recs if r["concept"] == c]) for c in concepts}
         absent[m] = {"fp_rate": results[m]["all"]["fp_rate"], "n": results[m]["all"]["n_absent"]}
+        if m in METHODS:  # a learned concept: how many finds could not apply the presence rule
+            absent[m]["n_without_reference"] = sum(
+                1 for r in recs if "error" not in r and r.get("relative_presence") is None)
         for r in recs:
             if "error" in r:
                 skipped[(r["image"], r["concept"])] = {"image": r["image"], "concept": r["concept"], "error": r["error"]}
@@ -170,6 +186,7 @@ def markdown(report: dict[str, Any]) -> str:
                   "| method | FP rate (%) | n |", "|---|---|---|"]
         for m in methods:
             lines.append(f"| {m} | {_pct(report['absent'][m]['fp_rate'])} | {report['absent'][m]['n']} |")
+        lines += ["", note] if (note := reference_note(report)) else []
     concepts = list(report["per_concept"][methods[0]])
     lines += ["", "## mIoU per concept", "", "| concept | " + " | ".join(methods) + " |",
               "|---" * (len(methods) + 1) + "|"]

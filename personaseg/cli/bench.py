@@ -100,6 +100,8 @@ def _print_personal(report: dict[str, Any], out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from ..bench.report import reference_note
+
     res = report["results"]
     groups = ["all"] + [t for t in report["dataset"]["tags"] if any(res[m][t]["n"] for m in res)]
     table = Table(title="mIoU x100 (n = samples with the concept)", title_justify="left")
@@ -112,6 +114,8 @@ def _print_personal(report: dict[str, Any], out: Path) -> None:
         table.add_row(m, *[_pct(r[g]["mIoU"]) for g in groups], "-" if fp is None else f"{100 * fp:.0f}%")
     console = Console()
     console.print(table)
+    if note := reference_note(report):
+        console.print(f"[yellow]warning:[/] {note}", highlight=False)
     if report["skipped"]:
         console.print(f"[yellow]{len(report['skipped'])} bad sample(s) skipped[/] (listed in report.md)")
     console.print(f"report: {out / 'report.md'}, {out / 'report.json'}, {out / 'grid.png'}")

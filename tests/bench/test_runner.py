@@ -36,8 +36,10 @@ def test_figures_cache_and_files(fakes, mug19, tmp_path):
     assert ti["all"]["mIoU"] == pytest.approx(1.0) and ti["all"]["n"] == 4
     assert cw["alone"]["mIoU"] == pytest.approx(1.0)
     assert cw["distractor"]["mIoU"] < 0.8  # the class word also takes the distractor
-    assert rep["absent"]["ti"] == {"fp_rate": 0.0, "n": 2}
+    # the fake concepts have no presence reference: every ti find is counted and the report says so
+    assert rep["absent"]["ti"] == {"fp_rate": 0.0, "n": 2, "n_without_reference": 6}
     assert rep["absent"]["class-word"] == {"fp_rate": 1.0, "n": 2}
+    assert "No relative presence for 6 ti sample(s)" in (tmp_path / "run" / "report.md").read_text()
     assert len(LEARN_CALLS) == 2  # one per concept
     run = tmp_path / "run"
     lines = read_jsonl(run / "samples.jsonl")
@@ -151,3 +153,12 @@ def test_hf_and_perseg_layouts_run(fakes, mug19, tmp_path):
     perseg = examples.make_perseg(tmp_path / "perseg")
     rep = run_personal(perseg, _cfg(tmp_path, out=tmp_path / "p-run", layout="perseg"), progress=False)
     assert rep["results"]["ti"]["perseg"]["n"] == 4 and rep["results"]["ti"]["all"]["objIoU"] is not None
+
+
+def test_reference_note_only_when_some_concept_find_had_no_reference():
+    from personaseg.bench.report import reference_note
+
+    absent = {"ti": {"fp_rate": 0.1, "n": 4, "n_without_reference": 0}, "class-word": {"fp_rate": 1.0, "n": 4}}
+    assert reference_note({"absent": absent}) is None
+    absent["lora"] = {"fp_rate": 1.0, "n": 4, "n_without_reference": 3}
+    assert reference_note({"absent": absent}).startswith("No relative presence for 3 lora sample(s)")

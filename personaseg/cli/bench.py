@@ -18,6 +18,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from .common import one_line_warnings
 from .options import DeviceOpt, DtypeOpt, ModelOpt, SeedOpt
 
 bench_app = typer.Typer(
@@ -91,7 +92,8 @@ def personal(
         save_masks=save_masks, strict=strict, device=device, dtype=dtype, seed=seed,
         concepts_dir=concepts_dir, grid=grid,
     )
-    report = run_personal(root, config, progress=True)
+    with one_line_warnings():
+        report = run_personal(root, config, progress=True)
     if is_main():
         _print_personal(report, out)
 

@@ -24,11 +24,13 @@ def test_attend_equals_explicit_affinity():
 
 def test_refine_equals_naive_squared_affinity():
     qk = _qk(n=4 * 5, seed=1)
-    s = torch.rand(2, 3, 4, 5)  # (D, P, h, w)
+    s = torch.rand(2, 3, 4, 5, generator=torch.Generator().manual_seed(2))  # (D, P, h, w)
     fast = t2m.refine(qk, s, tau_box=0.2)
     naive = t2m.refine_naive(_affinity(qk), s, tau_box=0.2)
     assert fast.shape == (2, 3, 4, 5)
-    assert torch.allclose(fast, naive, atol=1e-5)
+    # float32 rounding of two fused attentions vs the explicit matrix: up to 3.3e-5 over 500 random
+    # inputs in [0, 1] (atol 1e-5 failed 43 % of them, depending on the global RNG state)
+    assert torch.allclose(fast, naive, atol=1e-4)
     # and the naive formula is not trivially the input
     assert not torch.allclose(naive, t2m.minmax(s), atol=1e-2)
 

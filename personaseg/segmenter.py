@@ -294,12 +294,13 @@ class Segmenter:
                 "long_side": cfg.long_side, "prompt": prompt}
 
     def _same_presence_settings(self, concept, prompt: str) -> bool:
-        """Whether ``concept``'s presence reference was measured as this find reads presence.
-        Concepts learned before the settings were recorded count as measured with the defaults."""
+        """Whether ``concept``'s presence reference was measured as this find reads presence (if not,
+        and the rule is on, warn once per concept). Concepts learned before the settings were
+        recorded count as measured with the defaults."""
         at = concept.meta.get("presence_ref_at")
         if at is None or at == self.presence_settings(prompt):
             return True
-        if concept.token not in self._warned:
+        if self.config.min_relative_presence is not None and concept.token not in self._warned:
             self._warned.add(concept.token)
             changed = ", ".join(k for k, v in self.presence_settings(prompt).items() if at.get(k) != v)
             warnings.warn(

@@ -46,10 +46,10 @@ def test_learn_then_manage_concepts(run, photos, tiny_model_dir, tmp_path):
     code, _, err = run(*args)
     _one_error_line(code, err, "<mymug> already exists", "--force")
 
-    # find at another timestep than learn measured the presence reference with: one warning line
+    # the presence rule at another timestep than learn measured the reference with: one warning line
     image = sorted(Path(photos).iterdir())[0]
     code, _, err = run("find", "<mymug>", image, "--model", tiny_model_dir, "--timestep", 300, "--concepts-dir", store,
-                       "--out", tmp_path / "out")
+                       "--min-relative-presence", 0.5, "--out", tmp_path / "out")
     assert code == 0, err
     warned = [line for line in err.splitlines() if "presence reference" in line]
     assert len(warned) == 1 and warned[0].startswith("warning: <mymug>") and "timestep" in warned[0], err

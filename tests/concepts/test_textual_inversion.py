@@ -169,6 +169,9 @@ def test_learn_measures_presence_on_its_photos_and_find_compares(tiny_sd, photos
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         other.find("<ref>")  # warned once per concept
+        quiet = Segmenter.from_pretrained(str(model), device="cpu", concepts_dir=tmp_path / "c", timestep=300)
+        quiet.set_image(collect_images([photos])[0][0])
+        assert quiet.find("<ref>").relative_presence is None  # no rule set: no warning either
 
 
 @pytest.mark.parametrize(("class_word", "init_word", "expected"), [("mug", None, "mug"), ("mug", "thing", "thing"),

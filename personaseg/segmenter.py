@@ -297,12 +297,12 @@ class Segmenter:
         """Whether ``concept``'s presence reference was measured as this find reads presence (if not,
         and the rule is on, warn once per concept). Concepts learned before the settings were
         recorded count as measured with the defaults."""
-        at = concept.meta.get("presence_ref_at")
-        if at is None or at == self.presence_settings(prompt):
+        at, now = concept.meta.get("presence_ref_at"), self.presence_settings(prompt)
+        if at is None or at == now:
             return True
         if self.config.min_relative_presence is not None and concept.token not in self._warned:
             self._warned.add(concept.token)
-            changed = ", ".join(k for k, v in self.presence_settings(prompt).items() if at.get(k) != v)
+            changed = ", ".join(k for k, v in now.items() if at.get(k) != v)
             warnings.warn(
                 f"{concept.token}: its presence reference was measured with other find settings ({changed}); "
                 "min_relative_presence is not applied (learn it again with these settings, or use its own)",

@@ -16,12 +16,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
-from .common import one_line_warnings
+from .common import err_console, one_line_warnings
 from .options import ConceptsDirOpt, ModelOpt, SeedOpt
-
-err_console = Console(stderr=True)
 
 
 class Method(str, Enum):

@@ -103,10 +103,9 @@ class LearnConfig:
                     f"templates {bad[0]!r} has no '{{}}' placeholder for the token" if bad else "templates is empty",
                     hint='write them like ["a photo of a {}", "a {}"], or leave templates out',
                 )
-        if self.class_word is not None:
-            self.class_word = " ".join(self.class_word.split()) or None
-        if self.init_word is not None:
-            self.init_word = " ".join(self.init_word.split()) or None
+        for name in ("class_word", "init_word"):  # collapse whitespace; blank means not given
+            if getattr(self, name) is not None:
+                setattr(self, name, " ".join(getattr(self, name).split()) or None)
 
     def resolved(self) -> "LearnConfig":
         """A copy with every ``None`` method default filled in (what a run actually uses)."""

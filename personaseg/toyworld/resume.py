@@ -2,8 +2,9 @@
 
 Saved every ``snapshot_every`` denoiser steps, safetensors and JSON only (no pickle): the
 weights of the VAE, UNet, text encoder and training-only class heads in float32, AdamW's
-moments, the step, the losses so far and both random generators. A killed run restarted with ``--resume`` redraws the (seeded)
-scenes, re-encodes them with the saved VAE and continues from the saved step.
+moments, the step, the losses so far and both random generators. A killed run restarted with
+``--resume`` redraws the (seeded) scenes, re-encodes them with the saved VAE and continues from
+the saved step.
 """
 
 from __future__ import annotations

@@ -105,7 +105,7 @@ def build_config(cls: type[C], *layers: dict[str, Any] | None, source: str = "")
                     hint="valid keys: " + ", ".join(sorted(names)),
                 )
             if value is not None:
-                _check_number(cls, key, value, source)
+                _check_plain_type(cls, key, value, source)
                 merged[key] = value
     try:
         return cls(**merged)
@@ -113,17 +113,18 @@ def build_config(cls: type[C], *layers: dict[str, Any] | None, source: str = "")
         raise ConfigError(f"bad settings for {cls.__name__}: {err}") from None
 
 
-_NUMBERS = {"int": (int,), "float": (int, float)}  # a TOML 1 is a fine float
+_PLAIN = {"int": ((int,), "a number"), "float": ((int, float), "a number"),  # a TOML 1 is a fine float
+          "str": ((str,), "text")}
 
 
-def _check_number(cls: type, key: str, value: Any, source: str) -> None:
-    """A plain ``int``/``float`` field given something else (``"x"``, ``true``) is a one-line error
-    here, not a TypeError deep inside the job that reads it."""
+def _check_plain_type(cls: type, key: str, value: Any, source: str) -> None:
+    """A plain ``int``/``float``/``str`` field given something else (``"x"`` for a number, ``3`` or
+    ``true`` for a word) is a one-line error here, not an error deep inside the job that reads it."""
     kind = next(f.type for f in dataclasses.fields(cls) if f.name == key)
-    allowed = _NUMBERS.get(str(kind).removesuffix(" | None"))
+    allowed, what = _PLAIN.get(str(kind).removesuffix(" | None"), (None, ""))
     if allowed and (isinstance(value, bool) or not isinstance(value, allowed)):
         where = f" in {source}" if source else ""
-        raise ConfigError(f"{key}={value!r}{where} is not a number", hint=f"{cls.__name__}.{key} is a {kind}")
+        raise ConfigError(f"{key}={value!r}{where} is not {what}", hint=f"{cls.__name__}.{key} is a {kind}")
 
 
 def find_config(

@@ -56,3 +56,15 @@ def test_fill_template():
     assert fill_template("a photo of a {} {class}", "<a> <a>_1", "mug") == "a photo of a <a> <a>_1 mug"
     assert fill_template("a photo of a {} {class}", "<a>", None) == "a photo of a <a>"
     assert fill_template("a photo of a {} {class}", "{}", "red mug") == "a photo of a {} red mug"
+
+
+@pytest.mark.parametrize("line, match", [
+    ("init_word = 3", "init_word=3 in r.toml is not text"),
+    ("class_word = true", "class_word=True in r.toml is not text"),
+    ('steps = "ten"', "steps='ten' in r.toml is not a number"),
+])
+def test_recipe_value_of_the_wrong_type_is_one_line(tmp_path, line, match):
+    (tmp_path / "r.toml").write_text(line + "\n")
+    with pytest.raises(ConfigError, match=match):
+        build_config(LearnConfig, read_toml(tmp_path / "r.toml"), source="r.toml")
+    assert build_config(LearnConfig, {"init_word": " cup  "}).init_word == "cup"

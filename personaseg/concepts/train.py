@@ -86,7 +86,7 @@ def learn(
             f"the photos differ from those of the interrupted run of {token}",
             hint="resume with the same photos, or start over with --force",
         )
-    acc = make_accelerator(cfg)
+    acc = make_accelerator(cfg.mixed_precision, cfg.grad_accum)
     owns_pipe, card = pipe is None, None
     if owns_pipe:
         pipe, base_model, card = _load_pipeline(model, cfg, acc)
@@ -171,22 +171,23 @@ def _config(config: LearnConfig | None, state: dict | None) -> LearnConfig:
     return cfg
 
 
-def make_accelerator(cfg: LearnConfig):
-    """accelerate's ``Accelerator`` for device, mixed precision and gradient accumulation."""
+def make_accelerator(mixed_precision: str, grad_accum: int = 1, cpu: bool = False):
+    """accelerate's ``Accelerator`` for device, mixed precision and gradient accumulation
+    (``cpu=True``: on the CPU even where a GPU is visible)."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
-    kwargs = dict(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum)
+    kwargs = dict(mixed_precision=mixed_precision, gradient_accumulation_steps=grad_accum, cpu=cpu)
     try:
         acc = Accelerator(**kwargs)
     except ValueError as err:
         if "already been initialized" not in str(err):
-            raise ConfigError(f"cannot train with mixed precision {cfg.mixed_precision}: {err}") from None
+            raise ConfigError(f"cannot train with mixed precision {mixed_precision}: {err}") from None
         AcceleratorState._reset_state()  # an earlier run in this process used other settings
         acc = Accelerator(**kwargs)
-    if cfg.mixed_precision != "no" and not acc.native_amp:
+    if mixed_precision != "no" and not acc.native_amp:
         warnings.warn(
-            f"{cfg.mixed_precision} mixed precision is not available on {acc.device.type}: training in "
+            f"{mixed_precision} mixed precision is not available on {acc.device.type}: training in "
             "fp32 (on CPU, bf16 works)",
             LearnWarning,
             stacklevel=3,

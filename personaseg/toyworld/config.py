@@ -19,6 +19,7 @@ class ToyTrainConfig:
     init: str | None = None  # fine-tune a trained toy model folder (its VAE is kept; no VAE stage)
     n_scenes: int = 12000  # pre-generated training scenes (their VAE latents are cached)
     threads: int = 2  # torch CPU threads
+    mixed_precision: str = "no"  # "bf16": forward passes under bf16 autocast (accelerate), weights and optimiser fp32
     # VAE stage
     vae_steps: int = 300  # autoencoder steps
     vae_batch: int = 16  # images per VAE step
@@ -46,6 +47,9 @@ class ToyTrainConfig:
         for name in ("n_scenes", "vae_batch", "steps", "batch", "threads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 1")
+        if self.mixed_precision not in ("no", "bf16"):
+            raise ConfigError(f"mixed_precision={self.mixed_precision!r} is not no or bf16",
+                              hint="bf16 autocasts on the CPU; fp16 autocast is for GPUs")
         for name in ("ground_loss", "shape_loss", "look_loss", "pad_loss", "kl_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 0", hint="0 turns the term off")

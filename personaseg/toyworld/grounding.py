@@ -33,7 +33,7 @@ class GroundedAttnProcessor:
         v = attn.to_v(encoder_hidden_states)
         h = attn.heads
         q, k, v = (x.view(b, -1, h, x.shape[-1] // h).transpose(1, 2) for x in (q, k, v))  # (B, h, *, d)
-        probs = (q @ k.transpose(-1, -2) * attn.scale).softmax(dim=-1)  # (B, h, N, T)
+        probs = (q @ k.transpose(-1, -2) * attn.scale).softmax(dim=-1, dtype=torch.float32)  # (B, h, N, T), fp32 under autocast too
         self.store.append(probs.mean(dim=1))  # (B, h, N, T) -> (B, N, T)
         out = (probs @ v).transpose(1, 2).reshape(b, n, -1)  # (B, h, N, d) -> (B, N, h*d)
         return attn.to_out[1](attn.to_out[0](out))
@@ -153,7 +153,7 @@ def class_loss(features: list, heads: torch.nn.ModuleDict, targets: torch.Tensor
     for layer, feat in features:
         side = int(round(feat.shape[1] ** 0.5))
         tgt = F.adaptive_avg_pool2d(targets, side).flatten(2).transpose(1, 2)  # (B, N, S + 1)
-        logp = heads[_key(layer)](feat).log_softmax(dim=-1)  # (B, N, S + 1)
+        logp = heads[_key(layer)](feat.float()).log_softmax(dim=-1)  # (B, N, S + 1)
         ce = -(tgt * logp).sum(dim=-1).mean(dim=1)  # (B,)
         losses.append((ce * weight).sum() / weight.sum())
     return torch.stack(losses).mean()

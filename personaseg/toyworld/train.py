@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..concepts.train import make_accelerator
 from ..errors import InputError
 from .config import ToyTrainConfig
 from .model import (
@@ -105,8 +107,9 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
-def train_vae(cfg, images, gen, tick) -> tuple[torch.nn.Module, float]:
-    """Train the autoencoder; returns it and the final reconstruction MSE."""
+def train_vae(cfg, images, gen, tick, autocast=contextlib.nullcontext) -> tuple[torch.nn.Module, float]:
+    """Train the autoencoder; returns it and the final reconstruction MSE. ``autocast()``: the
+    mixed-precision context of the forward passes."""
     vae = build_vae(cfg.model_config())
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -119,10 +122,11 @@ def train_vae(cfg, images, gen, tick) -> tuple[torch.nn.Module, float]:
         if cfg.vae_crop:  # the VAE is convolutional: train on random crops, 4x cheaper at half size
             y, x0 = torch.randint(0, x.shape[-1] - cfg.vae_crop + 1, (2,), generator=gen).tolist()
             x = x[..., y : y + cfg.vae_crop, x0 : x0 + cfg.vae_crop]  # (B, 3, crop, crop)
-        post = vae.encode(x).latent_dist
-        z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen)
-        rec = vae.decode(z).sample
-        mse = F.mse_loss(rec, x)
+        with autocast():
+            post = vae.encode(x).latent_dist
+            z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen)
+            rec = vae.decode(z).sample
+        mse = F.mse_loss(rec.float(), x)
         loss = mse + cfg.kl_weight * post.kl().mean()
         loss.backward()
         opt.step()
@@ -150,7 +154,8 @@ def padding_loss(text_encoder, ids, cond, tokenizer) -> torch.Tensor:
     pulls those outputs towards the empty prompt's, so the words are the only carriers.
     """
     empty = tokenizer([""], padding="max_length", max_length=ids.shape[1], return_tensors="pt").input_ids
-    ref = text_encoder(empty)[0]  # (1, T, D)
+    ref = text_encoder(empty)[0].float()  # (1, T, D)
+    cond = cond.float()
     eos = (ids == tokenizer.eos_token_id).int().argmax(dim=1)  # (B,) first end token
     pos = torch.arange(ids.shape[1])[None, :]  # (1, T)
     pad = (pos >= eos[:, None]).float()[..., None]  # (B, T, 1) end + padding positions
@@ -159,12 +164,13 @@ def padding_loss(text_encoder, ids, cond, tokenizer) -> torch.Tensor:
 
 
 def train_denoiser(cfg, latents, objects, masks, tokenizer, gen, rng, tick, log, snapshot=None, resume_from=None,
-                   init=None):
+                   init=None, autocast=contextlib.nullcontext):
     """Train UNet + text encoder jointly; returns (unet, text_encoder, losses).
 
     ``snapshot(step, unet, text_encoder, losses, opt)`` is called every ``cfg.snapshot_every``
     steps. ``resume_from``: ``(out, meta)`` of a saved state to continue from. ``init``: the
-    weights to start from (see :func:`load_init`), else a fresh initialisation.
+    weights to start from (see :func:`load_init`), else a fresh initialisation. ``autocast()``:
+    the mixed-precision context of the forward passes (the losses are computed in fp32).
     """
     from diffusers import DDPMScheduler
     from diffusers.optimization import get_cosine_schedule_with_warmup
@@ -218,12 +224,15 @@ def train_denoiser(cfg, latents, objects, masks, tokenizer, gen, rng, tick, log,
         noise = torch.randn(x0.shape, generator=gen)
         t = torch.randint(0, noise_sched.config.num_train_timesteps, (cfg.batch,), generator=gen)
         xt = noise_sched.add_noise(x0, noise, t)
-        cond = text_encoder(ids)[0]  # (B, 77, D)
         if store is not None:
             store.clear()
         if features is not None:
             features.clear()
-        loss = F.mse_loss(unet(xt, t, cond).sample, noise)
+        with autocast():
+            cond = text_encoder(ids)[0]  # (B, 77, D)
+            pred = unet(xt, t, cond).sample
+            pad = padding_loss(text_encoder, ids, cond, tokenizer) if cfg.pad_loss else None
+        loss = F.mse_loss(pred.float(), noise)
         low_t = (t < cfg.ground_t_max).float()  # (B,) samples whose layout is visible in x_t
         if cfg.ground_loss:
             targets = grounding.token_masks(masks[idx].float(), positions, ids.shape[1])  # (B, T, h, w)
@@ -231,8 +240,8 @@ def train_denoiser(cfg, latents, objects, masks, tokenizer, gen, rng, tick, log,
         for name, (weight, values) in attrs.items():
             targets = grounding.class_targets(masks[idx].float(), class_ids[name][idx], len(values))  # (B, S+1, h, w)
             loss = loss + weight * grounding.class_loss(features, heads[name], targets, low_t)
-        if cfg.pad_loss:
-            loss = loss + cfg.pad_loss * padding_loss(text_encoder, ids, cond, tokenizer)
+        if pad is not None:
+            loss = loss + cfg.pad_loss * pad
         loss.backward()
         if store is not None:
             store.clear()  # free the graph's tensors (and keep the UNet deep-copyable)
@@ -321,6 +330,7 @@ def train(cfg: ToyTrainConfig, out: str | Path, tick=None, log: Log = print, res
         raise InputError(f"--out {out} is a file", hint="give a folder path")
     tick = tick or (lambda *a: None)
     torch.set_num_threads(cfg.threads)
+    autocast = make_accelerator(cfg.mixed_precision, cpu=True).autocast
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed + 1)
@@ -345,7 +355,7 @@ def train(cfg: ToyTrainConfig, out: str | Path, tick=None, log: Log = print, res
         vae, vae_loss, scale = init["vae"], init["vae_loss"], init["vae"].config.scaling_factor
     else:
         resume.clear(out)
-        vae, vae_loss = train_vae(cfg, images, gen, lambda d, text: tick("vae", d, cfg.vae_steps, text))
+        vae, vae_loss = train_vae(cfg, images, gen, lambda d, text: tick("vae", d, cfg.vae_steps, text), autocast)
     raw = encode_latents(vae, images)
     if scale is None:
         scale = float(1.0 / raw.std())
@@ -369,7 +379,7 @@ def train(cfg: ToyTrainConfig, out: str | Path, tick=None, log: Log = print, res
 
     unet, text_encoder, losses = train_denoiser(
         cfg, latents, objects, masks, tok, gen, rng, lambda d, text: tick("denoiser", d, cfg.steps, text), log,
-        snapshot, (out, meta) if meta else None, init,
+        snapshot, (out, meta) if meta else None, init, autocast,
     )
     wall = time.perf_counter() - t0
     report = TrainReport(

@@ -65,6 +65,7 @@ def test_recipe_rejects_unknown_keys(tmp_path):
     ("batch = true", "batch=True .* is not a number"),
     ("look_loss = -1", "look_loss=-1 must be >= 0"),
     ("p_drop_colour = 1.5", "p_drop_colour=1.5 out of range"),
+    ('mixed_precision = "fp16"', "mixed_precision='fp16' is not no or bf16"),
 ])
 def test_recipe_rejects_bad_values_before_training(tmp_path, line, match):
     bad = tmp_path / "r.toml"
@@ -133,6 +134,34 @@ def test_resume_continues_where_a_run_stopped(tmp_path):
     again = train(cfg2, cut, log=lambda s: None, resume_run=True)
     assert [s for s, _ in again.losses] == [1, 2, 3, 4]
     np.testing.assert_allclose([l for _, l in again.losses], [l for _, l in full.losses], rtol=1e-4)
+
+
+@pytest.mark.parametrize("precision, dtype", [("no", torch.float32), ("bf16", torch.bfloat16)])
+def test_mixed_precision_autocasts_the_forward_passes(monkeypatch, tmp_path, precision, dtype):
+    """bf16 runs the VAE's and the UNet's convolutions in bf16 (every loss term on), keeps the
+    trainable weights fp32 and the losses finite; "no" stays fp32."""
+    from personaseg.toyworld import train as train_mod
+
+    seen = {}
+
+    def watched(build, name):
+        def wrapper(*args, **kw):
+            module = build(*args, **kw)
+            first_conv = module.conv_in if name == "unet" else module.encoder.conv_in
+            first_conv.register_forward_hook(lambda m, i, o: seen.setdefault(name, set()).add(o.dtype))
+            return module
+        return wrapper
+
+    monkeypatch.setattr(train_mod, "build_unet", watched(train_mod.build_unet, "unet"))
+    monkeypatch.setattr(train_mod, "build_vae", watched(train_mod.build_vae, "vae"))
+    cfg = ToyTrainConfig(n_scenes=8, vae_steps=2, vae_batch=2, steps=2, batch=4, warmup=1, log_every=1,
+                         snapshot_every=0, model=TINY, ground_loss=0.1, pad_loss=1.0, shape_loss=0.3, look_loss=0.3,
+                         mixed_precision=precision)
+    report = train_mod.train(cfg, tmp_path / "m", log=lambda s: None)
+    assert seen["vae"] >= {dtype} and seen["unet"] == {dtype}  # the VAE also encodes the latents in fp32
+    assert np.isfinite([l for _, l in report.losses]).all() and np.isfinite(report.vae_loss)
+    pipe = _load(tmp_path / "m")
+    assert pipe.unet.dtype == torch.float32
 
 
 def test_init_fine_tunes_a_trained_model(tiny_model, tmp_path):

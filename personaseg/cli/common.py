@@ -45,12 +45,26 @@ def make_segmenter(model, device, dtype, preset=None, recipe=None, concepts_dir=
         )
 
 
+def check_out_dir(out: Path) -> Path:
+    """Fail now, before a slow model load, if ``out`` could not be created or written; creates
+    nothing (a run stopped by a bad recipe or model leaves no empty folder behind)."""
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent  # the nearest folder that exists: where ``out`` would be made
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(existing)
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".personaseg-probe-"):
+            pass
+    except OSError:
+        raise InputError(f"output folder {out} is not writable", hint="choose another with --out") from None
+    return out
+
+
 def ensure_out_dir(out: Path) -> Path:
-    """Create ``out`` and check that we can write there before any work is done."""
+    """Create ``out`` (checked by :func:`check_out_dir`) once the work is about to be written."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".personaseg-probe-"):
-            pass
     except OSError:
         raise InputError(f"output folder {out} is not writable", hint="choose another with --out") from None
     return out

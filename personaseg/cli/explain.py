@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import ensure_out_dir, err_console, make_segmenter
+from .common import check_out_dir, ensure_out_dir, err_console, make_segmenter
 from .options import ConceptsDirOpt, DeviceOpt, DtypeOpt, ModelOpt, SeedOpt
 
 
@@ -42,12 +42,12 @@ def explain(
     from ..viz import heatmap_grid
 
     img = load_image(image)
-    ensure_out_dir(out)
+    check_out_dir(out)
     seg = make_segmenter(model, device, dtype, recipe=recipe, concepts_dir=concepts_dir, draws=draws, seed=seed)
     seg.set_image(img)
     r = seg.explain(phrase, prompt)
     titles = [t.replace("</w>", "") for t in r.tokens]
-    path = out / f"{image.stem}.explain.png"
+    path = ensure_out_dir(out) / f"{image.stem}.explain.png"
     save_png_atomic(path, heatmap_grid(img, list(r.maps), titles))
     err_console.print(f"prompt: {r.prompt!r}\nwrote {path}")
 

@@ -20,7 +20,7 @@ import numpy as np
 import typer
 
 from ..errors import InputError
-from .common import ensure_out_dir, err_console, make_segmenter, one_line_warnings, progress, warn
+from .common import check_out_dir, ensure_out_dir, err_console, make_segmenter, one_line_warnings, progress, warn
 from .options import ConceptsDirOpt, DeviceOpt, DtypeOpt, ModelOpt, SeedOpt
 
 
@@ -82,7 +82,7 @@ def find(
     paths, warnings = collect_images(images)
     for w in warnings:
         warn(w)
-    ensure_out_dir(out)
+    check_out_dir(out)
     seg = make_segmenter(
         model, device or process_device(), dtype,
         preset.value if preset else None, recipe, concepts_dir,
@@ -106,7 +106,7 @@ def find(
                 continue
             seg.set_image(image)
             r = seg.find(phrase, prompt)
-            stem = out / path.stem
+            stem = ensure_out_dir(out) / path.stem  # made at the first result: a failed run leaves no folder
             save_png_atomic(f"{stem}.mask.png", r.mask.astype(np.uint8) * 255)
             save_png_atomic(f"{stem}.overlay.png", overlay(image, r.mask, phrase if r.found else f"{phrase}: not found"))
             if scores:

@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import ensure_out_dir, err_console, make_segmenter
+from .common import check_out_dir, ensure_out_dir, err_console, make_segmenter
 from .find import Preset
 from .options import DeviceOpt, DtypeOpt, ModelOpt, SeedOpt
 
@@ -48,12 +48,12 @@ def segment(
 
     names = [x.strip() for x in labels.split(",") if x.strip()]
     img = load_image(image)
-    ensure_out_dir(out)
+    check_out_dir(out)
     seg = make_segmenter(model, device, dtype, preset.value if preset else None, recipe,
                          draws=draws, seed=seed, crf=crf or None)
     seg.set_image(img)
     r = seg.segment(names, prompt)
-    stem = out / image.stem
+    stem = ensure_out_dir(out) / image.stem
     save_png_atomic(f"{stem}.labels.png", palette_png(r.label_map))
     legend = {"image": str(image), "prompt": r.prompt, "labels": {"0": "background", **{str(i + 1): n for i, n in enumerate(names)}},
               "area_fraction": {n: float((r.label_map == i + 1).mean()) for i, n in enumerate(names)}}

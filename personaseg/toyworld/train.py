@@ -188,7 +188,7 @@ def train_denoiser(cfg, latents, objects, masks, tokenizer, gen, rng, tick, log,
     heads = torch.nn.ModuleDict({name: grounding.class_heads(unet, len(values)) for name, (_, values) in attrs.items()}) \
         if attrs else None
     params = list(unet.parameters()) + list(text_encoder.parameters()) + (list(heads.parameters()) if heads else [])
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2, fused=True)  # one kernel: ~5 % of a CPU step
     lr_sched = get_cosine_schedule_with_warmup(opt, cfg.warmup, int(cfg.steps * 1.1))
     start, losses, recent = 0, [], []
     if resume_from is not None:
@@ -205,7 +205,8 @@ def train_denoiser(cfg, latents, objects, masks, tokenizer, gen, rng, tick, log,
                 lr_sched.step()
         log(f"resumed at step {start}")
     features: list | None = [] if heads is not None else None
-    store = grounding.install(unet, features) if cfg.ground_loss or heads is not None else None
+    store = grounding.install(unet, features, fp32_self=cfg.mixed_precision != "no") \
+        if cfg.ground_loss or heads is not None else None
     class_ids = {name: torch.tensor([[values.index(getattr(o, name)) for o in objs] + [-1] * (masks.shape[1] - len(objs))
                                      for objs in objects]) for name, (_, values) in attrs.items()}  # (N, K) per object slot
     unet.train()

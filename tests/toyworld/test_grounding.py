@@ -28,6 +28,26 @@ def test_grounded_processor_matches_default_and_records():
         assert torch.allclose(unet(x, t, text).sample, ref, atol=1e-5)
 
 
+def test_fp32_self_attention_under_autocast():
+    """fp32_self: under bf16 autocast the self-attention runs (and returns) fp32, equal to the
+    default processor in fp32; without autocast nothing changes."""
+    torch.manual_seed(0)
+    unet = build_unet(TINY).eval()
+    x, t, text = torch.randn(2, 4, 32, 32), torch.tensor([10, 500]), torch.randn(2, 77, 16)
+    attn = unet.down_blocks[0].attentions[0].transformer_blocks[0].attn1
+    hidden = torch.randn(2, 1024, 16)
+    with torch.no_grad():
+        ref = attn(hidden)
+        ref_unet = unet(x, t, text).sample
+        grounding.install(unet, fp32_self=True)
+        assert isinstance(attn.processor, grounding.Fp32AttnProcessor)
+        torch.testing.assert_close(unet(x, t, text).sample, ref_unet, atol=1e-5, rtol=1e-5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = attn(hidden.bfloat16())
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, ref, atol=2e-2, rtol=2e-2)  # only the bf16 input rounding differs
+
+
 def test_caption_word_positions_point_at_the_objects_words():
     tok = build_tokenizer()
     for seed in range(20):
@@ -53,6 +73,37 @@ def test_grounding_loss_is_low_inside_and_high_outside():
     low, mid, high = (grounding.grounding_loss([a], targets, w) for a in (inside, peaky, outside))
     assert low < 0.05 < 1.0 < mid < high
     assert grounding.grounding_loss([outside], targets, torch.zeros(1)) == 0
+
+
+def test_grounding_loss_equals_the_dense_formula():
+    """The loss reads only the supervised (sample, token) pairs; it equals the KL written over all
+    B x T pairs with zero weights elsewhere, values and gradients (layers on two grids)."""
+    torch.manual_seed(0)
+    b, n_tok = 4, 77
+    store = [torch.rand(b, n, n_tok).softmax(-1).requires_grad_() for n in (1024, 256, 1024)]
+    targets = torch.zeros(b, n_tok, 32, 32)
+    for i in range(b):
+        for tok in torch.randint(1, 20, (3,)).tolist():
+            targets[i, tok, torch.randint(0, 20, ()).item():, 5:15] = torch.rand(()).item() + 0.1
+    weight = torch.tensor([1.0, 0.0, 1.0, 1.0])
+
+    def dense(store):
+        w = (targets.flatten(2).amax(2) > 0).float() * weight[:, None]
+        out = []
+        for probs in store:
+            side = int(probs.shape[1] ** 0.5)
+            tgt = torch.nn.functional.adaptive_avg_pool2d(targets, side).flatten(2)
+            tgt = tgt / tgt.sum(2, keepdim=True).clamp_min(1e-8)
+            a = probs.transpose(1, 2)
+            a = a / a.sum(2, keepdim=True).clamp_min(1e-8)
+            kl = (tgt * (tgt.clamp_min(1e-8).log() - a.clamp_min(1e-8).log())).sum(2)
+            out.append((kl * w).sum() / w.sum())
+        return torch.stack(out).mean()
+
+    ref, got = dense(store), grounding.grounding_loss(store, targets, weight)
+    torch.testing.assert_close(got, ref)
+    for g, h in zip(torch.autograd.grad(got, store), torch.autograd.grad(ref, store)):
+        torch.testing.assert_close(g, h, atol=1e-7, rtol=1e-4)
 
 
 def test_partial_captions_name_a_subset():

@@ -5,6 +5,7 @@ Examples:
     personaseg toyworld sample "a red circle and a blue square" --out sample.png
     personaseg toyworld make-bench --seed 1 --out toybench --concepts 4 --scenes 12
     personaseg toyworld train --recipe recipes/toyworld.toml --out toy-model
+    personaseg toyworld train --recipe recipes/toyworld.toml --mixed-precision bf16 --out toy-model-bf16
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ def train_cmd(
     steps: Annotated[Optional[int], typer.Option("--steps", help="Denoiser steps (overrides the recipe).")] = None,
     seed: SeedOpt = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue a killed run from OUT.resume/.")] = False,
+    mixed_precision: Annotated[Optional[str], typer.Option(
+        "--mixed-precision", metavar="no|bf16",
+        help="bf16: forward passes under bf16 autocast, ~1.3x faster on a CPU with bf16 (AMX) units; "
+             "overrides the recipe.")] = None,
 ) -> None:
     """Train the toy model on this CPU (VAE, then UNet + text encoder) and write a diffusers folder."""
     # OpenMP workers spin briefly, then sleep. Measured on 2 cores, shipped-size bf16 steps: libgomp's
@@ -44,7 +49,7 @@ def train_cmd(
     from ..toyworld.config import toy_train_config
     from ..toyworld.train import train
 
-    cfg = toy_train_config(recipe, steps=steps, seed=seed)
+    cfg = toy_train_config(recipe, steps=steps, seed=seed, mixed_precision=mixed_precision)
     start = time.perf_counter()
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),

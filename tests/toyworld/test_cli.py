@@ -31,10 +31,11 @@ def test_train_then_sample(run, tmp_path):
     recipe = tmp_path / "tiny.toml"
     recipe.write_text(TINY_RECIPE)
     model = tmp_path / "model"
-    code, out, err = run("toyworld", "train", "--recipe", recipe, "--out", model)
+    code, out, err = run("toyworld", "train", "--recipe", recipe, "--out", model, "--mixed-precision", "bf16")
     assert code == 0, err
     assert "wall time" in out and (model / "model_index.json").exists()
-    assert json.loads((model / "train_log.json").read_text())["report"]["steps"] == 2
+    log = json.loads((model / "train_log.json").read_text())
+    assert log["report"]["steps"] == 2 and log["config"]["mixed_precision"] == "bf16"
     png = tmp_path / "s.png"
     code, out, err = run("toyworld", "sample", "a red circle", "--model", model, "--steps", 1, "--n", 2, "--out", png)
     assert code == 0, err
@@ -46,6 +47,9 @@ def test_bad_recipe_is_one_line(run, tmp_path):
     recipe.write_text("stepz = 1\n")
     code, _, err = run("toyworld", "train", "--recipe", recipe, "--out", tmp_path / "m")
     assert code != 0 and "stepz" in err and "Traceback" not in err
+    code, _, err = run("toyworld", "train", "--out", tmp_path / "m", "--mixed-precision", "fp16")
+    assert code != 0 and "mixed_precision='fp16' is not no or bf16" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "m").exists()
 
 
 def test_make_bench(run, tmp_path):

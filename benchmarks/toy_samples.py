@@ -27,15 +27,21 @@ def main() -> None:
     ap.add_argument("--guidance", type=float, default=4.0)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
+    if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
+        raise SystemExit(f"error: the folder of --out {args.out} does not exist (create it first)")
 
     import torch
 
+    from personaseg.errors import PersonasegError
     from personaseg.models import load_pipeline
     from personaseg.toyworld.judge import read_object
     from personaseg.toyworld.scenes import COLOURS, PATTERNS, SHAPES, article, make_scene
 
     torch.set_num_threads(2)
-    pipe, _ = load_pipeline(args.model or "toy", dtype="float32")
+    try:
+        pipe, _ = load_pipeline(args.model or "toy", dtype="float32")
+    except PersonasegError as err:
+        raise SystemExit(f"error: {err}") from None
     pipe.set_progress_bar_config(disable=True)
     rows, start = [], time.perf_counter()
     for i, (colour, shape) in enumerate(itertools.product(COLOURS, SHAPES)):

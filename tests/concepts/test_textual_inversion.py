@@ -174,6 +174,26 @@ def test_learn_measures_presence_on_its_photos_and_find_compares(tiny_sd, photos
         assert quiet.find("<ref>").relative_presence is None  # no rule set: no warning either
 
 
+def test_learn_compares_the_token_with_its_class_word_and_warns_when_dead(tiny_sd, photos, tmp_path, tiny_cfg,
+                                                                          monkeypatch):
+    """A token still at its class word's embedding (lr ~0) draws the same attention as the word:
+    no warning. Above WEAK_TOKEN_RATIO x the class word's presence it is fine; below it, one warning."""
+    from personaseg.concepts import train as train_mod
+
+    cfg = tiny_cfg(steps=1, lr=1e-9, templates=["a photo of a {}"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LearnWarning)
+        concept = learn(photos, "<same>", cfg, model=str(tiny_sd), concepts_dir=tmp_path / "c", progress=False)
+    ref, class_ref = concept.meta["presence_ref"], concept.meta["class_presence_ref"]
+    assert class_ref > 0 and ref == pytest.approx(class_ref, rel=0.05)
+    other = learn(photos, "<other>", tiny_cfg(steps=1, lr=1e-9, templates=["a photo of a {}"], init_word="thing"),
+                  model=str(tiny_sd), concepts_dir=tmp_path / "c", progress=False)
+    assert other.meta["class_presence_ref"] == pytest.approx(class_ref, rel=1e-4)  # the word, not the token
+    monkeypatch.setattr(train_mod, "WEAK_TOKEN_RATIO", 2.0)  # the same token now counts as dead
+    with pytest.warns(LearnWarning, match=r"<weak> barely draws attention .* for the class word 'mug'.*--init-word"):
+        learn(photos, "<weak>", cfg, model=str(tiny_sd), concepts_dir=tmp_path / "c", progress=False)
+
+
 @pytest.mark.parametrize(("class_word", "init_word", "expected"), [("mug", None, "mug"), ("mug", "thing", "thing"),
                                                                   (None, None, "object")])
 def test_vectors_start_at_the_init_word_else_the_class_word(pipe, photos, store_dir, tiny_cfg,

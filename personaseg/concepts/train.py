@@ -40,8 +40,8 @@ from .trainer import Trainer
 
 LOSS_WINDOW = 50  # final_loss = mean loss of the last this many steps
 # A learned token whose presence on its own photos is below this share of its class word's is
-# "dead": on the toy benchmarks (seeds 202 and 303, 11 tokens) working TI tokens scored 2.5-5.4x their class
-# word, the one that failed (mIoU 0.6, a plain red triangle started from "triangle") 0.10x.
+# "dead": on the toy benchmarks (seeds 202 and 303, 11 tokens) working TI tokens scored 2.5-5.4x
+# their class word, the one that failed (mIoU 0.6, a plain red triangle started from "triangle") 0.10x.
 WEAK_TOKEN_RATIO = 0.5
 
 

@@ -67,7 +67,9 @@ def load_meta(out, cfg) -> dict[str, Any] | None:
     if not (folder / "state.json").exists():
         return None
     meta = json.loads((folder / "state.json").read_text())
-    if meta["config"] != json.loads(json.dumps(asdict(cfg))):
+    # a field added since the state was saved counts at its default (what that run did)
+    saved = {**json.loads(json.dumps(asdict(type(cfg)()))), **meta["config"]}
+    if saved != json.loads(json.dumps(asdict(cfg))):
         raise ConfigError(
             f"{folder} was saved by another recipe",
             hint="resume with the same recipe, or start afresh without --resume",

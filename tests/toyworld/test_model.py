@@ -108,6 +108,25 @@ def test_shipped_model_takes_textual_inversion():
     assert pipe.tokenizer.unk_token_id not in ids
 
 
+def test_resume_accepts_a_state_saved_before_a_field_existed(tmp_path):
+    """A state saved by an older personaseg lacks newer fields: they count at their defaults, and a
+    real difference is still refused."""
+    from dataclasses import asdict
+
+    from personaseg.toyworld import resume
+
+    cfg = ToyTrainConfig(steps=4, model=TINY)
+    old = asdict(cfg)
+    del old["mixed_precision"]  # added on 2026-11-26
+    resume.state_dir(tmp_path).mkdir(parents=True)
+    (resume.state_dir(tmp_path) / "state.json").write_text(json.dumps({"config": old, "step": 2}))
+    assert resume.load_meta(tmp_path, cfg)["step"] == 2
+    with pytest.raises(ConfigError, match="saved by another recipe"):
+        resume.load_meta(tmp_path, ToyTrainConfig(steps=4, model=TINY, mixed_precision="bf16"))
+    with pytest.raises(ConfigError, match="saved by another recipe"):
+        resume.load_meta(tmp_path, ToyTrainConfig(steps=5, model=TINY))
+
+
 def test_resume_continues_where_a_run_stopped(tmp_path):
     """A run stopped after its step-2 state and resumed ends like one uninterrupted run."""
     from personaseg.toyworld import resume

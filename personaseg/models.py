@@ -111,6 +111,9 @@ def _read_card(model_id: str, folder: Path | None) -> ModelCard:
         card.layer_map = data.get("layer_map")
         card.find_defaults = data.get("find", {})
         card.learn_defaults = data.get("learn", {})
+        images = card.learn_defaults.get("class_images")
+        if images and not Path(images).is_absolute():  # shipped with the model: relative to its folder
+            card.learn_defaults["class_images"] = str(folder / images)
     return card
 
 

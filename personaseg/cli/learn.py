@@ -49,7 +49,8 @@ def learn(
     mixed_precision: Annotated[Optional[Precision], typer.Option(help="Autocast dtype; trainable weights stay fp32.")] = None,
     gradient_checkpointing: Annotated[Optional[bool], typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="Recompute activations to save memory.", show_default=False)] = None,
     prior_preservation: Annotated[Optional[bool], typer.Option("--prior-preservation/--no-prior-preservation", help="LoRA: DreamBooth's class-prior loss.", show_default=False)] = None,
-    class_images: Annotated[Optional[Path], typer.Option(help="LoRA prior: folder of class images (default: generated).")] = None,
+    contrast_weight: Annotated[Optional[float], typer.Option(help="TI: keep the token off other objects of its class (class images; 0: off; default: the model card's, else 0).")] = None,
+    class_images: Annotated[Optional[Path], typer.Option(help="Folder of class images for the LoRA prior or TI contrast; {class} is replaced by the class word (default: generated).")] = None,
     checkpoint_every: Annotated[Optional[int], typer.Option(help="Save a resumable checkpoint every N steps (500).")] = None,
     seed: SeedOpt = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run of this token.")] = False,
@@ -81,6 +82,7 @@ def learn(
         "vectors": vectors, "resolution": resolution, "batch_size": batch_size, "grad_accum": grad_accum,
         "mixed_precision": mixed_precision.value if mixed_precision else None,
         "gradient_checkpointing": gradient_checkpointing, "prior_preservation": prior_preservation,
+        "contrast_weight": contrast_weight,
         "class_images": str(class_images) if class_images else None,
         "checkpoint_every": checkpoint_every, "seed": seed,
     }

@@ -60,7 +60,9 @@ class LearnConfig:
     templates: list[str] | None = None  # TI training prompts ({} token, {class}); None: the model card's, else diffusers' imagenet set
     prior_preservation: bool = False  # LoRA: add the class-prior loss of DreamBooth
     prior_weight: float = 1.0  # weight of the prior loss
-    class_images: str | None = None  # folder of class images; None: generate them with the model
+    contrast_weight: float | None = None  # TI: weight of the class-image contrast loss; None: the model card's, else 0 (off)
+    contrast_ratio: float = 0.5  # TI contrast: push the token's presence on class images under this share of its presence on the photos
+    class_images: str | None = None  # folder of class images ({class}: the class word); None: generate them with the model
     num_class_images: int = 100  # class images to use / generate (diffusers default 100)
     class_image_steps: int = 30  # sampler steps when generating class images
 
@@ -86,6 +88,14 @@ class LearnConfig:
             raise ConfigError(f"lr={self.lr} must be > 0")
         if not 0.0 <= self.flip_p <= 1.0:
             raise ConfigError(f"flip_p={self.flip_p} out of range", hint="use 0..1")
+        if (self.contrast_weight or 0.0) < 0 or not 0.0 < self.contrast_ratio <= 1.0:
+            raise ConfigError(
+                f"contrast_weight={self.contrast_weight}, contrast_ratio={self.contrast_ratio} out of range",
+                hint="use contrast_weight >= 0 (0: off) and 0 < contrast_ratio <= 1",
+            )
+        if self.contrast_weight and self.method != "ti":
+            raise ConfigError("contrast_weight applies to Textual Inversion only",
+                              hint="use --method ti, or leave contrast_weight at 0")
         if self.checkpoint_every < 0:
             raise ConfigError("checkpoint_every must be >= 0 (0: no periodic checkpoints)")
         for name in ("find_prompt", "lora_prompt"):

@@ -21,10 +21,10 @@ def class_photos(pipe, cfg: LearnConfig, store_root: Path, base_model: str, prog
     """``cfg.num_class_images`` class photos at the training resolution."""
     if not cfg.class_word:
         raise ConfigError(
-            "prior preservation needs a class word", hint="add --class-word mug (what the object is)"
+            "class images (prior preservation, contrast) need a class word", hint="add --class-word mug (what the object is)"
         )
-    if cfg.class_images:
-        found = load_photos(cfg.class_images, cfg.resolution, what="class images")
+    if cfg.class_images:  # "{class}" in the path: one folder per class word (benchmarks of several classes)
+        found = load_photos(cfg.class_images.replace("{class}", cfg.class_word), cfg.resolution, what="class images")
         keep = min(len(found), cfg.num_class_images)
         return PhotoSet(found.pixels[:keep], found.paths[:keep], found.hashes[:keep])
     key = hashlib.sha256(f"{base_model}|{cfg.class_word}|{cfg.resolution}".encode()).hexdigest()[:12]

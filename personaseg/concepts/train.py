@@ -36,7 +36,7 @@ from .lora import check_text_encoder_lora, save_lora
 from .progress import learn_progress
 from .store import ConceptStore, now
 from .textual_inversion import EMBEDS_FILE, parse_token, save_embeds
-from .trainer import Trainer
+from .trainer import ContrastSpec, Trainer
 
 LOSS_WINDOW = 50  # final_loss = mean loss of the last this many steps
 # A learned token whose presence on its own photos is below this share of its class word's is
@@ -103,15 +103,17 @@ def learn(
             f"the interrupted run of {token} learned on {state.get('base_model')}, not {base_model}",
             hint=f"resume with --model {state.get('base_model')}, or start over with --force",
         )
-    class_set = None
-    if cfg.method == "lora" and cfg.prior_preservation:
+    class_set, contrast = None, None
+    if (cfg.method == "lora" and cfg.prior_preservation) or cfg.contrast_weight:
         from .prior import class_photos
 
         class_set = class_photos(pipe, cfg, store.root, base_model, progress and acc.is_main_process)
+    if cfg.contrast_weight:
+        contrast = _contrast_spec(pipe, card, acc)
     copy_te = not owns_pipe and cfg.method == "lora" and cfg.lora_train_text_encoder
     run = {"token": token, "force": force, "photos": photo_set.hashes, "config": to_dict(cfg),
            "base_model": base_model, "train_seconds": float(state.get("train_seconds", 0.0)) if state else 0.0}
-    with Trainer(pipe, token, cfg, acc, photo_set, class_set, copy_text_encoder=copy_te) as trainer:
+    with Trainer(pipe, token, cfg, acc, photo_set, class_set, copy_text_encoder=copy_te, contrast=contrast) as trainer:
         start, losses = 0, []
         if state is not None:
             trainer.load_state_dict(state)
@@ -239,6 +241,18 @@ def presence_on_photos(pipe, card, folder: Path, photos: list[Path]) -> tuple[fl
     return float(sum(values) / len(values)), seg.presence_settings(result.prompt), class_ref
 
 
+def _contrast_spec(pipe, card, acc) -> ContrastSpec:
+    """The blocks and timestep ``find`` reads this model with (its card's, else the defaults)."""
+    from ..config import FindConfig
+    from ..segmenter import Segmenter
+
+    if acc.num_processes > 1:
+        raise ConfigError("contrast_weight is not supported with several processes yet",
+                          hint="learn with one process, or set contrast_weight = 0")
+    seg = Segmenter(pipe, card, FindConfig(refine=False))
+    return ContrastSpec(seg.layer_map.cross_modules_with_factor(pipe.unet), seg.config.timestep)
+
+
 def _warn_if_weak(token: str, cfg: LearnConfig, ref: float, class_ref: float | None) -> None:
     """Warn when the learned token draws far less attention on its photos than its class word."""
     if class_ref is None or class_ref <= 0 or ref >= WEAK_TOKEN_RATIO * class_ref:
@@ -255,6 +269,8 @@ def _card_defaults(cfg: LearnConfig, card) -> LearnConfig:
     """Fields the user left ``None`` that the model card sets (``"learn"`` in personaseg.json),
     e.g. the toy model's training prompts, which its tiny vocabulary can read."""
     fields = {f.name for f in dataclasses.fields(LearnConfig)}
+    if cfg.method != "ti":
+        fields.discard("contrast_weight")  # a TI setting: the card's does not make a LoRA run fail
     fills = {k: v for k, v in card.learn_defaults.items() if k in fields and getattr(cfg, k) is None}
     return dataclasses.replace(cfg, **fills) if fills else cfg
 

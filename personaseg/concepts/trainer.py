@@ -12,6 +12,7 @@ trainable parameters are fp32 whatever the frozen weights' dtype.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,13 +94,24 @@ class Batch:
     timesteps: torch.Tensor  # (B,)
 
 
+@dataclass
+class ContrastSpec:
+    """Where ``find`` reads presence: the cross-attention modules (with grid factors) and t."""
+
+    cross: list[tuple[str, int]]  # (attention module name, grid factor of its block)
+    timestep: int
+
+
 class Trainer:
     """Set up, step, checkpoint and read out one learning run."""
 
     def __init__(self, pipe, token: str, cfg: LearnConfig, accelerator, photos: PhotoSet,
-                 class_photos: PhotoSet | None = None, copy_text_encoder: bool = False):
+                 class_photos: PhotoSet | None = None, copy_text_encoder: bool = False,
+                 contrast: ContrastSpec | None = None):
         self.pipe, self.token, self.cfg, self.acc = pipe, token, cfg, accelerator
         self.photos, self.class_photos = photos, class_photos
+        self.prior = class_photos is not None and cfg.method == "lora" and cfg.prior_preservation
+        self.contrast = contrast if cfg.contrast_weight and class_photos is not None else None
         self.copy_text_encoder = copy_text_encoder
         self.name = token.strip("<>")
         self.subs = sub_tokens(token, cfg.vectors)
@@ -172,6 +184,10 @@ class Trainer:
                                   num_training_steps=cfg.steps * acc.num_processes)
         self.model, self.optimizer, self.scheduler = acc.prepare(model, optimizer, scheduler)
         self.trainable = [p for g in optimizer.param_groups for p in g["params"]]
+        if self.contrast is not None:  # the token's presence on its photos at its start (the init word's)
+            with torch.no_grad():
+                pos, _ = self.contrast_presence(self.contrast_batch(0)).chunk(2)
+            self.contrast_start = max(float(pos.mean()), 1e-6)
 
     def __exit__(self, *exc) -> None:
         self._teardown()
@@ -215,6 +231,10 @@ class Trainer:
         templates = (cfg.templates or TI_TEMPLATES) if cfg.method == "ti" else [cfg.lora_prompt]
         self.prompt_ids = self._ids([fill_template(t, text, cfg.class_word) for t in templates])  # (P, T)
         self.class_ids = self._ids([f"a photo of a {cfg.class_word}"])  # (1, T)
+        if self.contrast is not None:  # the prompt find reads the concept with, and the token's positions in it
+            self.find_ids = self._ids([fill_template(cfg.find_prompt, text, cfg.class_word)])  # (1, T)
+            subs = set(self.tokenizer.convert_tokens_to_ids(self.subs))
+            self.find_positions = [i for i, t in enumerate(self.find_ids[0].tolist()) if t in subs]
 
     def batch(self, first: int) -> Batch:
         """Micro-batch of samples ``first .. first+B-1``; every draw is seeded by the sample index."""
@@ -229,7 +249,7 @@ class Trainer:
             lat.append(self.mean[i, flip] + self.std[i, flip] * torch.randn(self.mean.shape[2:], generator=g))
             noise.append(torch.randn(self.mean.shape[2:], generator=g))
             ts.append(torch.randint(T, (), generator=g))
-        if self.class_photos is not None:
+        if self.prior:
             for s in range(first, first + cfg.batch_size):
                 g = sample_generator(cfg.seed, s, stream=2)
                 j = int(torch.randint(len(self.class_photos), (), generator=g))
@@ -253,11 +273,54 @@ class Trainer:
         else:
             target = b.noise
         pred = self.model(b.input_ids, noisy, b.timesteps).float()
-        if self.class_photos is None:
+        if not self.prior:
             return F.mse_loss(pred, target.float())
         pred, prior_pred = pred.chunk(2)  # (2B, ...) -> instance, class
         target, prior_target = target.float().chunk(2)
         return F.mse_loss(pred, target) + self.cfg.prior_weight * F.mse_loss(prior_pred, prior_target)
+
+    def contrast_batch(self, first: int) -> Batch:
+        """B photos then B class images, noised to find's timestep; seeded by the sample index."""
+        cfg = self.cfg
+        lat: dict[int, list] = {0: [], 1: []}  # 0: photos, 1: class images
+        noise: dict[int, list] = {0: [], 1: []}
+        for s in range(first, first + cfg.batch_size):
+            g = sample_generator(cfg.seed, s, stream=3)
+            picks = ((self.mean, self.std, photo_index(cfg.seed, s, len(self.photos))),
+                     (self.class_mean, self.class_std, int(torch.randint(len(self.class_photos), (), generator=g))))
+            for side, (mean, std, k) in enumerate(picks):
+                flip = int(torch.rand((), generator=g) < cfg.flip_p)
+                lat[side].append(mean[k, flip] + std[k, flip] * torch.randn(mean.shape[2:], generator=g))
+                noise[side].append(torch.randn(mean.shape[2:], generator=g))
+        dev, n = self.acc.device, 2 * cfg.batch_size
+        return Batch(self.find_ids.expand(n, -1).to(dev), (torch.stack(lat[0] + lat[1]) * self.scaling).to(dev),
+                     torch.stack(noise[0] + noise[1]).to(dev),
+                     torch.full((n,), self.contrast.timestep, dtype=torch.long, device=dev))
+
+    def contrast_presence(self, b: Batch) -> torch.Tensor:
+        """``(n,)`` the token's presence in each sample of ``b``, read as ``find`` reads it: the peak of
+        its cross-attention map over find's blocks, at find's timestep, with find's prompt."""
+        from ..capture import AttentionCapture
+        from ..t2m import cross_map
+
+        names = [m for m, _ in self.contrast.cross]
+        noisy = self.noise_scheduler.add_noise(b.latents, b.noise, b.timesteps)
+        with AttentionCapture(self.pipe.unet, cross=names) as cap:  # the forward stops after the last one
+            cap.run(lambda: self.model(b.input_ids, noisy, b.timesteps))
+        h, w = noisy.shape[-2:]
+        grids = [(h // f, w // f) for _, f in self.contrast.cross]
+        maps = cross_map([cap.cross(m) for m in names], grids, max(grids), self.find_positions)  # (n, h, w)
+        return maps.flatten(1).max(dim=1).values
+
+    def contrast_loss(self, b: Batch) -> torch.Tensor:
+        """How far (log) the token's presence on class images exceeds ``contrast_ratio`` x its start
+        presence on the photos, plus how far its presence on the photos fell below that start. A
+        token that lights up every object of its class is what fails on distractor scenes; the
+        second term keeps it from the easy way out, drawing no attention anywhere (measured)."""
+        pos, neg = self.contrast_presence(b).clamp_min(1e-6).chunk(2)
+        start = self.contrast_start
+        return (F.relu(neg.log() - math.log(self.cfg.contrast_ratio * start)).mean()
+                + F.relu(math.log(start) - pos.log()).mean())
 
     def train_step(self, step: int) -> float:
         """One optimizer step (``grad_accum`` micro-batches); returns the mean loss."""
@@ -268,6 +331,8 @@ class Trainer:
             b = self.batch(first)
             with acc.accumulate(self.model):
                 loss = self.loss(b)
+                if self.contrast is not None:
+                    loss = loss + cfg.contrast_weight * self.contrast_loss(self.contrast_batch(first))
                 acc.backward(loss)
                 if acc.sync_gradients and cfg.max_grad_norm:
                     acc.clip_grad_norm_(self.trainable, cfg.max_grad_norm)

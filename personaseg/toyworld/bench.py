@@ -92,6 +92,20 @@ def _save_png(array: np.ndarray, path: Path) -> None:
     Image.fromarray(array).save(path)
 
 
+def write_class_images(out: str | Path, per_class: int = 32, seed: int = 0) -> Path:
+    """``out/<shape>/class_NNNN.png``: photos of one object of each class in random looks (colour,
+    pattern), drawn like a concept's photos. The toy model draws its classes badly (see
+    ``benchmarks/toy_samples.py``), so these stand in for the class images SD would generate for
+    Textual Inversion's contrast; they know nothing of any benchmark's instances."""
+    out, rng = Path(out), np.random.default_rng(seed)
+    for shape in SHAPES:
+        for i in range(per_class):
+            spec = (shape, list(COLOURS)[rng.integers(len(COLOURS))], PATTERNS[rng.integers(len(PATTERNS))])
+            image, _ = draw(place([spec], rng), rng)
+            _save_png(image, out / shape / f"class_{i:04d}.png")
+    return out
+
+
 def make_bench(
     out: str | Path, seed: int = 0, concepts: int = 4, scenes: int = 12, photos: int = 4
 ) -> BenchSummary:

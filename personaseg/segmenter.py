@@ -277,9 +277,18 @@ class Segmenter:
     def _phrase_scores(self, att: _Attention, positions: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Refined scores ``(P, h, w)`` averaged over draws, and presence ``(P,)``."""
         cfg = self.config
-        out_grid = att.self_grid or max(att.grids, key=lambda g: g[0] * g[1])
-        s = torch.stack([t2m.cross_map(att.cross, att.grids, out_grid, p) for p in positions], dim=1)  # (D, P, h, w)
+        finest = max(att.grids, key=lambda g: g[0] * g[1])
+        out_grid = att.self_grid or finest
+
+        def maps(grid):
+            return torch.stack([t2m.cross_map(att.cross, att.grids, grid, p) for p in positions], dim=1)  # (D, P, h, w)
+
+        # presence on the finest cross grid whatever the refinement's grid: upsampling lowers peaks, and
+        # learn's presence_ref is read without refinement
+        s = maps(finest)
         presence = s.mean(dim=0).flatten(1).max(dim=1).values  # (P,)
+        if tuple(out_grid) != tuple(finest):
+            s = maps(out_grid)
         if att.self_qk is not None:
             s = t2m.refine(att.self_qk, s, cfg.tau_box, cfg.quantize_box)
         else:

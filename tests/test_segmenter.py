@@ -170,3 +170,14 @@ def test_lora_concept_does_not_leak_into_plain_phrases(tiny_model_dir, concepts,
     seg._attn.clear()  # run the UNet again for both
     after = seg.find("mug").scores
     assert np.allclose(before, after, atol=1e-5)
+
+
+def test_presence_does_not_depend_on_the_refinement(tiny_model_dir, image):
+    """learn reads a concept's presence_ref without refinement and find compares with refinement on:
+    the refinement's grid (here finer than the cross-attention grids) must not change the peak."""
+    coarse = [b.name for b in _seg(tiny_model_dir).layer_map.cross if b.factor == 4]  # self is at factor 2
+    on, off = (_seg(tiny_model_dir, refine=r, cross_layers=coarse) for r in (True, False))
+    assert on._self is not None and on._self[1] not in {f for _, f in on._cross}  # the grids differ
+    for s in (on, off):
+        s.set_image(image)
+    assert on.find("mug").presence == pytest.approx(off.find("mug").presence, rel=1e-6)

@@ -69,9 +69,9 @@ def load_photos(photos: str | Path | list, resolution: int, what: str = "photos"
         paths, notes = collect_images(inputs)
     except InputError as err:
         where = ", ".join(str(i) for i in inputs) or "(nothing given)"
-        raise InputError(
-            f"no images found in {where}", hint=f"give a folder with 3-10 {what} of your object"
-        ) from err
+        hint = ("give a folder with 3-10 photos of your object" if what == "photos" else
+                f"give a folder of {what}: other objects of its class, not yours; or leave it out to generate them")
+        raise InputError(f"no images found in {where}", hint=hint) from err
     for note in notes:
         warnings.warn(note, LearnWarning, stacklevel=2)
     tensors, used, hashes = [], [], []

@@ -103,13 +103,12 @@ def learn(
             f"the interrupted run of {token} learned on {state.get('base_model')}, not {base_model}",
             hint=f"resume with --model {state.get('base_model')}, or start over with --force",
         )
-    class_set, contrast = None, None
-    if (cfg.method == "lora" and cfg.prior_preservation) or cfg.contrast_weight:
+    contrast = _contrast_spec(pipe, card, acc) if cfg.contrast_weight else None  # refuses before class images
+    class_set = None
+    if (cfg.method == "lora" and cfg.prior_preservation) or contrast is not None:
         from .prior import class_photos
 
         class_set = class_photos(pipe, cfg, store.root, base_model, progress and acc.is_main_process)
-    if cfg.contrast_weight:
-        contrast = _contrast_spec(pipe, card, acc)
     copy_te = not owns_pipe and cfg.method == "lora" and cfg.lora_train_text_encoder
     run = {"token": token, "force": force, "photos": photo_set.hashes, "config": to_dict(cfg),
            "base_model": base_model, "train_seconds": float(state.get("train_seconds", 0.0)) if state else 0.0}

@@ -58,10 +58,11 @@ def test_learn_with_contrast_uses_class_images_per_class_word(tiny_sd, photos, t
     cfg = tiny_cfg(contrast_weight=1.0, class_images=str(tmp_path / "classes" / "{class}"))
     concept = learn(photos, "<mymug>", cfg, model=str(tiny_sd), concepts_dir=tmp_path / "c", progress=False)
     assert concept.meta["config"]["contrast_weight"] == 1.0
-    with pytest.raises(InputError, match="class images"):
+    with pytest.raises(InputError, match="no images found in .*classes/cup") as err:
         learn(photos, "<other>", tiny_cfg(contrast_weight=1.0, class_word="cup",
                                           class_images=str(tmp_path / "classes" / "{class}")),
               model=str(tiny_sd), concepts_dir=tmp_path / "c", progress=False)
+    assert "other objects of its class, not yours" in err.value.hint
 
 
 @pytest.mark.parametrize("bad", [{"contrast_weight": -1.0}, {"contrast_ratio": 0.0}, {"contrast_ratio": 1.5},

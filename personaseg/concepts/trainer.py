@@ -282,8 +282,7 @@ class Trainer:
     def contrast_batch(self, first: int) -> Batch:
         """B photos then B class images, noised to find's timestep; seeded by the sample index."""
         cfg = self.cfg
-        lat: dict[int, list] = {0: [], 1: []}  # 0: photos, 1: class images
-        noise: dict[int, list] = {0: [], 1: []}
+        lat, noise = ([], []), ([], [])  # (photos, class images)
         for s in range(first, first + cfg.batch_size):
             g = sample_generator(cfg.seed, s, stream=3)
             picks = ((self.mean, self.std, photo_index(cfg.seed, s, len(self.photos))),

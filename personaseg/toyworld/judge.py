@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .scenes import COLOURS, SHAPES, ToyObject, shape_mask
+from .scenes import COLOURS, SHAPES, ToyObject, pattern_shade, shape_mask
 
 MIN_AREA = 20  # px at 64 px: smaller blobs count as "colour not drawn" (objects are >= ~100 px)
 COLOUR_DIST = 50.0  # RGB distance to the named colour (palette jitter: +-12 per channel; yellow-orange are 72 apart)
@@ -36,7 +36,7 @@ def colour_blob(image: np.ndarray, colour: str) -> np.ndarray:
     from scipy import ndimage
 
     rgb = np.asarray(COLOURS[colour], np.float32)
-    light = rgb + 0.6 * (255 - rgb)
+    light = pattern_shade(rgb)
     img = image.astype(np.float32)
     near = (np.linalg.norm(img - rgb, axis=-1) < COLOUR_DIST) | (np.linalg.norm(img - light, axis=-1) < LIGHT_DIST)
     labels, n = ndimage.label(near)

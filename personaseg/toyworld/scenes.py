@@ -92,6 +92,11 @@ def pattern_mask(obj: ToyObject, size: int = IMAGE_SIZE) -> np.ndarray:
     return np.zeros((size, size), bool)
 
 
+def pattern_shade(rgb: np.ndarray) -> np.ndarray:
+    """The lighter colour stripes and dots are drawn in: the base colour blended with white."""
+    return rgb + 0.6 * (255 - rgb)
+
+
 def background(rng: np.random.Generator, size: int = IMAGE_SIZE) -> np.ndarray:
     """A light, slightly tinted background with a soft gradient and mild noise: (H, W, 3) float."""
     base = rng.uniform(200, 245) + rng.uniform(-10, 10, size=3)  # (3,) light, tinted
@@ -111,7 +116,7 @@ def draw(
     for k, obj in enumerate(objects):
         full = shape_mask(obj, size)
         colour = np.asarray(COLOURS[obj.colour], np.float32) + rng.uniform(-12, 12, 3)
-        light = colour + 0.6 * (255 - colour)  # pattern colour: the base blended with white
+        light = pattern_shade(colour)
         pat = pattern_mask(obj, size) & full
         img[full] = colour
         img[pat] = light

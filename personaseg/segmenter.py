@@ -277,7 +277,7 @@ class Segmenter:
     def _phrase_scores(self, att: _Attention, positions: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Refined scores ``(P, h, w)`` averaged over draws, and presence ``(P,)``."""
         cfg = self.config
-        finest = max(att.grids, key=lambda g: g[0] * g[1])
+        finest = t2m.finest_grid(att.grids)
         out_grid = att.self_grid or finest
 
         def maps(grid):
@@ -287,7 +287,7 @@ class Segmenter:
         # learn's presence_ref is read without refinement
         s = maps(finest)
         presence = s.mean(dim=0).flatten(1).max(dim=1).values  # (P,)
-        if tuple(out_grid) != tuple(finest):
+        if tuple(out_grid) != finest:
             s = maps(out_grid)
         if att.self_qk is not None:
             s = t2m.refine(att.self_qk, s, cfg.tau_box, cfg.quantize_box)

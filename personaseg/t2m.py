@@ -15,6 +15,11 @@ from scipy import ndimage
 from .capture import QueryKey
 
 
+def finest_grid(grids: Sequence[tuple[int, int]]) -> tuple[int, int]:
+    """The grid with the most cells: where presence (a map's peak) is read."""
+    return tuple(max(grids, key=lambda g: g[0] * g[1]))
+
+
 def cross_map(
     maps: Sequence[torch.Tensor],
     grids: Sequence[tuple[int, int]],

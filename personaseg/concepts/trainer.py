@@ -300,7 +300,7 @@ class Trainer:
         """``(n,)`` the token's presence in each sample of ``b``, read as ``find`` reads it: the peak of
         its cross-attention map over find's blocks, at find's timestep, with find's prompt."""
         from ..capture import AttentionCapture
-        from ..t2m import cross_map
+        from ..t2m import cross_map, finest_grid
 
         names = [m for m, _ in self.contrast.cross]
         noisy = self.noise_scheduler.add_noise(b.latents, b.noise, b.timesteps)
@@ -308,7 +308,7 @@ class Trainer:
             cap.run(lambda: self.model(b.input_ids, noisy, b.timesteps))
         h, w = noisy.shape[-2:]
         grids = [(h // f, w // f) for _, f in self.contrast.cross]
-        maps = cross_map([cap.cross(m) for m in names], grids, max(grids), self.find_positions)  # (n, h, w)
+        maps = cross_map([cap.cross(m) for m in names], grids, finest_grid(grids), self.find_positions)  # (n, h, w)
         return maps.flatten(1).max(dim=1).values
 
     def contrast_loss(self, b: Batch) -> torch.Tensor:

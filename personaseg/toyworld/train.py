@@ -6,7 +6,8 @@
 3. Train the UNet and a CLIP text encoder from scratch with SD's epsilon objective and noise
    schedule, dropping the caption with ``p_uncond`` so classifier-free guidance works.
 4. Write a diffusers ``StableDiffusionPipeline`` folder (fp16 safetensors) atomically, plus
-   ``personaseg.json`` (layer map, find defaults) and ``train_log.json``.
+   ``personaseg.json`` (layer map, find and learn defaults), ``train_log.json`` and the rendered
+   class images the card's TI contrast uses (``class-images/<shape>/``).
 """
 
 from __future__ import annotations
@@ -40,15 +41,16 @@ from .model import (
     n_params,
 )
 from . import grounding, resume
+from .bench import write_class_images
 from .scenes import COLOURS, PATTERNS, SHAPES, ToyObject, caption_words, make_scene
 from .vocab import build_tokenizer, save_tokenizer
 
 # Which transformer blocks personaseg reads (see docs/design.md, "personaseg.json").
 LAYER_MAP = {
-    # the 32x32 blocks: on the seed-23 toy bench TI scored 84.7 with them, 76.2 with the 16x16 and
-    # 8x8 blocks (down_blocks.1, mid_block, up_blocks.1), 80.0 with all seven (refinement off)
+    # the 32x32 up blocks, which the shape classifiers teach shapes (linear probe 0.98; down_blocks.0,
+    # before any downsampling, sees colour, not shape: 0.38). On seed 23 the shape model's TI scored
+    # 71.0 with them, 69.2 adding down_blocks.0, 43.9 with all seven (benchmarks/RESULTS.md)
     "cross": [
-        "down_blocks.0.attentions.0",  # 32x32
         "up_blocks.2.attentions.0",  # 32x32
         "up_blocks.2.attentions.1",  # 32x32
     ],
@@ -56,13 +58,18 @@ LAYER_MAP = {
 }
 # FindConfig fields left None that the model decides (chosen on the seed-23 toy bench, see
 # benchmarks/RESULTS.md): its native size; "not found" for a concept below 0.7 of its presence on its
-# own photos (recall 97 %, FP 12 % there); no self-attention refinement (it spread maps onto
-# neighbours: TI 65.3 with, 76.2 without)
+# own photos; no self-attention refinement (it spread maps onto neighbours: TI 65.3 with, 76.2 without)
 FIND_DEFAULTS = {"long_side": 64, "min_relative_presence": 0.7, "refine": False}
+# Rendered class images shipped in the model folder (toyworld.bench.write_class_images): the toy model
+# cannot draw its classes, so these stand in for the class images SD would generate.
+CLASS_IMAGES = "class-images"
 # LearnConfig fields left None that the model decides: TI prompts in the captions' own grammar (the
 # diffusers imagenet templates are mostly unknown words to the toy tokenizer, which spells them out
-# letter by letter: "a rendering of" even yields the shape word "ring").
-LEARN_DEFAULTS = {"templates": ["a {}", "a photo of a {}"]}
+# letter by letter: "a rendering of" even yields the shape word "ring"); TI contrast against the
+# rendered class images (a token started from its shape word otherwise matches every object of that
+# shape: distractor mIoU 55.3 -> 85.5 on seed 23).
+LEARN_DEFAULTS = {"templates": ["a {}", "a photo of a {}"], "contrast_weight": 1.0,
+                  "class_images": CLASS_IMAGES + "/{class}"}
 MODEL_CARD = {"layer_map": LAYER_MAP, "find": FIND_DEFAULTS, "learn": LEARN_DEFAULTS}
 
 Log = Callable[[str], None]
@@ -299,6 +306,7 @@ def save_model(out: Path, vae, unet, text_encoder, tokenizer, extra: dict[str, o
         _load_as_float32(tmp / "text_encoder" / "config.json")
         for name, data in extra.items():
             (tmp / name).write_text(json.dumps(data, indent=2) + "\n")
+        write_class_images(tmp / CLASS_IMAGES)
         if out.exists():
             old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old."))
             os.replace(out, old / out.name)

@@ -1,6 +1,7 @@
 """The toy model: a tiny training run writes a loadable SD folder; the shipped model samples."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,6 +52,14 @@ def test_tiny_training_writes_a_pipeline(tiny_model):
     assert image.shape == (1, 64, 64, 3)
     log = json.loads((out / "train_log.json").read_text())
     assert log["config"]["steps"] == 3
+    # the card's TI contrast reads the class images shipped beside the weights
+    from personaseg.models import _read_card
+    from personaseg.toyworld.scenes import SHAPES
+
+    learn = _read_card(str(out), out).learn_defaults
+    assert learn["contrast_weight"] > 0
+    for shape in SHAPES:
+        assert len(list(Path(learn["class_images"].replace("{class}", shape)).glob("*.png"))) == 32
 
 
 def test_recipe_rejects_unknown_keys(tmp_path):
@@ -75,7 +84,7 @@ def test_recipe_rejects_bad_values_before_training(tmp_path, line, match):
     assert toy_train_config(None, shape_loss=1).shape_loss == 1  # an integer is a fine float
 
 
-@pytest.mark.parametrize("recipe", ["toyworld.toml", "toyworld-finetune.toml", "toyworld-shape.toml"])
+@pytest.mark.parametrize("recipe", ["toyworld.toml", "toyworld-colour.toml", "toyworld-colour-finetune.toml"])
 def test_shipped_recipes_parse(recipe):
     from pathlib import Path
 

@@ -2,7 +2,8 @@
 
 For every colour x shape prompt, draw N samples (``personaseg toyworld sample``'s settings) and
 read each with :mod:`personaseg.toyworld.judge`: is there a blob of the named colour, and which
-shape fits it best. The same judge on rendered scenes of the same prompts gives its ceiling.
+shape fits it best. The same judge on rendered scenes of the same prompts gives its ceiling, and on
+those scenes passed through the model's VAE (encode, decode) the ceiling of anything the UNet draws.
 
     python benchmarks/toy_samples.py --out benchmarks/results/toy-samples.json [--model DIR]
 """
@@ -17,6 +18,16 @@ import time
 from collections import Counter
 
 import numpy as np
+
+
+def vae_roundtrip(vae, image: np.ndarray) -> np.ndarray:
+    """``image`` (H, W, 3) uint8 encoded to the latent mean and decoded: what the VAE lets through."""
+    import torch
+
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1
+    with torch.no_grad():
+        y = vae.decode(vae.encode(x).latent_dist.mean).sample
+    return ((y[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
 
 
 def main() -> None:
@@ -53,16 +64,17 @@ def main() -> None:
             r = read_object((im * 255).round().astype(np.uint8), colour)
             rows.append({"source": "sample", "prompt": prompt, "colour": colour, "shape": shape, "k": k,
                          "colour_found": r.colour_found, "read": r.shape, "fit": round(r.fit, 3), "area": r.area})
-        for k in range(args.n):  # the judge's ceiling: the scene generator's own drawings
+        for k in range(args.n):  # the judge's ceiling: the scene generator's own drawings, and the VAE's
             scene = make_scene(10_000 * i + k, specs=[(shape, colour, PATTERNS[k % len(PATTERNS)])])
-            r = read_object(scene.image, colour)
-            rows.append({"source": "rendered", "prompt": prompt, "colour": colour, "shape": shape, "k": k,
-                         "colour_found": r.colour_found, "read": r.shape, "fit": round(r.fit, 3), "area": r.area})
-        print(f"{prompt}: {[row['read'] for row in rows[-2 * args.n:-args.n]]}", flush=True)
+            for source, image in (("rendered", scene.image), ("vae", vae_roundtrip(pipe.vae, scene.image))):
+                r = read_object(image, colour)
+                rows.append({"source": source, "prompt": prompt, "colour": colour, "shape": shape, "k": k,
+                             "colour_found": r.colour_found, "read": r.shape, "fit": round(r.fit, 3), "area": r.area})
+        print(f"{prompt}: {[row['read'] for row in rows if row['source'] == 'sample'][-args.n:]}", flush=True)
     wall = time.perf_counter() - start
 
     summary = {}
-    for source in ("sample", "rendered"):
+    for source in ("sample", "rendered", "vae"):
         sel = [r for r in rows if r["source"] == source]
         found = [r for r in sel if r["colour_found"]]
         summary[source] = {

@@ -67,8 +67,9 @@ def run_demo(out: str | Path, seed: int = 0, scenes: int = 6, steps: int | None 
             ious[tag]["class-word"].append(iou(by_class.mask, gt))
             ious[tag]["personal"].append(iou(personal.mask, gt))
         if "distractor" in s["subset"] or "alone" in s["subset"]:
-            rows.append([photo, image, overlay(image, by_class.mask, class_word),
-                         overlay(image, personal.mask, token)])
+            shown = dict(color=(255, 255, 255), alpha=0.0, dim=0.6)  # the object keeps its colour, the rest darkens
+            rows.append([photo, image, overlay(image, by_class.mask, class_word, **shown),
+                         overlay(image, personal.mask, token, **shown)])
     picture = out / "demo.png"
     image_grid(rows, titles=["photo", "scene", f'"{class_word}"', token], tile=160).save(picture)
     t3 = time.perf_counter()

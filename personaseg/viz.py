@@ -70,8 +70,13 @@ def overlay(
     label: str | None = None,
     color: tuple[int, int, int] = (255, 64, 64),
     alpha: float = 0.5,
+    dim: float = 0.0,
 ) -> Image.Image:
-    """The mask tinted over the image with an outline, and ``label`` in the top-left corner."""
+    """The mask tinted over the image with an outline, and ``label`` in the top-left corner.
+
+    ``dim`` darkens everything outside the mask by that fraction: the mask stays visible on an
+    object of the tint's own colour (the demo's red triangle).
+    """
     img = _rgb(image)
     mask = np.asarray(mask).astype(bool)
     if mask.shape != (img.height, img.width):
@@ -79,6 +84,7 @@ def overlay(
     a = np.asarray(img, dtype=np.float32).copy()  # (H, W, 3)
     col = np.asarray(color, dtype=np.float32)
     a[mask] = a[mask] * (1.0 - alpha) + col * alpha
+    a[~mask] *= 1.0 - dim
     # Outline: foreground pixels with a background 4-neighbour, thickened on big images.
     pad = np.pad(mask, 1, mode="constant")
     interior = pad[:-2, 1:-1] & pad[2:, 1:-1] & pad[1:-1, :-2] & pad[1:-1, 2:] & mask

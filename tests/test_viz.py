@@ -104,3 +104,12 @@ def test_palette_png_keeps_indices_and_voc_colours():
     assert voc_palette()[:6] == [0, 0, 0, 128, 0, 0]
     with pytest.raises(ValueError):
         palette_png(np.array([[300]]))
+
+
+def test_overlay_dim_darkens_outside_only():
+    mask = np.zeros((40, 60), bool)
+    mask[10:30, 20:50] = True
+    out = np.asarray(overlay(_grey(), mask, color=(255, 255, 255), alpha=0.0, dim=0.6)).astype(int)
+    assert out[5, 5].tolist() == [40, 40, 40]  # outside: 0.4 * 100
+    assert out[20, 35].tolist() == [100, 100, 100]  # inside: untouched (alpha 0)
+    assert out[10, 35].tolist() == [255, 255, 255]  # outline

@@ -167,7 +167,9 @@ def _config(config: LearnConfig | None, state: dict | None) -> LearnConfig:
     if config is None:
         return saved
     cfg = config.resolved()
-    diff = [k for k, v in to_dict(cfg).items() if k != "checkpoint_every" and v != state["config"].get(k)]
+    # a field still None is one the model card filled in the interrupted run: it will fill it the same way
+    diff = [k for k, v in to_dict(cfg).items()
+            if k != "checkpoint_every" and v is not None and v != state["config"].get(k)]
     if diff:
         shown = ", ".join(f"{k} {state['config'].get(k)!r} -> {getattr(cfg, k)!r}" for k in diff[:3])
         raise ConceptError(
@@ -175,7 +177,7 @@ def _config(config: LearnConfig | None, state: dict | None) -> LearnConfig:
             hint="resume with the same settings (or none: they are taken from the checkpoint), "
             "or start over with --force",
         )
-    return cfg
+    return dataclasses.replace(saved, checkpoint_every=cfg.checkpoint_every)
 
 
 def make_accelerator(mixed_precision: str, grad_accum: int = 1, cpu: bool = False):

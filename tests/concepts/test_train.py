@@ -146,3 +146,30 @@ def test_bf16_autocast_keeps_trainable_weights_fp32(tiny_sd, photos, store_dir, 
     assert all(t.dtype == torch.float32 and torch.isfinite(t).all() for t in tensors.values())
     # a later run in the same process with other settings gets a fresh accelerate state
     learn(photos, "<other>", tiny_cfg(), model=str(tiny_sd), concepts_dir=store_dir, progress=False)
+
+
+def test_resume_with_the_same_settings_on_a_model_whose_card_fills_some(tiny_sd, photos, store_dir, tiny_cfg,
+                                                                         ctrl_c_after, monkeypatch, tmp_path):
+    import json
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_sd, model)
+    card = json.loads((model / "personaseg.json").read_text())
+    card["learn"] = {"templates": ["a {}"]}
+    (model / "personaseg.json").write_text(json.dumps(card))
+    ctrl_c_after(1)
+    with pytest.raises(LearnInterrupted):
+        learn(photos, "<mymug>", tiny_cfg(steps=2), model=str(model), concepts_dir=store_dir, progress=False)
+    monkeypatch.undo()
+    # the same command again with --resume: the card fills templates as before (it was refused)
+    concept = learn(photos, "<mymug>", tiny_cfg(steps=2), model=str(model), concepts_dir=store_dir, resume=True,
+                    progress=False)
+    assert concept.meta["steps"] == 2 and concept.meta["config"]["templates"] == ["a {}"]
+    ctrl_c_after(1)
+    with pytest.raises(LearnInterrupted):
+        learn(photos, "<b>", tiny_cfg(steps=2), model=str(model), concepts_dir=store_dir, progress=False)
+    monkeypatch.undo()
+    with pytest.raises(ConceptError, match=r"other settings \(templates \['a \{\}'\] -> \['x \{\}'\]\)"):
+        learn(photos, "<b>", tiny_cfg(steps=2, templates=["x {}"]), model=str(model), concepts_dir=store_dir,
+              resume=True, progress=False)

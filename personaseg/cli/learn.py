@@ -43,7 +43,7 @@ def learn(
     steps: Annotated[Optional[int], typer.Option(help="Optimizer steps (ti: 3000, lora: 800).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Base learning rate, scaled by batch x accumulation (ti: 5e-4, lora: 1e-4).")] = None,
     vectors: Annotated[Optional[int], typer.Option(help="Embedding vectors K for the token (<tok>, <tok>_1, ...).")] = None,
-    resolution: Annotated[Optional[int], typer.Option(help="Training size in px; photos are resized and centre-cropped (512).")] = None,
+    resolution: Annotated[Optional[int], typer.Option(help="Training size in px; photos are resized and centre-cropped (default: the model card's, else 512).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Photos per micro-batch (1).")] = None,
     grad_accum: Annotated[Optional[int], typer.Option(help="Micro-batches per optimizer step (ti: 4, lora: 1).")] = None,
     mixed_precision: Annotated[Optional[Precision], typer.Option(help="Autocast dtype; trainable weights stay fp32.")] = None,

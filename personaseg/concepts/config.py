@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import ConfigError
 
 METHODS = ("ti", "lora")
+DEFAULT_RESOLUTION = 512  # training side when neither the user nor the model card sets one (SD 1.x)
 MIXED_PRECISION = ("no", "fp16", "bf16")
 
 # Per-method values of the fields that default to None.
@@ -42,7 +43,7 @@ class LearnConfig:
     lr_warmup_steps: int = 0  # warm-up steps of the scheduler
     adam_weight_decay: float = 1e-2  # AdamW weight decay (diffusers examples: 1e-2)
     max_grad_norm: float | None = None  # gradient clipping (0: off); None: off for ti, 1.0 for lora
-    resolution: int = 512  # training side in px: photos are resized and centre-cropped to it
+    resolution: int | None = None  # training side in px (photos resized, centre-cropped); None: the model card's, else 512
     batch_size: int = 1  # photos per micro-batch
     grad_accum: int | None = None  # micro-batches per optimizer step; None: 4 for ti, 1 for lora
     mixed_precision: str = "no"  # "no", "fp16" or "bf16" (accelerate); trainable weights stay fp32
@@ -73,14 +74,14 @@ class LearnConfig:
             raise ConfigError(
                 f"unknown mixed precision {self.mixed_precision!r}", hint="use no, fp16 or bf16"
             )
-        for name in ("vectors", "resolution", "batch_size", "lora_rank", "num_class_images"):
+        for name in ("vectors", "batch_size", "lora_rank", "num_class_images"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 1")
-        for name in ("steps", "grad_accum"):
+        for name in ("steps", "grad_accum", "resolution"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name}={value} must be >= 1")
-        if self.resolution % 8:
+        if self.resolution is not None and self.resolution % 8:
             raise ConfigError(
                 f"resolution {self.resolution} is not a multiple of 8", hint="use e.g. 512, 256 or 64"
             )
@@ -118,7 +119,8 @@ class LearnConfig:
                 setattr(self, name, " ".join(getattr(self, name).split()) or None)
 
     def resolved(self) -> "LearnConfig":
-        """A copy with every ``None`` method default filled in (what a run actually uses)."""
+        """A copy with every ``None`` method default filled in. Fields a model card may set
+        (``templates``, ``resolution``, ...) stay ``None``: ``learn`` fills them once the model is known."""
         fills = {k: v for k, v in METHOD_DEFAULTS[self.method].items() if getattr(self, k) is None}
         return dataclasses.replace(self, **fills)
 

@@ -30,7 +30,7 @@ from ..config import build_config, to_dict
 from ..errors import ConceptError, ConfigError
 from .checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from .concept import Concept
-from .config import LearnConfig, fill_template
+from .config import DEFAULT_RESOLUTION, LearnConfig, fill_template
 from .data import LearnWarning, PhotoSet, load_photos
 from .lora import check_text_encoder_lora, save_lora
 from .progress import learn_progress
@@ -84,7 +84,7 @@ def learn(
     cfg = _config(config, state)
     if cfg.method == "lora" and cfg.lora_train_text_encoder:
         check_text_encoder_lora()
-    photo_set = load_photos(photos, cfg.resolution)
+    photo_set = load_photos(photos, cfg.resolution or DEFAULT_RESOLUTION)  # bad photos fail before the model loads
     if state is not None and state["photos"] != photo_set.hashes:
         raise ConceptError(
             f"the photos differ from those of the interrupted run of {token}",
@@ -98,6 +98,12 @@ def learn(
     else:
         base_model = str(getattr(pipe, "name_or_path", None) or model or "unknown")
         _check_given_pipe(pipe, cfg)
+    if cfg.resolution is None:
+        cfg = dataclasses.replace(cfg, resolution=DEFAULT_RESOLUTION)
+    if photo_set.pixels.shape[-1] != cfg.resolution:  # the model card chose another size
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LearnWarning)  # the skipped files were reported above
+            photo_set = load_photos(photos, cfg.resolution)
     if state is not None and state.get("base_model") != base_model:
         raise ConceptError(
             f"the interrupted run of {token} learned on {state.get('base_model')}, not {base_model}",

@@ -14,7 +14,8 @@ RECIPES = Path(__file__).parents[2] / "recipes"
 
 def test_method_defaults_fill_only_unset_fields():
     ti = LearnConfig().resolved()
-    assert (ti.lr, ti.steps, ti.grad_accum, ti.resolution) == (5e-4, 3000, 4, 512)
+    assert (ti.lr, ti.steps, ti.grad_accum) == (5e-4, 3000, 4)
+    assert ti.resolution is None  # the model card's, else 512: filled by learn once the model is known
     lora = LearnConfig(method="lora", steps=10).resolved()
     assert (lora.lr, lora.steps, lora.grad_accum, lora.max_grad_norm) == (1e-4, 10, 1, 1.0)
     assert lora.find_prompt == "a photo of a {} {class}"

@@ -206,3 +206,29 @@ def test_vectors_start_at_the_init_word_else_the_class_word(pipe, photos, store_
         start = class_word_vector(pipe.tokenizer, emb, word).expand(2, -1)
         assert torch.allclose(rows, start, atol=1e-6) == (word == expected)
     assert concept.class_word == class_word
+
+
+def test_training_size_comes_from_the_model_card_unless_given(tiny_sd, photos, tmp_path, tiny_cfg, monkeypatch):
+    import json
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_sd, model)
+    (model / "personaseg.json").write_text(json.dumps({"find": {"long_side": 64}, "learn": {"resolution": 24}}))
+    sizes = []
+    original = Trainer.__init__
+
+    def spy(self, pipe, token, cfg, acc, photo_set, *args, **kw):
+        sizes.append(tuple(photo_set.pixels.shape[-2:]))
+        original(self, pipe, token, cfg, acc, photo_set, *args, **kw)
+
+    monkeypatch.setattr(Trainer, "__init__", spy)
+    card = learn(photos, "<card>", tiny_cfg(resolution=None), model=str(model), concepts_dir=tmp_path / "c",
+                 progress=False)
+    mine = learn(photos, "<mine>", tiny_cfg(resolution=32), model=str(model), concepts_dir=tmp_path / "c",
+                 progress=False)
+    assert sizes == [(24, 24), (32, 32)]
+    assert card.meta["config"]["resolution"] == 24 and mine.meta["config"]["resolution"] == 32
+    from personaseg.concepts import LearnConfig
+
+    assert LearnConfig().resolution is None  # SD's 512 is applied when no card sets a size

@@ -26,6 +26,7 @@ from .errors import ConfigError
 C = TypeVar("C")
 
 DEFAULT_PROMPT = "a photo of a {}"  # the find prompt when neither the user nor the model sets one
+OUTLINES = ("token", "with-class")  # how a learned concept's map is drawn (FindConfig.outline)
 
 
 @dataclass
@@ -49,6 +50,7 @@ class FindConfig:
     min_relative_presence: float | None = None  # a <concept> below this share of its presence on its own photos: not found (skipped if read at other t/blocks/size/prompt)
     crf: bool = False  # dense CRF post-processing (needs personaseg[crf])
     keep: str = "auto"  # find: "all" regions, "strongest" (the one holding the peak), auto: strongest for a <concept>
+    outline: str | None = None  # a <concept>'s map: "token" (its own, the paper's) or "with-class" (geometric mean with its class word's: the token picks, the class word shapes); None: the model card's, else "token"
 
     def __post_init__(self) -> None:
         if self.prompt is not None and "{}" not in self.prompt:
@@ -65,6 +67,8 @@ class FindConfig:
                 raise ConfigError(f"{name}={getattr(self, name)} out of range", hint="use 0..1")
         if self.keep not in ("auto", "all", "strongest"):
             raise ConfigError(f"keep={self.keep!r} is not a choice", hint='use "auto", "all" or "strongest"')
+        if self.outline not in (None, *OUTLINES):
+            raise ConfigError(f"outline={self.outline!r} is not a choice", hint=" or ".join(f'"{o}"' for o in OUTLINES))
         self.pad_rgb = tuple(self.pad_rgb)  # TOML gives lists
 
 

@@ -98,6 +98,8 @@ class Segmenter:
             self.config.prompt = DEFAULT_PROMPT
         if self.config.refine is None:
             self.config.refine = True  # the paper's method
+        if self.config.outline is None:
+            self.config.outline = "token"  # the paper's: a learned token is read like any other phrase
         self.layer_map = layer_map_for(
             pipe.unet, self.config.cross_layers, self.config.self_layer, self.card.layer_map
         )
@@ -331,17 +333,26 @@ class Segmenter:
         self._require_image()
         start = time.perf_counter()
         text, phrase_text, concept = self._resolve(phrase, prompt)
-        positions = self._positions(text, [phrase_text])
-        att = self._attention(text, self._adapter(concept))
+        passes = [(self._attention(text, self._adapter(concept)), text, phrase_text)]
+        if concept is not None and concept.class_word and self.config.outline == "with-class":
+            # the class word on its own prompt and the base model: the pass a find of the word would run
+            class_text, class_phrase, _ = self._resolve(concept.class_word, None)
+            passes.append((self._attention(class_text, None), class_text, class_phrase))
         t0 = time.perf_counter()
-        scores, presence = self._phrase_scores(att, positions)
+        scores, presence = self._phrase_scores(passes[0][0], self._positions(text, [phrase_text]))
+        picker = restore(scores, self._geom)[0].cpu().numpy()  # where the token is strongest
+        if len(passes) > 1:
+            class_att, class_text, class_phrase = passes[1]
+            class_scores, _ = self._phrase_scores(class_att, self._positions(class_text, [class_phrase]))
+            # geometric mean: high only where the token (which object) and the class word (its shape) agree
+            scores = t2m.minmax((scores.clamp_min(0) * class_scores.clamp_min(0)).sqrt())
         full = restore(t2m.label_scores(scores, self.config.tau), self._geom)  # (2, H, W)
         mask = self._labels(full) == 1
         score_map = restore(scores, self._geom)[0].clamp(0, 1).cpu().numpy().astype(np.float32)
         keep = self.config.keep
         if keep == "strongest" or (keep == "auto" and concept is not None):
             # auto: a learned concept is one object; a phrase may name several ("mug": every mug)
-            mask = strongest_region(mask, score_map)
+            mask = strongest_region(mask, picker)
         found = self.config.min_presence is None or float(presence[0]) >= self.config.min_presence
         # relative to the concept's presence on its own photos (measured by learn), when known
         # and measured the way this find reads presence (its scale depends on t, blocks, size, prompt)
@@ -357,7 +368,7 @@ class Segmenter:
             phrase=phrase, prompt=text, mask=mask,
             scores=score_map,
             presence=float(presence[0]), found=found, relative_presence=relative,
-            timings={"encode_s": self._encode_s, "unet_s": att.seconds,
+            timings={"encode_s": self._encode_s, "unet_s": sum(att.seconds for att, _, _ in passes),
                      "t2m_s": time.perf_counter() - t0, "find_s": time.perf_counter() - start},
         )
 

@@ -35,6 +35,11 @@ class Keep(str, Enum):
     strongest = "strongest"
 
 
+class Outline(str, Enum):
+    token = "token"
+    with_class = "with-class"
+
+
 def find(
     phrase: Annotated[str, typer.Argument(help="A word or phrase ('mug'), or a learned concept ('<mymug>').")],
     images: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
@@ -51,6 +56,7 @@ def find(
     seed: SeedOpt = None,
     crf: Annotated[bool, typer.Option("--crf", help="Refine with a dense CRF (pip install 'personaseg[crf]').")] = False,
     keep: Annotated[Optional[Keep], typer.Option(help="Regions of the mask to keep: all, only the strongest (one object), or auto (default): strongest for a <concept>, all for a phrase.")] = None,
+    outline: Annotated[Optional[Outline], typer.Option(help="A <concept>'s map: its token's own (the paper's), or with-class: the geometric mean with its class word's map, where the token picks the object and the class word gives its shape (one more UNet pass). Default: the model card's, else token.")] = None,
     scores: Annotated[bool, typer.Option("--scores", help="Also write the score map as float16 .npy.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON record per image on stdout.")] = False,
     device: DeviceOpt = None,
@@ -89,6 +95,7 @@ def find(
         draws=draws, draw_batch=draw_batch, timestep=timestep, min_presence=min_presence,
         min_relative_presence=min_relative_presence,
         seed=seed, crf=crf or None, keep=keep.value if keep else None,
+        outline=outline.value if outline else None,
     )
     done = failed = 0
     mine = shard(paths)  # this process's share under `accelerate launch`, else all

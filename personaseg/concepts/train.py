@@ -234,8 +234,9 @@ def presence_on_photos(pipe, card, folder: Path, photos: list[Path]) -> tuple[fl
     from .concept import Concept
 
     concept = Concept.from_folder(folder)
-    # presence is read before the refinement, so skip it: the UNet can stop after the cross blocks
-    seg = Segmenter(pipe, card, FindConfig(refine=False))
+    # presence is read before the refinement (skip it: the UNet can stop after the cross blocks) and
+    # from the token's own map, whatever outline the card sets
+    seg = Segmenter(pipe, card, FindConfig(refine=False, outline="token"))
     seg.load_concept(concept)
     values, class_values = [], []
     for path in photos:

@@ -67,6 +67,7 @@ def _bad_inputs(tmp_path):
     (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
     (tmp_path / "empty").mkdir()
     (tmp_path / "keep.toml").write_text('keep = "largest"\n')
+    (tmp_path / "outline.toml").write_text('outline = "class"\n')
     return {
         "not an image": (["find", "mug", tmp_path / "fake.jpg"], "fake.jpg"),
         "truncated": (["find", "mug", tmp_path / "cut.jpg"], "cut.jpg"),
@@ -78,6 +79,7 @@ def _bad_inputs(tmp_path):
         "out inside a file": (["find", "mug", good, "--out", good / "masks"], "not writable"),
         "bad recipe key": (["find", "mug", good, "--recipe", tmp_path / "bad.toml"], "unknown setting"),
         "bad keep value": (["find", "mug", good, "--recipe", tmp_path / "keep.toml"], "keep='largest'"),
+        "bad outline value": (["find", "mug", good, "--recipe", tmp_path / "outline.toml"], "outline='class'"),
     }
 
 

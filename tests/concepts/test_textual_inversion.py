@@ -232,3 +232,37 @@ def test_training_size_comes_from_the_model_card_unless_given(tiny_sd, photos, t
     from personaseg.concepts import LearnConfig
 
     assert LearnConfig().resolution is None  # SD's 512 is applied when no card sets a size
+
+
+def test_outline_with_class_is_the_geometric_mean_of_token_and_class_word(tiny_sd, photos, tmp_path, tiny_cfg):
+    import numpy as np
+    from PIL import Image
+
+    from personaseg.config import FindConfig
+    from personaseg.masks import strongest_region
+    from personaseg.segmenter import Segmenter
+
+    learn(photos, "<wc>", tiny_cfg(), model=str(tiny_sd), concepts_dir=tmp_path / "c", progress=False)
+    rng = np.random.default_rng(5)
+    noise = Image.fromarray((rng.random((64, 64, 3)) * 255).astype("uint8"))
+    own, both, every = (Segmenter.from_pretrained(str(tiny_sd), device="cpu", concepts_dir=tmp_path / "c",
+                                                  config=FindConfig(outline=o, keep=k))
+                        for o, k in (("token", "auto"), ("with-class", "auto"), ("with-class", "all")))
+    for s in (own, both, every):
+        s.set_image(noise)
+    a = own.find("<wc>")
+    calls = both.unet_calls
+    b = both.find("<wc>")
+    assert both.unet_calls == calls + 2  # the token's prompt, then the class word's
+    word = both.find("mug")  # the class word's own find reuses that pass
+    assert both.unet_calls == calls + 2
+    assert (b.presence, b.found, b.relative_presence) == (a.presence, a.found, a.relative_presence)
+    # high only where both maps are (bilinear upsampling comes after the mean: close, not equal)
+    expected = np.sqrt(a.scores * word.scores)
+    expected = (expected - expected.min()) / (expected.max() - expected.min())
+    assert np.corrcoef(b.scores.ravel(), expected.ravel())[0, 1] > 0.95
+    assert not np.allclose(b.scores, a.scores, atol=0.05) and not np.allclose(b.scores, word.scores, atol=0.05)
+    # one object: of the map's regions, the one holding the token's (not the mean's) highest score
+    regions = every.find("<wc>").mask
+    assert np.array_equal(b.mask, strongest_region(regions, a.scores))
+    assert own.config.outline == "token"  # the default, with no model card saying otherwise

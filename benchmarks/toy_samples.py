@@ -5,7 +5,7 @@ read each with :mod:`personaseg.toyworld.judge`: is there a blob of the named co
 shape fits it best. The same judge on rendered scenes of the same prompts gives its ceiling, and on
 those scenes passed through the model's VAE (encode, decode) the ceiling of anything the UNet draws.
 
-    python benchmarks/toy_samples.py --out benchmarks/results/toy-samples.json [--model DIR]
+    python benchmarks/toy_samples.py --out benchmarks/results/toy-samples.json [--model DIR] [--guidance G] [--seed S]
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=4, help="samples per prompt")
     ap.add_argument("--steps", type=int, default=25)
     ap.add_argument("--guidance", type=float, default=4.0)
+    ap.add_argument("--seed", type=int, default=0, help="prompt i draws with generator seed 1000 * seed + i")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
@@ -57,7 +58,7 @@ def main() -> None:
     rows, start = [], time.perf_counter()
     for i, (colour, shape) in enumerate(itertools.product(COLOURS, SHAPES)):
         prompt = f"{article(colour)} {colour} {shape}"
-        gen = torch.Generator("cpu").manual_seed(i)
+        gen = torch.Generator("cpu").manual_seed(1000 * args.seed + i)
         images = pipe([prompt] * args.n, num_inference_steps=args.steps, guidance_scale=args.guidance,
                       height=64, width=64, generator=gen, output_type="np").images  # (n, 64, 64, 3) in [0, 1]
         for k, im in enumerate(images):
@@ -88,7 +89,7 @@ def main() -> None:
                                 for s in SHAPES},
         }
     report = {"model": args.model or "toy (shipped)", "n_per_prompt": args.n, "steps": args.steps,
-              "guidance": args.guidance, "wall_s": round(wall, 1), "summary": summary, "rows": rows}
+              "guidance": args.guidance, "seed": args.seed, "wall_s": round(wall, 1), "summary": summary, "rows": rows}
     tmp = args.out + ".tmp"
     with open(tmp, "w") as fh:
         json.dump(report, fh, indent=1)

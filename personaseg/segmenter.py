@@ -113,7 +113,7 @@ class Segmenter:
         downs = sum(1 for b in unet.down_blocks if getattr(b, "downsamplers", None))
         self.multiple = pipe.vae_scale_factor * 2**downs  # padding multiple (64 for SD)
         self.unet_calls = 0  # UNet forwards run, for tests and benchmarks
-        self._warned: set[str] = set()  # concepts already warned about a mismatched presence reference
+        self._warned: set = set()  # concepts already warned about (a mismatched presence reference, no class word)
         self._image: Any = None
         self._geom: Geometry | None = None
         self._noisy: torch.Tensor | None = None
@@ -334,7 +334,12 @@ class Segmenter:
         start = time.perf_counter()
         text, phrase_text, concept = self._resolve(phrase, prompt)
         passes = [(self._attention(text, self._adapter(concept)), text, phrase_text)]
-        if concept is not None and concept.class_word and self.config.outline == "with-class":
+        if concept is not None and self.config.outline == "with-class" and not concept.class_word:
+            if ("outline", concept.token) not in self._warned:
+                self._warned.add(("outline", concept.token))
+                warnings.warn(f"{concept.token} has no class word: outline 'with-class' draws it with its own map "
+                              "(learn it again with --class-word)", PersonasegWarning, stacklevel=2)
+        elif concept is not None and self.config.outline == "with-class":
             # the class word on its own prompt and the base model: the pass a find of the word would run
             class_text, class_phrase, _ = self._resolve(concept.class_word, None)
             passes.append((self._attention(class_text, None), class_text, class_phrase))

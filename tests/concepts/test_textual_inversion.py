@@ -266,3 +266,26 @@ def test_outline_with_class_is_the_geometric_mean_of_token_and_class_word(tiny_s
     regions = every.find("<wc>").mask
     assert np.array_equal(b.mask, strongest_region(regions, a.scores))
     assert own.config.outline == "token"  # the default, with no model card saying otherwise
+
+
+def test_outline_with_class_without_a_class_word_warns_once_and_draws_the_token(tiny_sd, photos, tmp_path, tiny_cfg):
+    import numpy as np
+    from PIL import Image
+
+    from personaseg.config import FindConfig
+    from personaseg.errors import PersonasegWarning
+    from personaseg.segmenter import Segmenter
+
+    learn(photos, "<bare>", tiny_cfg(class_word=None, init_word="cup"), model=str(tiny_sd),
+          concepts_dir=tmp_path / "c", progress=False)
+    noise = Image.fromarray((np.random.default_rng(2).random((64, 64, 3)) * 255).astype("uint8"))
+    own, both = (Segmenter.from_pretrained(str(tiny_sd), device="cpu", concepts_dir=tmp_path / "c",
+                                           config=FindConfig(outline=o)) for o in ("token", "with-class"))
+    for s in (own, both):
+        s.set_image(noise)
+    with pytest.warns(PersonasegWarning, match="no class word") as caught:
+        b = both.find("<bare>")
+        both.find("<bare>")
+    assert sum("no class word" in str(w.message) for w in caught) == 1
+    a = own.find("<bare>")
+    assert np.array_equal(a.mask, b.mask) and np.array_equal(a.scores, b.scores)

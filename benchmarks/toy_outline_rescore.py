@@ -1,4 +1,4 @@
-"""Re-score concepts a toy benchmark run already learned, with ``outline = "token"`` and ``"with-class"``.
+"""Re-score concepts (TI or LoRA) a toy benchmark run already learned, with ``outline = "token"`` and ``"with-class"``.
 
 ``personaseg bench personal`` re-learns every concept when the model card changes (its cache key holds
 the model's fingerprint), though a find setting cannot change what was learned. This script runs the
@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def main() -> None:
     rows = []
     for folder in sorted(p for p in args.concepts.iterdir() if not p.name.startswith(".")):
         concept = Concept.from_folder(folder)
-        name = folder.name.split("-ti-")[0].removeprefix("bench-")
+        name = re.fullmatch(r"bench-(.+)-(ti|lora)-[0-9a-f]+", folder.name).group(1)  # bench/learning.py's token
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "learned on another folder": the same weights, copied
             for seg in segs.values():

@@ -34,9 +34,11 @@ def resolve_model_id(model: str | None) -> str:
 
 
 def model_fingerprint(model: str | None) -> str:
-    """What identifies a local model's contents (folder or file, ``toy`` included): each file's
-    path, size and first MiB, so retrained weights or an edited personaseg.json read as another
-    model. A hub id is its own fingerprint (diffusers pins the files it cached)."""
+    """What identifies a local model's contents for what ``learn`` makes of it (folder or file,
+    ``toy`` included): each file's path, size and first MiB, so retrained weights or an edited
+    personaseg.json read as another model; the card's find settings that only draw masks from the
+    attention (:data:`MASK_ONLY_FIND`) are left out, so tuning them does not make learned concepts
+    look stale. A hub id is its own fingerprint (diffusers pins the files it cached)."""
     import hashlib
 
     model_id = resolve_model_id(model)
@@ -46,10 +48,32 @@ def model_fingerprint(model: str | None) -> str:
     h = hashlib.sha256()
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     for f in files:
+        if path.is_dir() and f.relative_to(path) == Path(MODEL_CARD):
+            h.update(f"{MODEL_CARD}:{_card_for_learning(f)}".encode())
+            continue
         h.update(f"{f.relative_to(path) if path.is_dir() else f.name}:{f.stat().st_size}".encode())
         with f.open("rb") as fh:
             h.update(fh.read(1 << 20))
     return h.hexdigest()
+
+
+# Find settings applied after the attention is read: neither learning (its contrast loss reads the
+# card's cross blocks at find's timestep) nor a concept's presence reference (read without refinement
+# or the class word's outline, at the card's timestep, size and prompt) depends on them.
+MASK_ONLY_FIND = frozenset({"refine", "outline", "keep", "tau", "tau_box", "quantize_box", "crf",
+                            "min_presence", "min_relative_presence"})
+
+
+def _card_for_learning(card: Path) -> str:
+    """The model card as canonical JSON without :data:`MASK_ONLY_FIND` (raw bytes if unreadable)."""
+    raw = card.read_bytes()
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return raw.hex()
+    if isinstance(data, dict) and isinstance(data.get("find"), dict):
+        data["find"] = {k: v for k, v in data["find"].items() if k not in MASK_ONLY_FIND}
+    return json.dumps(data, sort_keys=True)
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:

@@ -83,8 +83,15 @@ def test_model_fingerprint_follows_a_local_models_contents(tmp_path):
     (folder / "personaseg.json").write_text('{"find": {"long_side": 64}}')
     first = model_fingerprint(str(folder))
     assert model_fingerprint(str(folder)) == first
-    (folder / "personaseg.json").write_text('{"find": {"long_side": 64, "refine": false}}')
+    (folder / "personaseg.json").write_text('{"find": {"long_side": 96}}')  # presence references are read at it
     second = model_fingerprint(str(folder))
     (folder / "unet" / "w.safetensors").write_bytes(b"\x01" * 100)  # same size, new weights
-    assert len({first, second, model_fingerprint(str(folder))}) == 3
+    third = model_fingerprint(str(folder))
+    assert len({first, second, third}) == 3
+    # settings that only draw masks from the attention leave learned concepts valid
+    (folder / "personaseg.json").write_text(
+        '{"find": {"outline": "with-class", "long_side": 96, "refine": false, "min_relative_presence": 0.5}}')
+    assert model_fingerprint(str(folder)) == third
+    (folder / "personaseg.json").write_text('{"find": {"long_side": 96, "timestep": 100}}')
+    assert model_fingerprint(str(folder)) != third
     assert model_fingerprint("some-org/some-model") == "some-org/some-model"  # hub ids: by name

@@ -54,7 +54,8 @@ def concept_token(spec: ConceptSpec, method: str, config: Any, model_id: str) ->
     """The cache key as a concept token: same photos, settings and model -> same token.
 
     A local model counts by its contents (:func:`personaseg.models.model_fingerprint`): concepts
-    learned on older weights or under an older model card are not reused."""
+    learned on older weights or under a model card whose learn-side settings differ are not reused
+    (its mask-only find settings may change: :data:`personaseg.models.MASK_ONLY_FIND`)."""
     from ..models import model_fingerprint
 
     h = hashlib.sha256()

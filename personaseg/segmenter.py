@@ -345,8 +345,9 @@ class Segmenter:
             passes.append((self._attention(class_text, None), class_text, class_phrase))
         t0 = time.perf_counter()
         scores, presence = self._phrase_scores(passes[0][0], self._positions(text, [phrase_text]))
-        picker = restore(scores, self._geom)[0].cpu().numpy()  # where the token is strongest
+        picker = None  # which region is the object: where the token is strongest
         if len(passes) > 1:
+            picker = restore(scores, self._geom)[0].cpu().numpy()
             class_att, class_text, class_phrase = passes[1]
             class_scores, _ = self._phrase_scores(class_att, self._positions(class_text, [class_phrase]))
             # geometric mean: high only where the token (which object) and the class word (its shape) agree
@@ -357,7 +358,7 @@ class Segmenter:
         keep = self.config.keep
         if keep == "strongest" or (keep == "auto" and concept is not None):
             # auto: a learned concept is one object; a phrase may name several ("mug": every mug)
-            mask = strongest_region(mask, picker)
+            mask = strongest_region(mask, score_map if picker is None else picker)
         found = self.config.min_presence is None or float(presence[0]) >= self.config.min_presence
         # relative to the concept's presence on its own photos (measured by learn), when known
         # and measured the way this find reads presence (its scale depends on t, blocks, size, prompt)

@@ -333,23 +333,14 @@ class Segmenter:
         self._require_image()
         start = time.perf_counter()
         text, phrase_text, concept = self._resolve(phrase, prompt)
-        passes = [(self._attention(text, self._adapter(concept)), text, phrase_text)]
-        if concept is not None and self.config.outline == "with-class" and not concept.class_word:
-            if ("outline", concept.token) not in self._warned:
-                self._warned.add(("outline", concept.token))
-                warnings.warn(f"{concept.token} has no class word: outline 'with-class' draws it with its own map "
-                              "(learn it again with --class-word)", PersonasegWarning, stacklevel=2)
-        elif concept is not None and self.config.outline == "with-class":
-            # the class word on its own prompt and the base model: the pass a find of the word would run
-            class_text, class_phrase, _ = self._resolve(concept.class_word, None)
-            passes.append((self._attention(class_text, None), class_text, class_phrase))
+        att = self._attention(text, self._adapter(concept))
+        by_class = self._class_word_pass(concept)
         t0 = time.perf_counter()
-        scores, presence = self._phrase_scores(passes[0][0], self._positions(text, [phrase_text]))
+        scores, presence = self._phrase_scores(att, self._positions(text, [phrase_text]))
         picker = None  # which region is the object: where the token is strongest
-        if len(passes) > 1:
+        if by_class is not None:
             picker = restore(scores, self._geom)[0].cpu().numpy()
-            class_att, class_text, class_phrase = passes[1]
-            class_scores, _ = self._phrase_scores(class_att, self._positions(class_text, [class_phrase]))
+            class_scores, _ = self._phrase_scores(*by_class)
             # geometric mean: high only where the token (which object) and the class word (its shape) agree
             scores = t2m.minmax((scores.clamp_min(0) * class_scores.clamp_min(0)).sqrt())
         full = restore(t2m.label_scores(scores, self.config.tau), self._geom)  # (2, H, W)
@@ -374,9 +365,24 @@ class Segmenter:
             phrase=phrase, prompt=text, mask=mask,
             scores=score_map,
             presence=float(presence[0]), found=found, relative_presence=relative,
-            timings={"encode_s": self._encode_s, "unet_s": sum(att.seconds for att, _, _ in passes),
+            timings={"encode_s": self._encode_s, "unet_s": att.seconds + (by_class[0].seconds if by_class else 0.0),
                      "t2m_s": time.perf_counter() - t0, "find_s": time.perf_counter() - start},
         )
+
+    def _class_word_pass(self, concept) -> tuple[_Attention, list[list[int]]] | None:
+        """For ``outline = "with-class"``: the attention and positions of ``concept``'s class word on
+        its own prompt and the base model (the pass a find of the word runs, so the two share it);
+        None for a phrase, another outline, or a concept without a class word (warned once)."""
+        if concept is None or self.config.outline != "with-class":
+            return None
+        if not concept.class_word:
+            if ("outline", concept.token) not in self._warned:
+                self._warned.add(("outline", concept.token))
+                warnings.warn(f"{concept.token} has no class word: outline 'with-class' draws it with its own map "
+                              "(learn it again with --class-word)", PersonasegWarning, stacklevel=3)
+            return None
+        class_text, class_phrase, _ = self._resolve(concept.class_word, None)
+        return self._attention(class_text, None), self._positions(class_text, [class_phrase])
 
     def _labels(self, full: torch.Tensor) -> np.ndarray:
         """Argmax of ``(P+1, H, W)`` scores, through the dense CRF when configured."""

@@ -32,6 +32,7 @@ def main() -> None:
 
     from PIL import Image
 
+    from personaseg.bench.metrics import iou
     from personaseg.concepts.concept import Concept
     from personaseg.segmenter import Segmenter
 
@@ -52,12 +53,8 @@ def main() -> None:
             for outline, seg in segs.items():
                 seg.set_image(args.bench / "test" / entry["image"])
                 r = seg.find(concept.token)
-                iou = None
-                if gt is not None:
-                    union = (r.mask | gt).sum()
-                    iou = float((r.mask & gt).sum() / union) if union else 1.0
                 rows.append({"outline": outline, "concept": name, "subset": entry["subset"], "absent": absent,
-                             "iou": iou, "found": r.found})
+                             "iou": None if gt is None else iou(r.mask, gt), "found": r.found})
     summary = {}
     for outline in segs:
         mine = [r for r in rows if r["outline"] == outline]

@@ -31,6 +31,8 @@ class ToyTrainConfig:
     batch: int = 32  # latents per denoiser step
     lr: float = 4e-4  # AdamW peak learning rate (UNet and text encoder)
     warmup: int = 100  # linear warm-up steps, then cosine decay to lr/10
+    t_min: int = 0  # denoiser timesteps are drawn uniformly from [t_min, t_max)
+    t_max: int = 1000  # (a fine-tune can dwell where the layout is drawn: t_min 300 or more)
     p_uncond: float = 0.1  # caption dropout (empty prompt) so classifier-free guidance works
     p_partial: float = 0.0  # share of captions naming only some of the scene's objects
     p_drop_colour: float = 0.2  # share of objects named by their shape word alone ("a circle")
@@ -53,6 +55,9 @@ class ToyTrainConfig:
         for name in ("ground_loss", "shape_loss", "look_loss", "pad_loss", "kl_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 0", hint="0 turns the term off")
+        if not 0 <= self.t_min < self.t_max <= 1000:
+            raise ConfigError(f"t_min={self.t_min}, t_max={self.t_max}: need 0 <= t_min < t_max <= 1000",
+                              hint="the scheduler has 1000 training timesteps")
         for name in ("p_uncond", "p_partial", "p_drop_colour"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{name}={getattr(self, name)} out of range", hint="a probability: 0..1")

@@ -231,7 +231,7 @@ def train_denoiser(cfg, latents, objects, masks, tokenizer, gen, rng, tick, log,
         ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
                         truncation=True, return_tensors="pt").input_ids  # (B, 77)
         noise = torch.randn(x0.shape, generator=gen)
-        t = torch.randint(0, noise_sched.config.num_train_timesteps, (cfg.batch,), generator=gen)
+        t = torch.randint(cfg.t_min, cfg.t_max, (cfg.batch,), generator=gen)
         xt = noise_sched.add_noise(x0, noise, t)
         if store is not None:
             store.clear()

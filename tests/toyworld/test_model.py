@@ -75,6 +75,8 @@ def test_recipe_rejects_unknown_keys(tmp_path):
     ("look_loss = -1", "look_loss=-1 must be >= 0"),
     ("p_drop_colour = 1.5", "p_drop_colour=1.5 out of range"),
     ('mixed_precision = "fp16"', "mixed_precision='fp16' is not no or bf16"),
+    ("t_min = 500\nt_max = 500", "t_min=500, t_max=500: need 0 <= t_min < t_max <= 1000"),
+    ("t_max = 1001", "need 0 <= t_min < t_max <= 1000"),
 ])
 def test_recipe_rejects_bad_values_before_training(tmp_path, line, match):
     bad = tmp_path / "r.toml"
@@ -190,6 +192,27 @@ def test_mixed_precision_autocasts_the_forward_passes(monkeypatch, tmp_path, pre
     assert np.isfinite([l for _, l in report.losses]).all() and np.isfinite(report.vae_loss)
     pipe = _load(tmp_path / "m")
     assert pipe.unet.dtype == torch.float32
+
+
+def test_denoiser_timesteps_stay_in_t_min_t_max(tiny_model, tmp_path, monkeypatch):
+    """A fine-tune with ``t_min``/``t_max`` trains only on those timesteps."""
+    from diffusers import DDPMScheduler
+
+    from personaseg.toyworld.train import train
+
+    seen, add_noise = [], DDPMScheduler.add_noise
+
+    def spy(self, x, noise, t):
+        seen.append(t.clone())
+        return add_noise(self, x, noise, t)
+
+    monkeypatch.setattr(DDPMScheduler, "add_noise", spy)
+    base, _ = tiny_model
+    cfg = ToyTrainConfig(n_scenes=8, steps=3, batch=8, warmup=1, log_every=1, snapshot_every=0, model=TINY,
+                         init=str(base), t_min=700, t_max=710)
+    train(cfg, tmp_path / "tuned", log=lambda s: None)
+    t = torch.cat(seen)
+    assert len(t) == 24 and t.min() >= 700 and t.max() < 710 and len(t.unique()) > 1
 
 
 def test_init_fine_tunes_a_trained_model(tiny_model, tmp_path):

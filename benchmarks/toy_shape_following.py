@@ -24,8 +24,8 @@ import numpy as np
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="a trained toy folder (default: the shipped model)")
-    ap.add_argument("--strengths", default="0.3,0.5,0.7,1.0", help="start timesteps / 1000, comma-separated")
-    ap.add_argument("--n", type=int, default=2, help="scenes per prompt and init kind")
+    ap.add_argument("--strengths", default="0.5,0.7,1.0", help="start timesteps / 1000, comma-separated")
+    ap.add_argument("--n", type=int, default=1, help="scenes per prompt and init kind")
     ap.add_argument("--steps", type=int, default=25, help="inference steps over the full schedule")
     ap.add_argument("--guidance", type=float, default=4.0)
     ap.add_argument("--out", required=True)

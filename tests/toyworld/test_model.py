@@ -86,7 +86,7 @@ def test_recipe_rejects_bad_values_before_training(tmp_path, line, match):
     assert toy_train_config(None, shape_loss=1).shape_loss == 1  # an integer is a fine float
 
 
-@pytest.mark.parametrize("recipe", ["toyworld.toml", "toyworld-look.toml", "toyworld-colour.toml", "toyworld-colour-finetune.toml",
+@pytest.mark.parametrize("recipe", ["toyworld.toml", "toyworld-shape.toml", "toyworld-colour.toml", "toyworld-colour-finetune.toml",
                                     "toyworld-layout-finetune.toml"])
 def test_shipped_recipes_parse(recipe):
     from pathlib import Path

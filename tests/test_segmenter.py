@@ -110,7 +110,7 @@ def test_find_before_set_image(tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def concepts(tiny_model_dir, tmp_path_factory):
-    """A 2-vector TI concept and a LoRA concept learned for 2 steps on the tiny model."""
+    """A 2-vector TI concept and two LoRA concepts learned for 2 steps on the tiny model."""
     from personaseg.concepts import LearnConfig, learn
 
     root = tmp_path_factory.mktemp("concepts")
@@ -122,8 +122,9 @@ def concepts(tiny_model_dir, tmp_path_factory):
     common = dict(class_word="mug", steps=2, resolution=32, checkpoint_every=0)
     learn(photos, "<twovec>", LearnConfig(method="ti", vectors=2, **common), model=str(tiny_model_dir),
           concepts_dir=root / "store", progress=False)
-    learn(photos, "<lorathing>", LearnConfig(method="lora", **common), model=str(tiny_model_dir),
-          concepts_dir=root / "store", progress=False)
+    for token in ("<lorathing>", "<loratwo>"):
+        learn(photos, token, LearnConfig(method="lora", **common), model=str(tiny_model_dir),
+              concepts_dir=root / "store", progress=False)
     return root / "store"
 
 
@@ -170,6 +171,26 @@ def test_lora_concept_does_not_leak_into_plain_phrases(tiny_model_dir, concepts,
     seg._attn.clear()  # run the UNet again for both
     after = seg.find("mug").scores
     assert np.allclose(before, after, atol=1e-5)
+
+
+def test_lora_concepts_on_one_segmenter_each_use_only_their_own_adapter(tiny_model_dir, concepts, image):
+    """Adapters accumulate on a segmenter's UNet (each LoRA concept loads once); a find must run with
+    its own adapter alone, as on a fresh segmenter."""
+    def seg():
+        s = Segmenter.from_pretrained(str(tiny_model_dir), device="cpu", concepts_dir=concepts,
+                                      config=FindConfig(draws=2, long_side=64))
+        s.set_image(image)
+        return s
+
+    alone = seg().find("<lorathing>").scores
+    shared = seg()
+    shared.find("<loratwo>")  # its adapter stays loaded
+    (other,) = {a for names in shared.pipe.get_list_adapters().values() for a in names}
+    with torch.no_grad():  # make that adapter large, so that any leak would show
+        for name, p in shared.pipe.unet.named_parameters():
+            if "lora_B" in name and other in name:
+                p.add_(0.5)
+    assert np.allclose(shared.find("<lorathing>").scores, alone, atol=1e-5)
 
 
 def test_presence_does_not_depend_on_the_refinement(tiny_model_dir, image):

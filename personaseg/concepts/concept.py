@@ -32,7 +32,9 @@ META_FILE = "concept.json"
 
 @contextmanager
 def _quiet_loaders():
-    """Silence the loaders' info-as-warning chatter (row initialisation, "no text-encoder keys")."""
+    """Silence the loaders' info-as-warning chatter (row initialisation, "no text-encoder keys",
+    peft's "Already found a `peft_config`": a second LoRA concept on one UNet is by design, and
+    ``Segmenter`` activates one adapter per find)."""
     from diffusers.utils import logging as dlog
     from transformers.utils import logging as tlog
 
@@ -40,7 +42,9 @@ def _quiet_loaders():
     tlog.set_verbosity_error()
     dlog.set_verbosity_error()
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute", category=UserWarning)
+            yield
     finally:
         tlog.set_verbosity(levels[0])
         dlog.set_verbosity(levels[1])

@@ -8,7 +8,9 @@ from typing import Any
 
 from ..config import build_config, read_toml
 from ..errors import ConfigError
-from .model import ToyModelConfig
+from .model import SCHEDULER_CONFIG, ToyModelConfig
+
+N_TIMESTEPS = SCHEDULER_CONFIG["num_train_timesteps"]  # the toy scheduler's training timesteps
 
 
 @dataclass
@@ -32,7 +34,7 @@ class ToyTrainConfig:
     lr: float = 4e-4  # AdamW peak learning rate (UNet and text encoder)
     warmup: int = 100  # linear warm-up steps, then cosine decay to lr/10
     t_min: int = 0  # denoiser timesteps are drawn uniformly from [t_min, t_max)
-    t_max: int = 1000  # (a fine-tune can dwell where the layout is drawn: t_min 300 or more)
+    t_max: int = N_TIMESTEPS  # (a fine-tune can dwell where the layout is drawn: t_min 300 or more)
     p_uncond: float = 0.1  # caption dropout (empty prompt) so classifier-free guidance works
     p_partial: float = 0.0  # share of captions naming only some of the scene's objects
     p_drop_colour: float = 0.2  # share of objects named by their shape word alone ("a circle")
@@ -55,9 +57,9 @@ class ToyTrainConfig:
         for name in ("ground_loss", "shape_loss", "look_loss", "pad_loss", "kl_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 0", hint="0 turns the term off")
-        if not 0 <= self.t_min < self.t_max <= 1000:
-            raise ConfigError(f"t_min={self.t_min}, t_max={self.t_max}: need 0 <= t_min < t_max <= 1000",
-                              hint="the scheduler has 1000 training timesteps")
+        if not 0 <= self.t_min < self.t_max <= N_TIMESTEPS:
+            raise ConfigError(f"t_min={self.t_min}, t_max={self.t_max}: need 0 <= t_min < t_max <= {N_TIMESTEPS}",
+                              hint=f"the scheduler has {N_TIMESTEPS} training timesteps")
         for name in ("p_uncond", "p_partial", "p_drop_colour"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{name}={getattr(self, name)} out of range", hint="a probability: 0..1")

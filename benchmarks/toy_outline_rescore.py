@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import re
 import warnings
 from pathlib import Path
@@ -34,6 +33,7 @@ def main() -> None:
 
     from personaseg.bench.metrics import iou
     from personaseg.concepts.concept import Concept
+    from personaseg.images import atomic_write
     from personaseg.segmenter import Segmenter
 
     base = Segmenter.from_pretrained("toy")
@@ -63,10 +63,8 @@ def main() -> None:
         summary[outline] = {"all": miou(None), "alone": miou("alone"), "distractor": miou("distractor"),
                             "absent_fp": sum(r["found"] for r in mine if r["absent"]),
                             "absent_n": sum(r["absent"] for r in mine)}
-    tmp = args.out + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump({"bench": str(args.bench), "summary": summary, "rows": rows}, fh, indent=1)
-    os.replace(tmp, args.out)
+    with atomic_write(args.out) as fh:
+        fh.write(json.dumps({"bench": str(args.bench), "summary": summary, "rows": rows}, indent=1).encode())
     print(json.dumps(summary))
 
 

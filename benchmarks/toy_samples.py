@@ -45,6 +45,7 @@ def main() -> None:
     import torch
 
     from personaseg.errors import PersonasegError
+    from personaseg.images import atomic_write
     from personaseg.models import load_pipeline
     from personaseg.toyworld.judge import read_object
     from personaseg.toyworld.scenes import COLOURS, PATTERNS, SHAPES, article, make_scene
@@ -90,10 +91,8 @@ def main() -> None:
         }
     report = {"model": args.model or "toy (shipped)", "n_per_prompt": args.n, "steps": args.steps,
               "guidance": args.guidance, "seed": args.seed, "wall_s": round(wall, 1), "summary": summary, "rows": rows}
-    tmp = args.out + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(report, fh, indent=1)
-    os.replace(tmp, args.out)
+    with atomic_write(args.out) as fh:
+        fh.write(json.dumps(report, indent=1).encode())
     print(json.dumps({k: {m: v for m, v in s.items() if m != "per_shape_right"} for k, s in summary.items()}, indent=1))
     print(json.dumps({k: s["per_shape_right"] for k, s in summary.items()}))
     print(f"wall {wall:.0f}s -> {args.out}")

@@ -21,6 +21,11 @@ import time
 import numpy as np
 
 
+def prompt_shape(row: dict) -> str:
+    """The shape word of a row's prompt ("a red circle" -> "circle")."""
+    return row["prompt"].split()[-1]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="a trained toy folder (default: the shipped model)")
@@ -42,6 +47,7 @@ def main() -> None:
     from PIL import Image
 
     from personaseg.errors import PersonasegError
+    from personaseg.images import atomic_write
     from personaseg.models import load_pipeline
     from personaseg.toyworld.judge import read_object
     from personaseg.toyworld.scenes import COLOURS, SHAPES, article, make_scene
@@ -53,7 +59,7 @@ def main() -> None:
         raise SystemExit(f"error: {err}") from None
     img2img = StableDiffusionImg2ImgPipeline(**pipe.components)
     img2img.set_progress_bar_config(disable=True)
-    rows, start = [], time.perf_counter()
+    rows, summary, start = [], {}, time.perf_counter()
     for strength in strengths:
         for i, (colour, shape) in enumerate(itertools.product(COLOURS, SHAPES)):
             prompt = f"{article(colour)} {colour} {shape}"
@@ -69,28 +75,20 @@ def main() -> None:
                     rows.append({"strength": strength, "kind": kind, "prompt": prompt, "init_shape": init_shape,
                                  "read": r.shape, "fit": round(r.fit, 3)})
         sel = [r for r in rows if r["strength"] == strength]
-        same = [r["read"] == r["prompt"].split()[-1] for r in sel if r["kind"] == "same"]
         oth = [r for r in sel if r["kind"] == "other"]
-        print(f"strength {strength}: same {100 * np.mean(same):.1f} % right; other: prompt's shape "
-              f"{100 * np.mean([r['read'] == r['prompt'].split()[-1] for r in oth]):.1f} %, init's "
-              f"{100 * np.mean([r['read'] == r['init_shape'] for r in oth]):.1f} %", flush=True)
-    wall = time.perf_counter() - start
-
-    summary = {}
-    for strength in strengths:
-        sel = [r for r in rows if r["strength"] == strength]
-        oth = [r for r in sel if r["kind"] == "other"]
-        summary[str(strength)] = {
-            "same_right": float(np.mean([r["read"] == r["prompt"].split()[-1] for r in sel if r["kind"] == "same"])),
-            "other_prompt_shape": float(np.mean([r["read"] == r["prompt"].split()[-1] for r in oth])),
+        summary[str(strength)] = got = {
+            "same_right": float(np.mean([r["read"] == prompt_shape(r) for r in sel if r["kind"] == "same"])),
+            "other_prompt_shape": float(np.mean([r["read"] == prompt_shape(r) for r in oth])),
             "other_init_shape": float(np.mean([r["read"] == r["init_shape"] for r in oth])),
         }
+        print(f"strength {strength}: same {100 * got['same_right']:.1f} % right; other: prompt's shape "
+              f"{100 * got['other_prompt_shape']:.1f} %, init's {100 * got['other_init_shape']:.1f} %", flush=True)
+    wall = time.perf_counter() - start
+
     report = {"model": args.model or "toy (shipped)", "n": args.n, "steps": args.steps, "guidance": args.guidance,
               "wall_s": round(wall, 1), "summary": summary, "rows": rows}
-    tmp = args.out + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(report, fh, indent=1)
-    os.replace(tmp, args.out)
+    with atomic_write(args.out) as fh:
+        fh.write(json.dumps(report, indent=1).encode())
     print(json.dumps(summary, indent=1))
     print(f"wall {wall:.0f}s -> {args.out}")
 

@@ -139,10 +139,10 @@ def main() -> None:
     result["warm"]["max_abs_figure_diff_same_threads"] = exact
     print(f"warm, one process with 1 thread vs two processes: largest figure difference {exact:.2e} "
           "(0 = the sharded run reproduces the single run exactly)")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.json.with_name(f".{args.json.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, args.json)
+    from personaseg.images import atomic_write
+
+    with atomic_write(args.json) as fh:
+        fh.write((json.dumps(result, indent=2) + "\n").encode())
     print(f"wrote {args.json}")
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)

@@ -24,7 +24,7 @@ import torch
 from ..errors import ConceptError
 from .config import fill_template
 from .data import LearnWarning
-from .lora import LORA_FILE
+from .lora import LORA_FILE, second_adapter_ok
 from .textual_inversion import EMBEDS_FILE, load_embeds, sub_tokens
 
 META_FILE = "concept.json"
@@ -42,8 +42,7 @@ def _quiet_loaders():
     tlog.set_verbosity_error()
     dlog.set_verbosity_error()
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute", category=UserWarning)
+        with second_adapter_ok():
             yield
     finally:
         tlog.set_verbosity(levels[0])

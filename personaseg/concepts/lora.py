@@ -8,6 +8,8 @@ text encoder's (``q_proj``, ``k_proj``, ``v_proj``, ``out_proj``). The weights f
 
 from __future__ import annotations
 
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -16,6 +18,15 @@ from torch import nn
 LORA_FILE = "pytorch_lora_weights.safetensors"  # diffusers' LORA_WEIGHT_NAME_SAFE
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
+
+
+@contextmanager
+def second_adapter_ok():
+    """Silence peft's "Already found a `peft_config`" warning: several adapters on one UNet is how
+    concepts share a model (``Segmenter`` activates one per find; learning sets its own alone)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute", category=UserWarning)
+        yield
 
 
 def lora_config(rank: int, targets: list[str]):
@@ -36,7 +47,8 @@ class UnetAdapter:
         self.unet, self.name = unet, name
         self.had_peft = bool(getattr(unet, "peft_config", None))
         self.active = list(unet.active_adapters()) if self.had_peft else []
-        unet.add_adapter(lora_config(rank, UNET_TARGETS), adapter_name=name)
+        with second_adapter_ok():
+            unet.add_adapter(lora_config(rank, UNET_TARGETS), adapter_name=name)
         unet.set_adapter(name)  # train our adapter alone
         cast_trainable_fp32(unet)
 

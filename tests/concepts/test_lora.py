@@ -102,3 +102,22 @@ def test_text_encoder_lora_with_old_peft_is_one_clear_error(pipe, photos, store_
     with pytest.raises(ConfigError, match="pip install -U peft"):
         learn(photos, "<mymug>", tiny_cfg(method="lora", lora_train_text_encoder=True), pipe=pipe,
               concepts_dir=store_dir, progress=False)
+
+
+def test_adapter_on_a_unet_with_an_adapter_is_quiet_and_restores_it(pipe):
+    """Learning a LoRA concept on a pipe that already carries one: no peft "Already found a
+    peft_config" warning (a second adapter is by design), and the first comes back active."""
+    import warnings
+
+    from personaseg.concepts.lora import UNET_TARGETS, UnetAdapter, lora_config
+
+    pipe.unet.add_adapter(lora_config(2, UNET_TARGETS), adapter_name="first")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            adapter = UnetAdapter(pipe.unet, "second", 2)
+        assert pipe.unet.active_adapters() == ["second"]
+        adapter.remove()
+        assert list(pipe.unet.peft_config) == ["first"] and pipe.unet.active_adapters() == ["first"]
+    finally:
+        pipe.unet.unload_lora()

@@ -67,9 +67,9 @@ class UnetAdapter:
     def remove(self) -> None:
         """Take the adapter off; restore the UNet's previous adapters or its plain modules."""
         if self.had_peft:
-            self.unet.delete_adapters(self.name)
-            if self.active:
+            if self.active:  # first, so peft does not warn that it deletes the active adapter
                 self.unet.set_adapter(self.active)
+            self.unet.delete_adapters(self.name)
         else:
             self.unet.unload_lora()
 

@@ -116,8 +116,8 @@ def test_adapter_on_a_unet_with_an_adapter_is_quiet_and_restores_it(pipe):
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             adapter = UnetAdapter(pipe.unet, "second", 2)
-        assert pipe.unet.active_adapters() == ["second"]
-        adapter.remove()
+            assert pipe.unet.active_adapters() == ["second"]
+            adapter.remove()
         assert list(pipe.unet.peft_config) == ["first"] and pipe.unet.active_adapters() == ["first"]
     finally:
         pipe.unet.unload_lora()

@@ -11,6 +11,7 @@ from ..errors import ConfigError
 from .model import SCHEDULER_CONFIG, ToyModelConfig
 
 N_TIMESTEPS = SCHEDULER_CONFIG["num_train_timesteps"]  # the toy scheduler's training timesteps
+PREDICTION_TYPES = ("epsilon", "v_prediction")  # UNet targets diffusers' SD pipelines and our trainer read
 
 
 @dataclass
@@ -35,6 +36,7 @@ class ToyTrainConfig:
     warmup: int = 100  # linear warm-up steps, then cosine decay to lr/10
     t_min: int = 0  # denoiser timesteps are drawn uniformly from [t_min, t_max)
     t_max: int = N_TIMESTEPS  # (a fine-tune can dwell where the layout is drawn: t_min 300 or more)
+    prediction_type: str = "epsilon"  # the UNet's target: "epsilon" (SD 1.x) or "v_prediction" (SD 2.x)
     p_uncond: float = 0.1  # caption dropout (empty prompt) so classifier-free guidance works
     p_partial: float = 0.0  # share of captions naming only some of the scene's objects
     p_drop_colour: float = 0.2  # share of objects named by their shape word alone ("a circle")
@@ -60,6 +62,9 @@ class ToyTrainConfig:
         if not 0 <= self.t_min < self.t_max <= N_TIMESTEPS:
             raise ConfigError(f"t_min={self.t_min}, t_max={self.t_max}: need 0 <= t_min < t_max <= {N_TIMESTEPS}",
                               hint=f"the scheduler has {N_TIMESTEPS} training timesteps")
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ConfigError(f"prediction_type={self.prediction_type!r} is not one of {', '.join(PREDICTION_TYPES)}",
+                              hint="epsilon as SD 1.x, v_prediction as SD 2.x")
         for name in ("p_uncond", "p_partial", "p_drop_colour"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{name}={getattr(self, name)} out of range", hint="a probability: 0..1")

@@ -94,11 +94,14 @@ def build_text_encoder(cfg: ToyModelConfig, vocab_size: int, bos_id: int, eos_id
     )
 
 
-def build_scheduler():
-    """SD's training/inference scheduler (PNDM as SD 1.x ships; same betas as DDPM training)."""
+def build_scheduler(prediction_type: str = "epsilon"):
+    """SD's training/inference scheduler (PNDM as SD 1.x ships; same betas as DDPM training).
+
+    ``prediction_type``: what the UNet predicts, "epsilon" (SD 1.x) or "v_prediction" (SD 2.x).
+    """
     from diffusers import PNDMScheduler
 
-    return PNDMScheduler.from_config({**SCHEDULER_CONFIG, "skip_prk_steps": True})
+    return PNDMScheduler.from_config({**SCHEDULER_CONFIG, "skip_prk_steps": True, "prediction_type": prediction_type})
 
 
 def n_params(module) -> int:

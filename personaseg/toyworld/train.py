@@ -3,7 +3,7 @@
 1. Draw ``n_scenes`` seeded scenes (their objects are kept, captions are re-sampled every step).
 2. Train a x2 AutoencoderKL on them; cache the latents (posterior means) of the whole set and set
    ``scaling_factor`` so scaled latents have unit std, as SD does.
-3. Train the UNet and a CLIP text encoder from scratch with SD's epsilon objective and noise
+3. Train the UNet and a CLIP text encoder from scratch with SD's epsilon (or SD 2's v) objective and noise
    schedule, dropping the caption with ``p_uncond`` so classifier-free guidance works.
 4. Write a diffusers ``StableDiffusionPipeline`` folder (fp16 safetensors) atomically, plus
    ``personaseg.json`` (layer map, find and learn defaults), ``train_log.json`` and the rendered
@@ -189,7 +189,7 @@ def train_denoiser(cfg, latents, objects, masks, tokenizer, gen, rng, tick, log,
     if init is not None:
         unet.load_state_dict(init["unet"].state_dict())
         text_encoder.load_state_dict(init["text_encoder"].state_dict())
-    noise_sched = DDPMScheduler.from_config(SCHEDULER_CONFIG)
+    noise_sched = DDPMScheduler.from_config({**SCHEDULER_CONFIG, "prediction_type": cfg.prediction_type})
     attrs = {name: (weight, values) for name, weight, values in (
         ("shape", cfg.shape_loss, SHAPES), ("colour", cfg.look_loss, tuple(COLOURS)), ("pattern", cfg.look_loss, PATTERNS),
     ) if weight}  # per-pixel classifiers on the attention inputs (training only)
@@ -241,7 +241,8 @@ def train_denoiser(cfg, latents, objects, masks, tokenizer, gen, rng, tick, log,
             cond = text_encoder(ids)[0]  # (B, 77, D)
             pred = unet(xt, t, cond).sample
             pad = padding_loss(text_encoder, ids, cond, tokenizer) if cfg.pad_loss else None
-        loss = F.mse_loss(pred.float(), noise)
+        target = noise_sched.get_velocity(x0, noise, t) if cfg.prediction_type == "v_prediction" else noise
+        loss = F.mse_loss(pred.float(), target)
         low_t = (t < cfg.ground_t_max).float()  # (B,) samples whose layout is visible in x_t
         if cfg.ground_loss:
             targets = grounding.token_masks(masks[idx].float(), positions, ids.shape[1])  # (B, T, h, w)
@@ -289,7 +290,8 @@ def load_init(folder: str | Path) -> dict[str, object]:
     return {"vae": pipe.vae, "unet": pipe.unet, "text_encoder": pipe.text_encoder, "vae_loss": vae_loss}
 
 
-def save_model(out: Path, vae, unet, text_encoder, tokenizer, extra: dict[str, object]) -> Path:
+def save_model(out: Path, vae, unet, text_encoder, tokenizer, extra: dict[str, object],
+               prediction_type: str = "epsilon") -> Path:
     """Write the diffusers folder (fp16 safetensors) atomically: temp folder, then rename."""
     from diffusers import StableDiffusionPipeline
 
@@ -299,7 +301,7 @@ def save_model(out: Path, vae, unet, text_encoder, tokenizer, extra: dict[str, o
     try:
         pipe = StableDiffusionPipeline(
             vae=vae.half(), text_encoder=text_encoder.half(), tokenizer=tokenizer, unet=unet.half(),
-            scheduler=build_scheduler(), safety_checker=None, feature_extractor=None,
+            scheduler=build_scheduler(prediction_type), safety_checker=None, feature_extractor=None,
             requires_safety_checker=False,
         )
         pipe.save_pretrained(tmp, safe_serialization=True)
@@ -384,7 +386,8 @@ def train(cfg: ToyTrainConfig, out: str | Path, tick=None, log: Log = print, res
         if heads is not None:
             models["class_heads"] = heads  # training-only, kept so a resumed run continues them
         resume.save_state(out, cfg, step, models, opt, gen, rng, losses, scale, vae_loss)
-        save_model(out, copy.deepcopy(vae), unet_copy, copy.deepcopy(text_encoder), tok, extra)  # fp16
+        save_model(out, copy.deepcopy(vae), unet_copy, copy.deepcopy(text_encoder), tok, extra,
+                   cfg.prediction_type)  # fp16
         log(f"snapshot at step {step} written to {out}")
 
     unet, text_encoder, losses = train_denoiser(
@@ -402,6 +405,6 @@ def train(cfg: ToyTrainConfig, out: str | Path, tick=None, log: Log = print, res
         "personaseg.json": MODEL_CARD,
         "train_log.json": {"config": asdict(cfg), "report": asdict(report), "resumed_at": meta and meta["step"]},
     }
-    save_model(out, vae, unet, text_encoder, tok, extra)
+    save_model(out, vae, unet, text_encoder, tok, extra, cfg.prediction_type)
     resume.clear(out)
     return report

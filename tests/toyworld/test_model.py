@@ -231,3 +231,28 @@ def test_init_fine_tunes_a_trained_model(tiny_model, tmp_path):
             torch.testing.assert_close(p, q, atol=1e-3, rtol=1e-3, msg=name)  # lr ~0: unchanged (fp16 on disk)
     with pytest.raises(Exception, match="not a diffusers folder"):
         train(ToyTrainConfig(**{**cfg.__dict__, "init": str(tmp_path)}), tmp_path / "x", log=lambda s: None)
+
+
+def test_v_prediction_trains_on_velocity_and_ships_its_scheduler(tmp_path, monkeypatch):
+    """``prediction_type = "v_prediction"``: the loss targets the velocity and the saved scheduler
+    says so, so diffusers' pipelines and our learn loss read the UNet the way it was trained."""
+    from diffusers import DDPMScheduler
+
+    from personaseg.toyworld.train import train
+
+    calls, get_velocity = [], DDPMScheduler.get_velocity
+
+    def spy(self, x, noise, t):
+        calls.append(self.config.prediction_type)
+        return get_velocity(self, x, noise, t)
+
+    monkeypatch.setattr(DDPMScheduler, "get_velocity", spy)
+    cfg = ToyTrainConfig(n_scenes=8, vae_steps=2, vae_batch=2, steps=2, batch=2, warmup=1, log_every=1,
+                         snapshot_every=0, model=TINY, prediction_type="v_prediction")
+    train(cfg, tmp_path / "v", log=lambda s: None)
+    assert calls == ["v_prediction"] * 2
+    pipe = _load(tmp_path / "v")
+    assert pipe.scheduler.config.prediction_type == "v_prediction"
+    assert pipe("a red circle", num_inference_steps=2, height=64, width=64, output_type="np").images.shape == (1, 64, 64, 3)
+    with pytest.raises(ConfigError, match="prediction_type"):
+        ToyTrainConfig(prediction_type="sample")

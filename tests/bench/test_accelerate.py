@@ -1,4 +1,13 @@
-"""Two real processes (accelerate launch, gloo on the CPU) give the single-process report."""
+"""Two real processes (accelerate launch, gloo on the CPU) give the single-process report.
+
+Not bit for bit: CI once saw IoUs differ by ~1e-4 (two boundary pixels of one mask) between the
+reference run and the launched one. Repeated local runs (in-process, subprocess, two processes, with
+and without a learned-concept cache) were identical, so the cause is not pinned; rounding that
+depends on memory alignment in MKL/oneDNN sums is the suspect. Both runs are now subprocesses with
+the same environment, and the test checks what sharding can break: every sample scored exactly once,
+by the same phrase, with the same decisions (found, pointing, absent), its figures within float
+noise (0.005 on IoU-like values, 2 % on pixel counts), and the report's counts equal.
+"""
 
 import json
 import os
@@ -7,11 +16,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-from typer.testing import CliRunner
 
 from personaseg.bench import examples
-from personaseg.cli.app import app
+from personaseg.bench.runner import SAMPLES, record_key
+from personaseg.bench.sharding import read_jsonl
 
 
 @pytest.mark.slow
@@ -21,22 +29,42 @@ def test_accelerate_two_processes_match_one(tiny_model_dir, tmp_path):
     recipe.write_text("[learn]\ngrad_accum = 1\ncheckpoint_every = 0\n\n[find]\nlong_side = 64\n")
     common = ["bench", "personal", str(data), "--model", str(tiny_model_dir), "--recipe", str(recipe),
               "--steps", "1", "--resolution", "32", "--draws", "1", "--concepts-dir", str(tmp_path / "concepts")]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as each launched process (torchrun: OMP_NUM_THREADS=1): same float sums
-    try:
-        one = CliRunner().invoke(app, common + ["--out", str(tmp_path / "one")])
-    finally:
-        torch.set_num_threads(threads)
-    assert one.exit_code == 0, one.output
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    env["OMP_NUM_THREADS"] = "1"  # as torchrun sets for each launched process: same float sums
+    one = subprocess.run([sys.executable, "-m", "personaseg", *common, "--out", str(tmp_path / "one")],
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert one.returncode == 0, one.stderr[-3000:]
     accelerate = Path(sys.executable).with_name("accelerate")
     cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "personaseg", *common,
            "--out", str(tmp_path / "two")]
-    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r1 = json.loads((tmp_path / "one" / "report.json").read_text())
     r2 = json.loads((tmp_path / "two" / "report.json").read_text())
     assert r2["timing"]["processes"] == 2 and r1["timing"]["processes"] == 1
-    assert r2["results"] == r1["results"]  # concepts came from the same cache: identical figures
+    assert_close_tree(r2["results"], r1["results"])  # concepts came from the same cache
+    rows1, rows2 = read_jsonl(tmp_path / "one" / SAMPLES), read_jsonl(tmp_path / "two" / SAMPLES)
+    by_key = {record_key(r): r for r in rows2}
+    assert len(rows2) == len(by_key) == len(rows1) > 0  # each sample once, none lost
+    for a in rows1:
+        b = by_key[record_key(a)]
+        assert_close_tree({k: v for k, v in b.items() if k != "find_s"}, {k: v for k, v in a.items() if k != "find_s"})
     assert not list((tmp_path / "two").glob("*.part*"))
+
+
+def assert_close_tree(got, want, path="", tol=0.005, rel=0.02):
+    """``got`` equals ``want`` key for key: floats within ``tol``, ints (pixel counts) within ``rel``,
+    everything else (phrases, booleans, None) exactly."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and got.keys() == want.keys(), path
+        for key in want:
+            assert_close_tree(got[key], want[key], f"{path}/{key}", tol, rel)
+    elif isinstance(want, bool) or isinstance(got, bool) or want is None:
+        assert got == want, path
+    elif isinstance(want, float):
+        assert got == pytest.approx(want, abs=tol), path
+    elif isinstance(want, int):
+        assert isinstance(got, int) and got == pytest.approx(want, rel=rel), path
+    else:
+        assert got == want, path

@@ -87,7 +87,7 @@ def test_recipe_rejects_bad_values_before_training(tmp_path, line, match):
 
 
 @pytest.mark.parametrize("recipe", ["toyworld.toml", "toyworld-shape.toml", "toyworld-colour.toml", "toyworld-colour-finetune.toml",
-                                    "toyworld-layout-finetune.toml", "toyworld-longer-finetune.toml"])
+                                    "toyworld-layout-finetune.toml", "toyworld-longer-finetune.toml", "toyworld-vpred.toml"])
 def test_shipped_recipes_parse(recipe):
     from pathlib import Path
 

@@ -63,6 +63,8 @@ class LearnConfig:
     prior_weight: float = 1.0  # weight of the prior loss
     contrast_weight: float | None = None  # TI: weight of the class-image contrast loss; None: the model card's, else 0 (off)
     contrast_ratio: float = 0.5  # TI contrast: push the token's presence on class images under this share of its presence on the photos
+    contrast_hardest: int | None = None  # TI contrast: draw class images from the N the token lights most (re-ranked every contrast_mine_every steps); None: the model card's, else 0 (all, uniformly)
+    contrast_mine_every: int = 50  # TI contrast: steps between re-rankings of the class images (contrast_hardest > 0)
     class_images: str | None = None  # folder of class images ({class}: the class word); None: generate them with the model
     num_class_images: int = 100  # class images to use / generate (diffusers default 100)
     class_image_steps: int = 30  # sampler steps when generating class images
@@ -93,6 +95,11 @@ class LearnConfig:
             raise ConfigError(
                 f"contrast_weight={self.contrast_weight}, contrast_ratio={self.contrast_ratio} out of range",
                 hint="use contrast_weight >= 0 (0: off) and 0 < contrast_ratio <= 1",
+            )
+        if (self.contrast_hardest or 0) < 0 or self.contrast_mine_every < 1:
+            raise ConfigError(
+                f"contrast_hardest={self.contrast_hardest}, contrast_mine_every={self.contrast_mine_every} out of range",
+                hint="use contrast_hardest >= 0 (0: draw from all class images) and contrast_mine_every >= 1",
             )
         if self.contrast_weight and self.method != "ti":
             raise ConfigError("contrast_weight applies to Textual Inversion only",

@@ -112,6 +112,7 @@ class Trainer:
         self.photos, self.class_photos = photos, class_photos
         self.prior = class_photos is not None and cfg.method == "lora" and cfg.prior_preservation
         self.contrast = contrast if cfg.contrast_weight and class_photos is not None else None
+        self.hardest: torch.Tensor | None = None  # indices of the class images contrast draws from (None: all)
         self.copy_text_encoder = copy_text_encoder
         self.name = token.strip("<>")
         self.subs = sub_tokens(token, cfg.vectors)
@@ -286,7 +287,7 @@ class Trainer:
         for s in range(first, first + cfg.batch_size):
             g = sample_generator(cfg.seed, s, stream=3)
             picks = ((self.mean, self.std, photo_index(cfg.seed, s, len(self.photos))),
-                     (self.class_mean, self.class_std, int(torch.randint(len(self.class_photos), (), generator=g))))
+                     (self.class_mean, self.class_std, self.class_pick(g)))
             for side, (mean, std, k) in enumerate(picks):
                 flip = int(torch.rand((), generator=g) < cfg.flip_p)
                 lat[side].append(mean[k, flip] + std[k, flip] * torch.randn(mean.shape[2:], generator=g))
@@ -295,6 +296,12 @@ class Trainer:
         return Batch(self.find_ids.expand(n, -1).to(dev), (torch.stack(lat[0] + lat[1]) * self.scaling).to(dev),
                      torch.stack(noise[0] + noise[1]).to(dev),
                      torch.full((n,), self.contrast.timestep, dtype=torch.long, device=dev))
+
+    def class_pick(self, g: torch.Generator) -> int:
+        """A class image for contrast: any, or one of the hardest once they are mined."""
+        if self.hardest is None:
+            return int(torch.randint(len(self.class_photos), (), generator=g))
+        return int(self.hardest[int(torch.randint(len(self.hardest), (), generator=g))])
 
     def contrast_presence(self, b: Batch) -> torch.Tensor:
         """``(n,)`` the token's presence in each sample of ``b``, read as ``find`` reads it: the peak of
@@ -311,6 +318,26 @@ class Trainer:
         maps = cross_map([cap.cross(m) for m in names], grids, finest_grid(grids), self.find_positions)  # (n, h, w)
         return maps.flatten(1).max(dim=1).values
 
+    @torch.no_grad()
+    def mine_hardest(self) -> torch.Tensor:
+        """Indices of the ``contrast_hardest`` class images on which the token is now most present
+        (read as contrast reads it; each image's noise is seeded by its index, unflipped)."""
+        cfg, dev, n = self.cfg, self.acc.device, len(self.class_photos)
+        scores = []
+        for first in range(0, n, 2 * cfg.batch_size):
+            idx = range(first, min(n, first + 2 * cfg.batch_size))
+            lat, noise = [], []
+            for k in idx:
+                g = sample_generator(cfg.seed, k, stream=4)
+                lat.append(self.class_mean[k, 0] + self.class_std[k, 0] * torch.randn(self.class_mean.shape[2:], generator=g))
+                noise.append(torch.randn(self.class_mean.shape[2:], generator=g))
+            m = len(idx)
+            b = Batch(self.find_ids.expand(m, -1).to(dev), (torch.stack(lat) * self.scaling).to(dev), torch.stack(noise).to(dev),
+                      torch.full((m,), self.contrast.timestep, dtype=torch.long, device=dev))
+            scores.append(self.contrast_presence(b).float().cpu())
+        scores = torch.cat(scores)
+        return scores.argsort(descending=True, stable=True)[: cfg.contrast_hardest]
+
     def contrast_loss(self, b: Batch) -> torch.Tensor:
         """How far (log) the token's presence on class images exceeds ``contrast_ratio`` x its start
         presence on the photos, plus how far its presence on the photos fell below that start. A
@@ -324,6 +351,8 @@ class Trainer:
     def train_step(self, step: int) -> float:
         """One optimizer step (``grad_accum`` micro-batches); returns the mean loss."""
         cfg, acc = self.cfg, self.acc
+        if self.contrast is not None and cfg.contrast_hardest and step % cfg.contrast_mine_every == 0:
+            self.hardest = self.mine_hardest()
         losses = []
         for micro in range(cfg.grad_accum):
             first = ((step * cfg.grad_accum + micro) * acc.num_processes + acc.process_index) * cfg.batch_size
@@ -358,6 +387,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": scaler.state_dict() if scaler is not None else None,
             "rng": rng_state(),
+            "hardest": self.hardest,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -373,6 +403,7 @@ class Trainer:
         if state.get("scaler") and self.acc.scaler is not None:
             self.acc.scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
+        self.hardest = state.get("hardest")
 
     def result(self) -> dict[str, Any]:
         """The learned tensors: token rows, and the LoRA state dicts with their configs."""

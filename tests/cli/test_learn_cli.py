@@ -81,6 +81,9 @@ def test_learn_bad_input_is_one_line(run, photos, tmp_path):
                          "--concepts-dir", store)[::2], "stepz")
     _one_error_line(*run("learn", photos, "--token", "<x>", "--resume", "--concepts-dir", store)[::2],
                     "no interrupted run")
+    _one_error_line(*run("learn", photos, "--token", "<x>", "--contrast-hardest", -1, "--concepts-dir", store)[::2],
+                    "contrast_hardest=-1", "contrast_hardest >= 0")
+    assert not store.exists()
     code, _, err = run("learn", photos, "--token", "<x>", "--method", "textual")
     assert code == 2 and "Traceback" not in err
 

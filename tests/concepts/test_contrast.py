@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from personaseg.concepts import LearnConfig, learn
-from personaseg.concepts.data import load_photos
+from personaseg.concepts.data import load_photos, sample_generator
 from personaseg.concepts.train import _contrast_spec, make_accelerator
 from personaseg.concepts.trainer import Batch, Trainer
 from personaseg.config import FindConfig
@@ -65,8 +65,78 @@ def test_learn_with_contrast_uses_class_images_per_class_word(tiny_sd, photos, t
     assert "other objects of its class, not yours" in err.value.hint
 
 
+def _class_folder(tmp_path, n: int = 6):
+    """``n`` random 32-px class images with different mean brightness."""
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "classes" / "mug"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        a = rng.integers(0, 255, (32, 32, 3)) * (i + 1) / n
+        Image.fromarray(a.astype(np.uint8)).save(folder / f"c{i}.png")
+    return folder
+
+
+def test_hard_mining_ranks_class_images_by_presence_and_draws_from_the_top(tiny_sd, photos, tmp_path, tiny_cfg):
+    pipe, card = load_pipeline(str(tiny_sd), device="cpu")
+    cfg = tiny_cfg(contrast_weight=1.0, contrast_hardest=2).resolved()
+    acc = make_accelerator("no")
+    classes = load_photos(_class_folder(tmp_path), cfg.resolution)
+    with Trainer(pipe, "<mymug>", cfg, acc, load_photos(photos, cfg.resolution), classes,
+                 contrast=_contrast_spec(pipe, card, acc)) as tr:
+        hardest = tr.mine_hardest()
+        # the same images, one at a time, with the noise mining gave each
+        single = []
+        for k in range(len(classes)):
+            g = sample_generator(cfg.seed, k, stream=4)
+            lat = tr.class_mean[k, 0] + tr.class_std[k, 0] * torch.randn(tr.class_mean.shape[2:], generator=g)
+            noise = torch.randn(tr.class_mean.shape[2:], generator=g)
+            b = Batch(tr.find_ids, (lat * tr.scaling)[None], noise[None], torch.full((1,), tr.contrast.timestep))
+            with torch.no_grad():
+                single.append(float(tr.contrast_presence(b)[0]))
+        assert hardest.tolist() == sorted(range(len(classes)), key=lambda k: -single[k])[:2]
+        assert len(set(single)) == len(single)  # a ranking, not ties
+        before = {tr.class_pick(sample_generator(cfg.seed, s, stream=3)) for s in range(40)}
+        tr.train_step(0)  # step 0 mines
+        assert torch.equal(tr.hardest, hardest)
+        after = {tr.class_pick(sample_generator(cfg.seed, s, stream=3)) for s in range(40)}
+    assert len(before) > 2 and after == set(hardest.tolist())
+
+
+def test_resume_keeps_the_mined_class_images(pipe, photos, tmp_path, tiny_cfg, monkeypatch):
+    """Mining at steps 0 and 3 of 4; stopped after step 2, the resumed run must draw from step 0's pick."""
+    import signal
+
+    from safetensors.torch import load_file
+
+    from personaseg.concepts import LearnInterrupted
+
+    cfg = tiny_cfg(steps=4, contrast_weight=1.0, contrast_hardest=2, contrast_mine_every=3, lr=5e-2,
+                   class_images=str(_class_folder(tmp_path)))
+    straight = learn(photos, "<mymug>", cfg, pipe=pipe, concepts_dir=tmp_path / "a", progress=False)
+    original = Trainer.train_step
+
+    def step(self, i):
+        loss = original(self, i)
+        if i + 1 == 2:
+            signal.raise_signal(signal.SIGINT)
+        return loss
+
+    monkeypatch.setattr(Trainer, "train_step", step)
+    with pytest.raises(LearnInterrupted):
+        learn(photos, "<mymug>", cfg, pipe=pipe, concepts_dir=tmp_path / "b", progress=False)
+    monkeypatch.undo()
+    resumed = learn(photos, "<mymug>", None, pipe=pipe, concepts_dir=tmp_path / "b", resume=True, progress=False)
+    a, b = (load_file(str(c.path / "learned_embeds.safetensors")) for c in (straight, resumed))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert straight.meta["config"]["contrast_hardest"] == 2
+
+
 @pytest.mark.parametrize("bad", [{"contrast_weight": -1.0}, {"contrast_ratio": 0.0}, {"contrast_ratio": 1.5},
-                                 {"method": "lora", "contrast_weight": 1.0}])
+                                 {"method": "lora", "contrast_weight": 1.0}, {"contrast_hardest": -1},
+                                 {"contrast_mine_every": 0}])
 def test_bad_contrast_settings(bad):
     with pytest.raises(ConfigError):
         LearnConfig(**bad)

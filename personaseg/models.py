@@ -135,9 +135,10 @@ def _read_card(model_id: str, folder: Path | None) -> ModelCard:
         card.layer_map = data.get("layer_map")
         card.find_defaults = data.get("find", {})
         card.learn_defaults = data.get("learn", {})
-        images = card.learn_defaults.get("class_images")
-        if images and not Path(images).is_absolute():  # shipped with the model: relative to its folder
-            card.learn_defaults["class_images"] = str(folder / images)
+        for key in ("class_images", "contrast_images"):
+            images = card.learn_defaults.get(key)
+            if images and not Path(images).is_absolute():  # shipped with the model: relative to its folder
+                card.learn_defaults[key] = str(folder / images)
     return card
 
 

@@ -51,6 +51,7 @@ def learn(
     prior_preservation: Annotated[Optional[bool], typer.Option("--prior-preservation/--no-prior-preservation", help="LoRA: DreamBooth's class-prior loss.", show_default=False)] = None,
     contrast_weight: Annotated[Optional[float], typer.Option(help="TI: keep the token off other objects of its class (class images; 0: off; default: the model card's, else 0).")] = None,
     contrast_hardest: Annotated[Optional[int], typer.Option(help="TI contrast: train against the N class images the token lights most, re-ranked as it learns (0: all; default: the model card's, else 0).")] = None,
+    contrast_images: Annotated[Optional[Path], typer.Option(help="TI contrast: a folder (or glob) of images of other objects the token must stay off (default: the class images).")] = None,
     class_images: Annotated[Optional[Path], typer.Option(help="Folder of class images for the LoRA prior or TI contrast; {class} is replaced by the class word (default: generated).")] = None,
     checkpoint_every: Annotated[Optional[int], typer.Option(help="Save a resumable checkpoint every N steps (500).")] = None,
     seed: SeedOpt = None,
@@ -85,6 +86,7 @@ def learn(
         "gradient_checkpointing": gradient_checkpointing, "prior_preservation": prior_preservation,
         "contrast_weight": contrast_weight, "contrast_hardest": contrast_hardest,
         "class_images": str(class_images) if class_images else None,
+        "contrast_images": str(contrast_images) if contrast_images else None,
         "checkpoint_every": checkpoint_every, "seed": seed,
     }
     recipe_values = read_toml(recipe) if recipe else None

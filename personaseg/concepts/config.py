@@ -66,6 +66,7 @@ class LearnConfig:
     contrast_hardest: int | None = None  # TI contrast: draw class images from the N the token lights most (re-ranked every contrast_mine_every steps); None: the model card's, else 0 (all, uniformly)
     contrast_mine_every: int = 50  # TI contrast: steps between re-rankings of the class images (contrast_hardest > 0)
     class_images: str | None = None  # folder of class images ({class}: the class word); None: generate them with the model
+    contrast_images: str | None = None  # TI contrast: images the token must stay off, all of them (folders, globs; {class}: the class word); None: the class images
     num_class_images: int = 100  # class images to use / generate (diffusers default 100)
     class_image_steps: int = 30  # sampler steps when generating class images
 

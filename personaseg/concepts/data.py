@@ -69,8 +69,10 @@ def load_photos(photos: str | Path | list, resolution: int, what: str = "photos"
         paths, notes = collect_images(inputs)
     except InputError as err:
         where = ", ".join(str(i) for i in inputs) or "(nothing given)"
-        hint = ("give a folder with 3-10 photos of your object" if what == "photos" else
-                f"give a folder of {what}: other objects of its class, not yours; or leave it out to generate them")
+        hints = {"photos": "give a folder with 3-10 photos of your object",
+                 "contrast images": "give a folder of images of other objects, not yours; or leave contrast_images out "
+                                    "to use the class images"}
+        hint = hints.get(what, f"give a folder of {what}: other objects of its class, not yours; or leave it out to generate them")
         raise InputError(f"no images found in {where}", hint=hint) from err
     for note in notes:
         warnings.warn(note, LearnWarning, stacklevel=2)

@@ -111,7 +111,10 @@ def learn(
         )
     contrast = _contrast_spec(pipe, card, acc) if cfg.contrast_weight else None  # refuses before class images
     class_set = None
-    if (cfg.method == "lora" and cfg.prior_preservation) or contrast is not None:
+    if contrast is not None and cfg.contrast_images:
+        class_set = load_photos(cfg.contrast_images.replace("{class}", cfg.class_word or ""), cfg.resolution,
+                                what="contrast images")
+    elif (cfg.method == "lora" and cfg.prior_preservation) or contrast is not None:
         from .prior import class_photos
 
         class_set = class_photos(pipe, cfg, store.root, base_model, progress and acc.is_main_process)
@@ -278,7 +281,7 @@ def _card_defaults(cfg: LearnConfig, card) -> LearnConfig:
     e.g. the toy model's training prompts, which its tiny vocabulary can read."""
     fields = {f.name for f in dataclasses.fields(LearnConfig)}
     if cfg.method != "ti":
-        fields -= {"contrast_weight", "contrast_hardest"}  # TI settings: the card's do not make a LoRA run fail
+        fields -= {"contrast_weight", "contrast_hardest", "contrast_images"}  # TI settings: the card's do not make a LoRA run fail
     fills = {k: v for k, v in card.learn_defaults.items() if k in fields and getattr(cfg, k) is None}
     return dataclasses.replace(cfg, **fills) if fills else cfg
 

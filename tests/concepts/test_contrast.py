@@ -159,3 +159,17 @@ def test_model_card_turns_contrast_on_with_class_images_in_its_folder(tiny_sd, p
     lora = learn(photos, "<b>", tiny_cfg(method="lora"), model=str(model), concepts_dir=tmp_path / "c",
                  progress=False)
     assert lora.meta["config"]["contrast_weight"] is None
+
+    # a pool of other objects for contrast, mined for the hardest, beside the class images
+    card["learn"] |= {"contrast_images": "negatives/classes/*", "contrast_hardest": 2}
+    (model / "personaseg.json").write_text(json.dumps(card))
+    with pytest.raises(InputError, match="no images found in .*negatives") as err:
+        learn(photos, "<d>", tiny_cfg(), model=str(model), concepts_dir=tmp_path / "c", progress=False)
+    assert "images of other objects" in err.value.hint
+    _class_folder(model / "negatives")
+    hard = learn(photos, "<d>", tiny_cfg(), model=str(model), concepts_dir=tmp_path / "c", progress=False)
+    assert hard.meta["config"]["contrast_images"] == str(model / "negatives" / "classes" / "*")
+    assert hard.meta["config"]["contrast_hardest"] == 2
+    lora = learn(photos, "<e>", tiny_cfg(method="lora"), model=str(model), concepts_dir=tmp_path / "c",
+                 progress=False)
+    assert lora.meta["config"]["contrast_images"] is None and lora.meta["config"]["contrast_hardest"] is None

@@ -37,8 +37,13 @@ def test_unknown_method_names_the_fix():
 
 @pytest.mark.parametrize("recipe", sorted(p.name for p in RECIPES.glob("*.toml") if not p.name.startswith("toyworld")))
 def test_shipped_recipes_are_valid(recipe):
-    cfg = build_config(LearnConfig, read_toml(RECIPES / recipe), source=recipe).resolved()
+    from personaseg.bench.config import read_recipe
+    from personaseg.config import FindConfig
+
+    learn, find = read_recipe(RECIPES / recipe)  # a flat learn recipe, or [learn] and [find] tables
+    cfg = build_config(LearnConfig, learn, source=recipe).resolved()
     assert cfg.method in ("ti", "lora") and cfg.steps >= 1
+    build_config(FindConfig, find, source=recipe)
 
 
 def test_recipe_unknown_key_fails(tmp_path):

@@ -50,7 +50,7 @@ def learn(
     gradient_checkpointing: Annotated[Optional[bool], typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="Recompute activations to save memory.", show_default=False)] = None,
     prior_preservation: Annotated[Optional[bool], typer.Option("--prior-preservation/--no-prior-preservation", help="LoRA: DreamBooth's class-prior loss.", show_default=False)] = None,
     contrast_weight: Annotated[Optional[float], typer.Option(help="TI: keep the token off other objects of its class (class images; 0: off; default: the model card's, else 0).")] = None,
-    contrast_hardest: Annotated[Optional[int], typer.Option(help="TI contrast: train against the N class images the token lights most, re-ranked as it learns (0: all; default: the model card's, else 0).")] = None,
+    contrast_hardest: Annotated[Optional[int], typer.Option(help="TI contrast: train against the N images of its pool (class or contrast images) the token lights most, re-ranked as it learns (0: all; default: the model card's, else 0).")] = None,
     contrast_images: Annotated[Optional[Path], typer.Option(help="TI contrast: a folder (or glob) of images of other objects the token must stay off (default: the class images).")] = None,
     class_images: Annotated[Optional[Path], typer.Option(help="Folder of class images for the LoRA prior or TI contrast; {class} is replaced by the class word (default: generated).")] = None,
     checkpoint_every: Annotated[Optional[int], typer.Option(help="Save a resumable checkpoint every N steps (500).")] = None,

@@ -63,8 +63,8 @@ class LearnConfig:
     prior_weight: float = 1.0  # weight of the prior loss
     contrast_weight: float | None = None  # TI: weight of the class-image contrast loss; None: the model card's, else 0 (off)
     contrast_ratio: float = 0.5  # TI contrast: push the token's presence on class images under this share of its presence on the photos
-    contrast_hardest: int | None = None  # TI contrast: draw class images from the N the token lights most (re-ranked every contrast_mine_every steps); None: the model card's, else 0 (all, uniformly)
-    contrast_mine_every: int = 50  # TI contrast: steps between re-rankings of the class images (contrast_hardest > 0)
+    contrast_hardest: int | None = None  # TI contrast: draw from the N images of its pool (contrast_images, else the class images) the token lights most, re-ranked every contrast_mine_every steps; None: the model card's, else 0 (all, uniformly)
+    contrast_mine_every: int = 50  # TI contrast: steps between re-rankings of the pool (contrast_hardest > 0)
     class_images: str | None = None  # folder of class images ({class}: the class word); None: generate them with the model
     contrast_images: str | None = None  # TI contrast: images the token must stay off, all of them (folders, globs; {class}: the class word); None: the class images
     num_class_images: int = 100  # class images to use / generate (diffusers default 100)

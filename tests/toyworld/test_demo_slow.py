@@ -5,7 +5,7 @@
 word vs personal IoU alone 0.94 / 0.95, distractor 0.37 / 0.90, absent 0.00 / 1.00 (the token rightly
 not found in either absent scene). The model before it (no look_loss), same card: alone 0.95 / 0.92,
 distractor 0.38 / 0.75 (a touching orange look-alike taken in by the class word's outline).
-Absent scenes are not asserted: on fresh benchmarks the presence rule still lets 0-12.5 % of absent
+Absent scenes are not asserted: on fresh benchmarks the presence rule still lets 0-25 % of absent
 samples through (benchmarks/RESULTS.md). A broken learn/find path falls to the class word or below.
 """
 

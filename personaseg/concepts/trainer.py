@@ -292,10 +292,13 @@ class Trainer:
                 flip = int(torch.rand((), generator=g) < cfg.flip_p)
                 lat[side].append(mean[k, flip] + std[k, flip] * torch.randn(mean.shape[2:], generator=g))
                 noise[side].append(torch.randn(mean.shape[2:], generator=g))
-        dev, n = self.acc.device, 2 * cfg.batch_size
-        return Batch(self.find_ids.expand(n, -1).to(dev), (torch.stack(lat[0] + lat[1]) * self.scaling).to(dev),
-                     torch.stack(noise[0] + noise[1]).to(dev),
-                     torch.full((n,), self.contrast.timestep, dtype=torch.long, device=dev))
+        return self._find_batch(lat[0] + lat[1], noise[0] + noise[1])
+
+    def _find_batch(self, lat: list[torch.Tensor], noise: list[torch.Tensor]) -> Batch:
+        """Unscaled latents and their noise as a batch read the way find reads: its prompt, its timestep."""
+        dev, n = self.acc.device, len(lat)
+        return Batch(self.find_ids.expand(n, -1).to(dev), (torch.stack(lat) * self.scaling).to(dev),
+                     torch.stack(noise).to(dev), torch.full((n,), self.contrast.timestep, dtype=torch.long, device=dev))
 
     def class_pick(self, g: torch.Generator) -> int:
         """A class image for contrast: any, or one of the hardest once they are mined."""
@@ -322,19 +325,15 @@ class Trainer:
     def mine_hardest(self) -> torch.Tensor:
         """Indices of the ``contrast_hardest`` class images on which the token is now most present
         (read as contrast reads it; each image's noise is seeded by its index, unflipped)."""
-        cfg, dev, n = self.cfg, self.acc.device, len(self.class_photos)
+        cfg, n = self.cfg, len(self.class_photos)
         scores = []
         for first in range(0, n, 2 * cfg.batch_size):
-            idx = range(first, min(n, first + 2 * cfg.batch_size))
             lat, noise = [], []
-            for k in idx:
+            for k in range(first, min(n, first + 2 * cfg.batch_size)):
                 g = sample_generator(cfg.seed, k, stream=4)
                 lat.append(self.class_mean[k, 0] + self.class_std[k, 0] * torch.randn(self.class_mean.shape[2:], generator=g))
                 noise.append(torch.randn(self.class_mean.shape[2:], generator=g))
-            m = len(idx)
-            b = Batch(self.find_ids.expand(m, -1).to(dev), (torch.stack(lat) * self.scaling).to(dev), torch.stack(noise).to(dev),
-                      torch.full((m,), self.contrast.timestep, dtype=torch.long, device=dev))
-            scores.append(self.contrast_presence(b).float().cpu())
+            scores.append(self.contrast_presence(self._find_batch(lat, noise)).float().cpu())
         scores = torch.cat(scores)
         return scores.argsort(descending=True, stable=True)[: cfg.contrast_hardest]
 

@@ -64,6 +64,7 @@ class LearnConfig:
     contrast_weight: float | None = None  # TI: weight of the class-image contrast loss; None: the model card's, else 0 (off)
     contrast_ratio: float = 0.5  # TI contrast: push the token's presence on class images under this share of its presence on the photos
     contrast_hardest: int | None = None  # TI contrast: draw from the N images of its pool (contrast_images, else the class images) the token lights most, re-ranked every contrast_mine_every steps; None: the model card's, else 0 (all, uniformly)
+    contrast_pairs: int | None = None  # TI contrast: photos (and as many pool images) read per step; None: the model card's, else batch_size
     contrast_mine_every: int = 50  # TI contrast: steps between re-rankings of the pool (contrast_hardest > 0)
     class_images: str | None = None  # folder of class images ({class}: the class word); None: generate them with the model
     contrast_images: str | None = None  # TI contrast: images the token must stay off, all of them (folders, globs; {class}: the class word); None: the class images
@@ -102,6 +103,9 @@ class LearnConfig:
                 f"contrast_hardest={self.contrast_hardest}, contrast_mine_every={self.contrast_mine_every} out of range",
                 hint="use contrast_hardest >= 0 (0: draw from all class images) and contrast_mine_every >= 1",
             )
+        if self.contrast_pairs is not None and self.contrast_pairs < 1:
+            raise ConfigError(f"contrast_pairs={self.contrast_pairs} must be >= 1",
+                              hint="use 1 or more (default: batch_size photos and as many contrast images per step)")
         if self.contrast_weight and self.method != "ti":
             raise ConfigError("contrast_weight applies to Textual Inversion only",
                               hint="use --method ti, or leave contrast_weight at 0")

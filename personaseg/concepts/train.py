@@ -281,7 +281,7 @@ def _card_defaults(cfg: LearnConfig, card) -> LearnConfig:
     e.g. the toy model's training prompts, which its tiny vocabulary can read."""
     fields = {f.name for f in dataclasses.fields(LearnConfig)}
     if cfg.method != "ti":
-        fields -= {"contrast_weight", "contrast_hardest", "contrast_images"}  # TI settings: the card's do not make a LoRA run fail
+        fields -= {"contrast_weight", "contrast_hardest", "contrast_images", "contrast_pairs"}  # TI settings: the card's do not make a LoRA run fail
     fills = {k: v for k, v in card.learn_defaults.items() if k in fields and getattr(cfg, k) is None}
     return dataclasses.replace(cfg, **fills) if fills else cfg
 

@@ -187,7 +187,7 @@ class Trainer:
         self.trainable = [p for g in optimizer.param_groups for p in g["params"]]
         if self.contrast is not None:  # the token's presence on its photos at its start (the init word's)
             with torch.no_grad():
-                pos, _ = self.contrast_presence(self.contrast_batch(0)).chunk(2)
+                pos, _ = self.contrast_presence(self.contrast_batch(0, cfg.batch_size)).chunk(2)
             self.contrast_start = max(float(pos.mean()), 1e-6)
 
     def __exit__(self, *exc) -> None:
@@ -280,11 +280,13 @@ class Trainer:
         target, prior_target = target.float().chunk(2)
         return F.mse_loss(pred, target) + self.cfg.prior_weight * F.mse_loss(prior_pred, prior_target)
 
-    def contrast_batch(self, first: int) -> Batch:
-        """B photos then B class images, noised to find's timestep; seeded by the sample index."""
+    def contrast_batch(self, first: int, n: int | None = None) -> Batch:
+        """``n`` photos then ``n`` class images (default ``contrast_pairs``, else the batch size),
+        noised to find's timestep; seeded by the sample index."""
         cfg = self.cfg
+        n = n or cfg.contrast_pairs or cfg.batch_size
         lat, noise = ([], []), ([], [])  # (photos, class images)
-        for s in range(first, first + cfg.batch_size):
+        for s in range(first, first + n):
             g = sample_generator(cfg.seed, s, stream=3)
             picks = ((self.mean, self.std, photo_index(cfg.seed, s, len(self.photos))),
                      (self.class_mean, self.class_std, self.class_pick(g)))

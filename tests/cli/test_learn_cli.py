@@ -83,6 +83,8 @@ def test_learn_bad_input_is_one_line(run, photos, tmp_path):
                     "no interrupted run")
     _one_error_line(*run("learn", photos, "--token", "<x>", "--contrast-hardest", -1, "--concepts-dir", store)[::2],
                     "contrast_hardest=-1", "contrast_hardest >= 0")
+    _one_error_line(*run("learn", photos, "--token", "<x>", "--contrast-pairs", 0, "--concepts-dir", store)[::2],
+                    "contrast_pairs=0", "use 1 or more")
     assert not store.exists()
     code, _, err = run("learn", photos, "--token", "<x>", "--method", "textual")
     assert code == 2 and "Traceback" not in err

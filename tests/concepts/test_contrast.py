@@ -65,6 +65,22 @@ def test_learn_with_contrast_uses_class_images_per_class_word(tiny_sd, photos, t
     assert "other objects of its class, not yours" in err.value.hint
 
 
+def test_contrast_pairs_reads_fewer_of_the_same_samples(tiny_sd, photos, tiny_cfg):
+    """contrast_pairs = n takes the first n photos and class images of the full contrast batch; the
+    token's start presence is still read on batch_size photos, so both runs aim at the same bar."""
+    pipe, card = load_pipeline(str(tiny_sd), device="cpu")
+    acc = make_accelerator("no")
+    got = {}
+    for pairs in (None, 1):
+        cfg = tiny_cfg(contrast_weight=1.0, batch_size=2, contrast_pairs=pairs).resolved()
+        photo_set = load_photos(photos, cfg.resolution)
+        with Trainer(pipe, "<mymug>", cfg, acc, photo_set, photo_set, contrast=_contrast_spec(pipe, card, acc)) as tr:
+            got[pairs] = tr.contrast_batch(3).latents, tr.contrast_start
+    (full, start), (few, few_start) = got[None], got[1]
+    assert full.shape[0] == 4 and few.shape[0] == 2
+    assert torch.equal(few, full[[0, 2]]) and few_start == start
+
+
 def _class_folder(tmp_path, n: int = 6):
     """``n`` random 32-px class images with different mean brightness."""
     import numpy as np
@@ -136,7 +152,7 @@ def test_resume_keeps_the_mined_class_images(pipe, photos, tmp_path, tiny_cfg, m
 
 @pytest.mark.parametrize("bad", [{"contrast_weight": -1.0}, {"contrast_ratio": 0.0}, {"contrast_ratio": 1.5},
                                  {"method": "lora", "contrast_weight": 1.0}, {"contrast_hardest": -1},
-                                 {"contrast_mine_every": 0}])
+                                 {"contrast_mine_every": 0}, {"contrast_pairs": 0}])
 def test_bad_contrast_settings(bad):
     with pytest.raises(ConfigError):
         LearnConfig(**bad)
@@ -161,7 +177,7 @@ def test_model_card_turns_contrast_on_with_class_images_in_its_folder(tiny_sd, p
     assert lora.meta["config"]["contrast_weight"] is None
 
     # a pool of other objects for contrast, mined for the hardest, beside the class images
-    card["learn"] |= {"contrast_images": "negatives/classes/*", "contrast_hardest": 2}
+    card["learn"] |= {"contrast_images": "negatives/classes/*", "contrast_hardest": 2, "contrast_pairs": 1}
     (model / "personaseg.json").write_text(json.dumps(card))
     with pytest.raises(InputError, match="no images found in .*negatives") as err:
         learn(photos, "<d>", tiny_cfg(), model=str(model), concepts_dir=tmp_path / "c", progress=False)
@@ -169,7 +185,8 @@ def test_model_card_turns_contrast_on_with_class_images_in_its_folder(tiny_sd, p
     _class_folder(model / "negatives")
     hard = learn(photos, "<d>", tiny_cfg(), model=str(model), concepts_dir=tmp_path / "c", progress=False)
     assert hard.meta["config"]["contrast_images"] == str(model / "negatives" / "classes" / "*")
-    assert hard.meta["config"]["contrast_hardest"] == 2
+    assert hard.meta["config"]["contrast_hardest"] == 2 and hard.meta["config"]["contrast_pairs"] == 1
     lora = learn(photos, "<e>", tiny_cfg(method="lora"), model=str(model), concepts_dir=tmp_path / "c",
                  progress=False)
     assert lora.meta["config"]["contrast_images"] is None and lora.meta["config"]["contrast_hardest"] is None
+    assert lora.meta["config"]["contrast_pairs"] is None

@@ -106,9 +106,12 @@ class LearnConfig:
         if self.contrast_pairs is not None and self.contrast_pairs < 1:
             raise ConfigError(f"contrast_pairs={self.contrast_pairs} must be >= 1",
                               hint="use 1 or more (default: batch_size photos and as many contrast images per step)")
-        if self.contrast_weight and self.method != "ti":
-            raise ConfigError("contrast_weight applies to Textual Inversion only",
-                              hint="use --method ti, or leave contrast_weight at 0")
+        if self.method != "ti":
+            given = [k for k in ("contrast_weight", "contrast_hardest", "contrast_pairs", "contrast_images")
+                     if getattr(self, k)]
+            if given:
+                raise ConfigError(f"{given[0]} applies to Textual Inversion only",
+                                  hint=f"use --method ti, or leave {given[0]} out")
         if self.checkpoint_every < 0:
             raise ConfigError("checkpoint_every must be >= 0 (0: no periodic checkpoints)")
         for name in ("find_prompt", "lora_prompt"):

@@ -152,7 +152,9 @@ def test_resume_keeps_the_mined_class_images(pipe, photos, tmp_path, tiny_cfg, m
 
 @pytest.mark.parametrize("bad", [{"contrast_weight": -1.0}, {"contrast_ratio": 0.0}, {"contrast_ratio": 1.5},
                                  {"method": "lora", "contrast_weight": 1.0}, {"contrast_hardest": -1},
-                                 {"contrast_mine_every": 0}, {"contrast_pairs": 0}])
+                                 {"contrast_mine_every": 0}, {"contrast_pairs": 0},
+                                 {"method": "lora", "contrast_images": "negatives"},
+                                 {"method": "lora", "contrast_hardest": 8}, {"method": "lora", "contrast_pairs": 2}])
 def test_bad_contrast_settings(bad):
     with pytest.raises(ConfigError):
         LearnConfig(**bad)

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .common import one_line_warnings
+from .common import console, one_line_warnings
 from .options import DeviceOpt, DtypeOpt, ModelOpt, SeedOpt
 
 bench_app = typer.Typer(
@@ -99,7 +99,6 @@ def personal(
 
 
 def _print_personal(report: dict[str, Any], out: Path) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     from ..bench.report import reference_note
@@ -114,7 +113,6 @@ def _print_personal(report: dict[str, Any], out: Path) -> None:
     for m, r in res.items():
         fp = report["absent"][m]["fp_rate"]
         table.add_row(m, *[_pct(r[g]["mIoU"]) for g in groups], "-" if fp is None else f"{100 * fp:.0f}%")
-    console = Console()
     console.print(table)
     if note := reference_note(report):
         console.print(f"[yellow]warning:[/] {note}", highlight=False)
@@ -157,11 +155,9 @@ def voc(
                        save_masks=save_masks, device=device, dtype=dtype, seed=seed)
     report = run_voc(voc_root, config, progress=True)
     if is_main():
-        from rich.console import Console
-
         for m, r in report["results"].items():
-            Console().print(f"{m}: mIoU {_pct(r['mIoU'])} over {r['n']} images ({r['n_skipped']} skipped)")
-        Console().print(f"report: {out / 'report.md'}, {out / 'report.json'}")
+            console.print(f"{m}: mIoU {_pct(r['mIoU'])} over {r['n']} images ({r['n_skipped']} skipped)")
+        console.print(f"report: {out / 'report.md'}, {out / 'report.json'}")
 
 
 def register(app: typer.Typer) -> None:

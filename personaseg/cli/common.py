@@ -14,7 +14,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..errors import InputError, PersonasegWarning
 
-err_console = Console(stderr=True)
+# soft_wrap: a message is one line however narrow the terminal, so a path in it stays whole (copyable)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 @contextmanager
@@ -84,4 +86,4 @@ def progress(total: int, label: str) -> Iterator[Any]:
 
 
 def warn(message: str) -> None:
-    err_console.print(f"[yellow]warning:[/] {message}", highlight=False)
+    err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)  # one line: paths stay whole

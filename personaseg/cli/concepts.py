@@ -17,13 +17,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from .options import ConceptsDirOpt
 
-console = Console()
-err_console = Console(stderr=True)
+from .common import console, err_console
 concepts_app = typer.Typer(
     help="List, show, remove, import and export learned concepts.\n\n"
     "Examples:\n\n"

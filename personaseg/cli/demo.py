@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ..errors import InputError
+from .common import console
 
 
 def demo(
@@ -30,7 +30,6 @@ def demo(
 
     if out.exists() and any(out.iterdir()):
         raise InputError(f"--out {out} exists and is not empty", hint="choose a new folder or remove it")
-    console = Console()
     r = run_demo(out, seed=seed, scenes=scenes, steps=steps)
     table = Table(title=f"IoU with the true mask: class word {r.class_word!r} vs personal token {r.concept}")
     for col in ("scenes", "n", "class word", "personal"):

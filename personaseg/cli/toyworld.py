@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
+from .common import console
 from .options import DeviceOpt, SeedOpt
 
-console = Console()
 toy_app = typer.Typer(help="The toy world: synthetic scenes, the shipped toy model, a toy benchmark.",
                       no_args_is_help=True)
 

@@ -15,6 +15,7 @@ import typer
 
 from ..errors import PersonasegError
 from . import bench, concepts, demo, explain, find, learn, segment, toyworld
+from .common import err_console
 
 app = typer.Typer(
     name="personaseg",
@@ -53,9 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     except PersonasegError as err:
         if os.environ.get("PERSONASEG_DEBUG"):
             raise
-        from rich.console import Console
-
-        Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {err}", highlight=False)
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -28,7 +28,7 @@ def one_line_warnings() -> Iterator[None]:
 
         def show(message, category, filename, lineno, file=None, line=None):
             if issubclass(category, PersonasegWarning):
-                err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+                err_console.print(f"[yellow]warning:[/] {message}", highlight=False)
             else:
                 original(message, category, filename, lineno, file, line)
 
@@ -86,4 +86,4 @@ def progress(total: int, label: str) -> Iterator[Any]:
 
 
 def warn(message: str) -> None:
-    err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)  # one line: paths stay whole
+    err_console.print(f"[yellow]warning:[/] {message}", highlight=False)

@@ -19,9 +19,9 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from .common import console, err_console
 from .options import ConceptsDirOpt
 
-from .common import console, err_console
 concepts_app = typer.Typer(
     help="List, show, remove, import and export learned concepts.\n\n"
     "Examples:\n\n"

@@ -130,7 +130,7 @@ def find(
             done += 1
             step(path.name)
     if not as_json and is_main():
-        err_console.print(f"{done} image(s) written to {out}" + (f", {failed} skipped" if failed else ""), soft_wrap=True)
+        err_console.print(f"{done} image(s) written to {out}" + (f", {failed} skipped" if failed else ""))
     if done == 0 and failed:
         raise typer.Exit(1)
 

@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from personaseg.provenance import provenance
 
 KEYS = ("mIoU", "cIoU", "P@0.5", "bIoU", "pointing", "fp_rate")
 
@@ -124,6 +125,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "commands": commands,
         "runs": runs,
+        "provenance": provenance(args.model),
     }
     for phase in ("cold", "warm"):
         a, b = runs[f"{phase}-one"], runs[f"{phase}-two"]

@@ -20,6 +20,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from personaseg.provenance import provenance
 
 
 def _parse_set(items: list[str]) -> list[tuple[list[str], object]]:
@@ -81,7 +82,7 @@ def main() -> None:
 
     out = {
         "changes": args.set, "rounds": args.rounds, "torch_threads": torch.get_num_threads(),
-        "machine": platform.platform(), "runs": runs,
+        "machine": platform.platform(), "runs": runs, "provenance": provenance("toy"),
         "median_total_s": {w: med(w, "total") for w in "AB"},
         "median_learn_s": {w: med(w, "learn") for w in "AB"},
         "ratio_total_B_over_A": med("B", "total") / med("A", "total"),

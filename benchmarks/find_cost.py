@@ -33,6 +33,7 @@ from _sd15 import build_sd15  # noqa: E402  (benchmarks/ is the working folder)
 import personaseg
 from personaseg.config import FindConfig, to_dict
 from personaseg.segmenter import Segmenter
+from personaseg.provenance import provenance
 
 
 def _rss_mb() -> float:
@@ -180,7 +181,8 @@ def main() -> None:
     result = {"benchmark": "find_cost", "model": "SD 1.5 architecture, random weights",
               "device": str(device), "dtype": args.dtype, "threads": torch.get_num_threads(),
               "machine": platform.processor() or platform.machine(), "personaseg": personaseg.__version__,
-              "torch": torch.__version__, "config": to_dict(FindConfig(draws=args.draws)), "records": records}
+              "torch": torch.__version__, "config": to_dict(FindConfig(draws=args.draws)), "records": records,
+              "provenance": provenance(None) | {"model": "SD 1.5 architecture, random weights", "model_fingerprint": None}}
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
 

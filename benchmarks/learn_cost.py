@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from personaseg.provenance import provenance
 
 
 def build_random_model(folder: Path, width: int = 128) -> Path:
@@ -275,6 +276,8 @@ def main() -> None:
                    "threads": torch.get_num_threads(), "device": str(device), "torch": torch.__version__,
                    "machine": platform.processor() or platform.machine()},
         "records": records,
+        "provenance": provenance(args.model) if args.model else
+        provenance(None) | {"model": "random-small", "model_fingerprint": None},
     }
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

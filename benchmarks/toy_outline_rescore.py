@@ -20,6 +20,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from personaseg.provenance import provenance
 
 
 def main() -> None:
@@ -64,7 +65,8 @@ def main() -> None:
                             "absent_fp": sum(r["found"] for r in mine if r["absent"]),
                             "absent_n": sum(r["absent"] for r in mine)}
     with atomic_write(args.out) as fh:
-        fh.write(json.dumps({"bench": str(args.bench), "summary": summary, "rows": rows}, indent=1).encode())
+        fh.write(json.dumps({"bench": str(args.bench), "provenance": provenance("toy"), "summary": summary,
+                               "rows": rows}, indent=1).encode())
     print(json.dumps(summary))
 
 

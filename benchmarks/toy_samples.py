@@ -18,6 +18,7 @@ import time
 from collections import Counter
 
 import numpy as np
+from personaseg.provenance import provenance
 
 
 def vae_roundtrip(vae, image: np.ndarray) -> np.ndarray:
@@ -89,7 +90,7 @@ def main() -> None:
             "per_shape_right": {s: sum(r["read"] == s for r in sel if r["shape"] == s) / max(1, sum(r["shape"] == s for r in sel))
                                 for s in SHAPES},
         }
-    report = {"model": args.model or "toy (shipped)", "n_per_prompt": args.n, "steps": args.steps,
+    report = {"model": args.model or "toy (shipped)", "provenance": provenance(args.model or "toy"), "n_per_prompt": args.n, "steps": args.steps,
               "guidance": args.guidance, "seed": args.seed, "wall_s": round(wall, 1), "summary": summary, "rows": rows}
     with atomic_write(args.out) as fh:
         fh.write(json.dumps(report, indent=1).encode())

@@ -19,6 +19,7 @@ import os
 import time
 
 import numpy as np
+from personaseg.provenance import provenance
 
 
 def prompt_shape(row: dict) -> str:
@@ -85,7 +86,7 @@ def main() -> None:
               f"{100 * got['other_prompt_shape']:.1f} %, init's {100 * got['other_init_shape']:.1f} %", flush=True)
     wall = time.perf_counter() - start
 
-    report = {"model": args.model or "toy (shipped)", "n": args.n, "steps": args.steps, "guidance": args.guidance,
+    report = {"model": args.model or "toy (shipped)", "provenance": provenance(args.model or "toy"), "n": args.n, "steps": args.steps, "guidance": args.guidance,
               "wall_s": round(wall, 1), "summary": summary, "rows": rows}
     with atomic_write(args.out) as fh:
         fh.write(json.dumps(report, indent=1).encode())

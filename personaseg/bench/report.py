@@ -5,6 +5,7 @@ the paper's), ``grid.png`` (image | ground truth | each method's prediction).
 
     {"config": {"bench": {...}, "learn": {METHOD: {...}}, "find": {...}},
      "version": "...", "model": "...", "wall_s": ...,
+     "provenance": {"version", "git_commit", "git_dirty", "model", "model_fingerprint"},
      "dataset": {"root", "layout", "n_samples", "n_concepts", "tags"},
      "results": {METHOD: {"all": ROW, TAG: ROW, ...}},          # ROW: see metrics.summarize
      "per_concept": {METHOD: {CONCEPT: ROW}},
@@ -128,6 +129,7 @@ def build_report(data: BenchData, samples: list[Sample], methods: list[str], rec
                  run: dict[str, Any], learn_configs: dict[str, Any]) -> dict[str, Any]:
     """The report dict (module docstring) from the per-sample and per-concept logs."""
     from .. import __version__
+    from ..provenance import provenance
     from .sharding import num_processes
 
     learn_cfg = {}
@@ -145,6 +147,7 @@ def build_report(data: BenchData, samples: list[Sample], methods: list[str], rec
         "version": __version__,
         "model": model_id,
         "wall_s": run.get("wall_s"),
+        "provenance": provenance(model_id),
         "dataset": {"root": data.root, "layout": data.layout, "n_samples": len(samples),
                     "n_concepts": len(used), "tags": sorted({t for s in samples for t in s.subset})},
         **results_table(samples, methods, records),
@@ -162,6 +165,15 @@ def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.1f}"
 
 
+def provenance_line(report: dict[str, Any]) -> str:
+    """'Code COMMIT, model fingerprint FP.' for a report's headline (reports before provenance: '')."""
+    p = report.get("provenance")
+    if not p:
+        return ""
+    commit = (p["git_commit"] or "unknown")[:12] + (" (uncommitted changes)" if p["git_dirty"] else "")
+    return f"Code {commit}, model fingerprint {p['model_fingerprint'][:16]}."
+
+
 def markdown(report: dict[str, Any]) -> str:
     """report.md: mIoU by subset, all metrics, absent false positives, per concept, timing, config."""
     res = report["results"]
@@ -171,7 +183,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [f"# Benchmark report: {ds['root']}", "",
              f"Model `{report['model']}`, personaseg {report['version']}, {ds['n_samples']} samples, "
              f"{ds['n_concepts']} concepts ({ds['layout']} layout), wall {report['wall_s'] or 0:.1f} s. "
-             "IoU-type figures x100.", "", "## mIoU by subset", "",
+             f"IoU-type figures x100. {provenance_line(report)}", "", "## mIoU by subset", "",
              "| method | " + " | ".join(f"{g} (n={res[methods[0]][g]['n']})" for g in groups) + " |",
              "|---" * (len(groups) + 1) + "|"]
     for m in methods:

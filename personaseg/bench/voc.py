@@ -26,7 +26,8 @@ from ..config import to_dict
 from ..errors import DatasetError, PersonasegError
 from ..images import atomic_write, load_image, save_png_atomic
 from .metrics import IGNORE, VOC_CLASSES, class_iou, confusion, miou_from_confusion
-from .report import _jsonable, _pct, latest
+from ..provenance import provenance
+from .report import _jsonable, _pct, latest, provenance_line
 from .runner import SAMPLES, progress_bar, record_key, start_rundir, warn
 from .sharding import append_jsonl, is_main, merge_parts, part_path, read_jsonl, shard, wait
 
@@ -199,6 +200,7 @@ def run_voc(root: str | Path, config: VocConfig, *, progress: bool = True) -> di
             "config": {"voc": _jsonable(to_dict(config)), "find": _jsonable(to_dict(seg.config))},
             "version": __version__, "model": resolve_model_id(config.model),
             "wall_s": time.perf_counter() - start,
+            "provenance": provenance(config.model),
             "dataset": {"root": str(root), "split": config.split, "n_images": len(samples)},
             "results": voc_results(records, methods, [s.image for s in samples]),
             "skipped": sorted({r["image"]: r["error"] for r in records if "error" in r}.items()),
@@ -220,7 +222,8 @@ def voc_markdown(report: dict[str, Any]) -> str:
     names = list(next(iter(res.values()))["per_class"])
     lines = [f"# VOC pseudo-masks: {report['dataset']['root']} ({report['dataset']['split']})", "",
              f"Model `{report['model']}`, personaseg {report['version']}, {report['dataset']['n_images']} "
-             f"images, wall {report['wall_s']:.1f} s. IoU x100; paper (SD 1.4, train): 76.1 mIoU.", "",
+             f"images, wall {report['wall_s']:.1f} s. IoU x100; paper (SD 1.4, train): 76.1 mIoU. "
+             f"{provenance_line(report)}", "",
              "| method | mIoU | n | skipped |", "|---|---|---|---|"]
     lines += [f"| {m} | {_pct(r['mIoU'])} | {r['n']} | {r['n_skipped']} |" for m, r in res.items()]
     lines += ["", "| class | " + " | ".join(res) + " |", "|---" * (len(res) + 1) + "|"]

@@ -70,6 +70,17 @@ def test_report_schema(fakes, mug19, tmp_path):
     assert json.loads((tmp_path / "run" / "report.json").read_text()) == rep
 
 
+def test_report_names_its_code_and_model(fakes, mug19, tmp_path):
+    from personaseg.models import model_fingerprint
+    from personaseg.provenance import git_commit
+
+    rep = run_personal(mug19, _cfg(tmp_path), progress=False)
+    p = rep["provenance"]
+    assert p["model"] == rep["model"] and p["model_fingerprint"] == model_fingerprint(rep["model"])
+    assert p["git_commit"] == git_commit()["commit"]
+    assert f"model fingerprint {p['model_fingerprint'][:16]}" in (tmp_path / "run" / "report.md").read_text()
+
+
 def test_resume_skips_finished_samples(fakes, mug19, tmp_path):
     run_personal(mug19, _cfg(tmp_path, limit=2), progress=False)
     assert len(FakeSegmenter.finds) == 4  # 2 samples x (ti, class-word)

@@ -87,8 +87,12 @@ def read_toml(path: str | Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"recipe {path} not found", hint="check the path, or see recipes/") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"recipe {path} is not valid TOML: {err}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as err:
+        reason = (str(err).splitlines() or [type(err).__name__])[0][:200]
+        raise ConfigError(f"recipe {path} is not valid TOML: {reason}") from None
+    except OSError as err:
+        raise ConfigError(f"recipe {path} cannot be read ({err.strerror or type(err).__name__})",
+                          hint="check the path and its permissions") from None
 
 
 def build_config(cls: type[C], *layers: dict[str, Any] | None, source: str = "") -> C:

@@ -195,6 +195,7 @@ class ConceptStore:
         process (an ``flock``), so a lock file left by a killed run is stale and taken over.
         Re-entrant within a process."""
         name = self._name(name_or_token)
+        new_root = not self.root.exists()
         folder = self.root / LOCKS
         folder.mkdir(parents=True, exist_ok=True)
         path = self._inside(folder / f"{name}.lock", folder)
@@ -213,6 +214,12 @@ class ConceptStore:
         finally:
             del _held[key]
             _release(path, fd)
+            # a run that failed before writing anything leaves no store behind (rmdir: only if empty)
+            for empty in (folder, self.root) if new_root else (folder,):
+                try:
+                    empty.rmdir()
+                except OSError:
+                    break
 
     def clean(self) -> None:
         """Remove what killed runs left (temporary and half-deleted folders) and put back a
@@ -405,7 +412,11 @@ def _acquire(path: Path, name: str) -> int:
                     continue
                 raise _busy(name, holder) from None
         else:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:  # another process removed the empty lock folder just now
+                path.parent.mkdir(parents=True, exist_ok=True)
+                continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
@@ -444,9 +455,10 @@ def _copy_regular(src: Path, dst: Path) -> bool:
         fd = os.open(src, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except OSError:  # a link (ELOOP), a folder, or unreadable
         return False
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a folder, a device, a pipe
+        os.close(fd)
+        return False
     with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return False
         with open(dst, "xb") as out:
             shutil.copyfileobj(fh, out)
     return True

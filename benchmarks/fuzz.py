@@ -194,6 +194,7 @@ EXIF_VALUES = st.one_of(
     st.builds(TiffImagePlugin.IFDRational, st.integers(-5, 2**31), st.integers(-1, 5)),
     st.tuples(st.integers(0, 9), st.integers(0, 9)),
 )
+TIFF_TAGS = [256, 257, 258, 259, 262, 273, 277, 278, 279, 284, 317, 320, 338, 339, 700, 33723, 34377]
 EXIF_TAGS = [274, 282, 283, 296, 305, 306, 0x8769, 0x8825, 0xA002, 0xA003, 0x0112, 0x9003, 0x927C, 513, 514]
 
 
@@ -288,10 +289,18 @@ def make_targets() -> dict[str, Target]:
             for _ in range(draw(st.integers(1, 4))):
                 exif[draw(st.sampled_from(EXIF_TAGS))] = draw(EXIF_VALUES)
             fmt, suffix = draw(st.sampled_from([("TIFF", ".tif"), ("JPEG", ".jpg"), ("PNG", ".png"), ("WEBP", ".webp")]))
+            extra = {}
+            if fmt == "TIFF" and draw(st.booleans()):  # the TIFF's own tags, of any type (a rational offset...)
+                ifd = TiffImagePlugin.ImageFileDirectory_v2()
+                for _ in range(draw(st.integers(1, 3))):
+                    tag = draw(st.sampled_from(TIFF_TAGS))
+                    ifd[tag] = draw(EXIF_VALUES)
+                    ifd.tagtype[tag] = draw(st.sampled_from([1, 2, 3, 4, 5, 7, 9, 10, 11, 12]))
+                extra["tiffinfo"] = ifd
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    data = _image_bytes(Image.new("RGB", (5, 4), (9, 99, 199)), fmt, exif=exif)
+                    data = _image_bytes(Image.new("RGB", (5, 4), (9, 99, 199)), fmt, exif=exif, **extra)
             except Exception:  # PIL cannot write that tag: mutate a seed instead
                 data = imgs[".tif"][0]
             return suffix, draw(mutated([data], max_ops=2))

@@ -93,3 +93,13 @@ def test_flags_out_of_bounds_are_one_line_before_a_model_loads(run, tmp_path):
     _one_error_line(*run("find", "mug", image, "--model", "not/loaded", "--min-presence", "nan")[::2], "min_presence=nan")
     _one_error_line(*run("learn", tmp_path, "--token", "<" + "x" * 300 + ">", "--model", "not/loaded",
                          "--concepts-dir", tmp_path / "s")[::2], "characters long")
+
+
+def test_find_refuses_a_concept_name_leading_outside_the_store(run, tmp_path, tiny_model_dir):
+    store = _store(tmp_path)
+    shutil.copytree(store.root / "mymug", tmp_path / "victim")  # a concept folder outside the store
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(image)
+    _one_error_line(*run("find", "<../victim>", image, "--model", tiny_model_dir, "--concepts-dir", store.root,
+                         "--out", tmp_path / "out")[::2], "not a concept name")
+    assert not (tmp_path / "out").exists()

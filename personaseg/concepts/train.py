@@ -183,9 +183,9 @@ def _resume(trainer: Trainer, state: dict, ckpt: Path) -> None:
     """Put the interrupted run's state into ``trainer``; a checkpoint that does not fit is one line."""
     try:
         trainer.load_state_dict(state)
-    except ConceptError:
-        raise
-    except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AssertionError) as err:
+    except ConceptError as err:
+        raise ConceptError(f"checkpoint {ckpt} does not fit this run ({err.message})", hint=err.hint) from None
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as err:
         raise ConceptError(
             f"checkpoint {ckpt} does not fit this run ({type(err).__name__}: {(str(err).splitlines() or [''])[0][:120]})",
             hint="start again with --force",

@@ -324,3 +324,34 @@ def test_import_of_a_folder_copies_regular_files_only(store, tmp_path):
     (src / "concept.json").symlink_to(tmp_path / "real.json")
     with pytest.raises(ConceptError, match="not a concept folder"):
         store.import_(src, name="shared2")
+
+
+def test_a_checkpoint_that_does_not_fit_the_run_is_one_concept_error_on_resume(pipe, photos, tmp_path, tiny_cfg,
+                                                                               monkeypatch):
+    import signal
+
+    from personaseg.concepts import LearnInterrupted, learn
+    from personaseg.concepts.trainer import Trainer
+
+    original = Trainer.train_step
+
+    def step(self, i):  # Ctrl-C right after the first step: a checkpoint is saved
+        loss = original(self, i)
+        if i == 0:
+            signal.raise_signal(signal.SIGINT)
+        return loss
+
+    monkeypatch.setattr(Trainer, "train_step", step)
+    root = tmp_path / "s"
+    with pytest.raises(LearnInterrupted):
+        learn(photos, "<mymug>", tiny_cfg(steps=3), pipe=pipe, concepts_dir=root, progress=False)
+    monkeypatch.setattr(Trainer, "train_step", original)
+    ckpt = root / ".runs" / "mymug" / "checkpoint.safetensors"
+    for edit in ("shape", "names"):
+        state = load_checkpoint(ckpt)
+        rows = next(iter(state["trainable"].values()))
+        state["trainable"] = {"other": rows} if edit == "names" else {k: torch.zeros(5, 7) for k in state["trainable"]}
+        save_checkpoint(ckpt, state)
+        with pytest.raises(ConceptError, match="does not fit this run"):
+            learn(photos, "<mymug>", None, pipe=pipe, concepts_dir=root, resume=True, progress=False)
+    assert not (root / "mymug").exists()

@@ -1,4 +1,4 @@
-"""`personaseg concepts`, `learn` and `find` against a store tried as an adversarial user would
+"""`personaseg concepts`, `learn` and `find` against a store and files tried as an adversarial user would
 (issue 21): one line, a non-zero exit, nothing outside the store touched, nothing overwritten."""
 
 import json
@@ -103,3 +103,20 @@ def test_find_refuses_a_concept_name_leading_outside_the_store(run, tmp_path, ti
     _one_error_line(*run("find", "<../victim>", image, "--model", tiny_model_dir, "--concepts-dir", store.root,
                          "--out", tmp_path / "out")[::2], "not a concept name")
     assert not (tmp_path / "out").exists()
+
+
+def test_find_over_many_images_skips_a_crafted_tiff_and_goes_on(run, tmp_path, tiny_model_dir):
+    from PIL import TiffImagePlugin
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(folder / "a.png")
+    ifd = TiffImagePlugin.ImageFileDirectory_v2()
+    ifd[273] = TiffImagePlugin.IFDRational(3, 1)  # StripOffsets as a rational: TypeError in PIL
+    ifd.tagtype[273] = 5
+    Image.new("RGB", (8, 6)).save(folder / "b.tif", "TIFF", tiffinfo=ifd)
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(folder / "c.png")
+    code, _, err = run("find", "mug", folder, "--model", tiny_model_dir, "--draws", 1, "--out", tmp_path / "out")
+    assert code == 0 and "Traceback" not in err, err
+    assert "b.tif is damaged" in err and sorted(p.name for p in (tmp_path / "out").glob("*.mask.png")) == [
+        "a.mask.png", "c.mask.png"]

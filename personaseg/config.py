@@ -27,6 +27,9 @@ C = TypeVar("C")
 
 DEFAULT_PROMPT = "a photo of a {}"  # the find prompt when neither the user nor the model sets one
 OUTLINES = ("token", "with-class")  # how a learned concept's map is drawn (FindConfig.outline)
+MAX_DRAWS = 1000  # noise draws: 1000 latents of a 1024 px image are 256 MB; the paper uses 1 or 10
+MAX_RELATIVE = 100.0  # min_relative_presence: a share of the concept's own presence (0.5 is typical)
+MAX_LONG_SIDE = 4096  # px; the paper's rule gives 704..1024
 
 
 @dataclass
@@ -60,11 +63,26 @@ class FindConfig:
             )
         if not 0 <= self.timestep < 1000:
             raise ConfigError(f"timestep {self.timestep} out of range", hint="use 0..999 (paper: 150)")
-        if self.draws < 1 or self.draw_batch < 1:
-            raise ConfigError("draws and draw_batch must be >= 1")
-        for name in ("tau_box", "tau"):
+        for name in ("draws", "draw_batch"):  # the noise of all draws is held at once: D x latent
+            if not 1 <= getattr(self, name) <= MAX_DRAWS:
+                raise ConfigError(f"{name}={getattr(self, name)} out of range",
+                                  hint=f"use 1..{MAX_DRAWS} (paper: 10 draws on VOC, 1 on COCO)")
+        for name in ("tau_box", "tau"):  # a NaN fails every comparison: refused here too
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name}={getattr(self, name)} out of range", hint="use 0..1")
+        if not 0 <= self.seed < 2**63:
+            raise ConfigError(f"seed={self.seed} out of range", hint="use 0 .. 2**63 - 1")
+        if self.min_presence is not None and not 0.0 <= self.min_presence <= 1.0:
+            raise ConfigError(f"min_presence={self.min_presence} out of range",
+                              hint="use 0..1 (presence is an attention probability), or leave it out")
+        if self.min_relative_presence is not None and not 0.0 <= self.min_relative_presence <= MAX_RELATIVE:
+            raise ConfigError(f"min_relative_presence={self.min_relative_presence} out of range",
+                              hint=f"use 0..{MAX_RELATIVE:g} (a share of the concept's presence on its photos, e.g. 0.5)")
+        if self.long_side is not None and not 64 <= self.long_side <= MAX_LONG_SIDE:
+            raise ConfigError(f"long_side={self.long_side} out of range",
+                              hint=f"use 64..{MAX_LONG_SIDE} px, or leave it out for the paper's rule (704..1024)")
+        if len(tuple(self.pad_rgb)) != 3 or not all(isinstance(c, int) and 0 <= c <= 255 for c in self.pad_rgb):
+            raise ConfigError(f"pad_rgb={self.pad_rgb!r} is not a colour", hint="use three integers 0..255")
         if self.keep not in ("auto", "all", "strongest"):
             raise ConfigError(f"keep={self.keep!r} is not a choice", hint='use "auto", "all" or "strongest"')
         if self.outline not in (None, *OUTLINES):
@@ -87,8 +105,12 @@ def read_toml(path: str | Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"recipe {path} not found", hint="check the path, or see recipes/") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"recipe {path} is not valid TOML: {err}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as err:
+        reason = (str(err).splitlines() or [type(err).__name__])[0][:200]
+        raise ConfigError(f"recipe {path} is not valid TOML: {reason}") from None
+    except OSError as err:
+        raise ConfigError(f"recipe {path} cannot be read ({err.strerror or type(err).__name__})",
+                          hint="check the path and its permissions") from None
 
 
 def build_config(cls: type[C], *layers: dict[str, Any] | None, source: str = "") -> C:

@@ -78,10 +78,12 @@ def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
         raise InputError(f"{path} is not an image PIL can read", hint=_FORMATS_HINT) from None
     except PermissionError:
         raise InputError(f"image {path} is not readable (permission denied)", hint="check its permissions") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as err:
+    except Exception as err:
         # PIL reports truncated / corrupt data as OSError ("image file is truncated", "broken data
-        # stream"), and some plugins as SyntaxError or ValueError.
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        # stream"), some plugins as SyntaxError or ValueError, and crafted metadata as whatever its
+        # parser trips on (a TIFF EXIF rational where an integer belongs: TypeError; struct.error,
+        # IndexError, ZeroDivisionError, ...). A file is untrusted input: every failure is ours.
+        reason = (str(err).splitlines() or [type(err).__name__])[0][:200]
         raise InputError(
             f"image {path} is damaged or truncated ({reason})", hint="re-export or re-download it"
         ) from None

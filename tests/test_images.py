@@ -194,6 +194,34 @@ def _png_header_only(w: int, h: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
+def _tiff_with_rational(path: Path, tag: int) -> Path:
+    """A TIFF whose tag ``tag`` holds a rational where PIL expects an integer or text."""
+    from PIL import TiffImagePlugin
+
+    ifd = TiffImagePlugin.ImageFileDirectory_v2()
+    ifd[tag] = TiffImagePlugin.IFDRational(3, 1)
+    ifd.tagtype[tag] = 5  # RATIONAL
+    Image.new("RGB", (8, 6), (200, 10, 10)).save(path, "TIFF", tiffinfo=ifd)
+    return path
+
+
+@pytest.mark.parametrize("tag", [273, 700])  # StripOffsets (TypeError: 'IFDRational'), XMP
+def test_crafted_tiff_metadata_is_an_input_error(tmp_path, tag):
+    path = _tiff_with_rational(tmp_path / "crafted.tif", tag)
+    with pytest.raises(InputError, match="crafted.tif is damaged"):
+        load_image(path)
+
+
+def test_learn_photos_skip_a_crafted_tiff_and_keep_the_others(tmp_path):
+    from personaseg.concepts.data import LearnWarning, load_photos
+
+    Image.new("RGB", (16, 16), (0, 90, 0)).save(tmp_path / "a.png")
+    _tiff_with_rational(tmp_path / "b.tif", 273)
+    with pytest.warns(LearnWarning, match="skipped image .*b.tif is damaged"):
+        photos = load_photos(tmp_path, 8)
+    assert [p.name for p in photos.paths] == ["a.png"]
+
+
 def test_decompression_bomb_header(tmp_path):
     p = tmp_path / "bomb.png"
     p.write_bytes(_png_header_only(100_000, 100_000))

@@ -109,8 +109,9 @@ def mask_array(mask: Any, where: str) -> np.ndarray:
         if isinstance(mask, Image.Image):
             mask = np.asarray(mask.convert("L") if mask.mode not in ("1", "L", "P", "I", "I;16") else mask)
         a = np.asarray(mask)
-    except (OSError, ValueError, SyntaxError) as err:
-        raise DatasetError(f"{where}: mask is not a readable image ({err})") from None
+    except Exception as err:  # PIL raises many types for a crafted file (see images.load_image)
+        reason = (str(err).splitlines() or [type(err).__name__])[0][:200]
+        raise DatasetError(f"{where}: mask is not a readable image ({reason})") from None
     if a.ndim == 3:  # (H, W, C) -> (H, W)
         a = a.max(axis=2)
     if a.ndim != 2:
@@ -185,7 +186,11 @@ def read_mug19(root: str | Path) -> BenchData:
         raise DatasetError(f"{index} is missing", hint="a Mug19-style benchmark lists its samples there")
     samples: list[Sample] = []
     needed: dict[str, str] = {}  # concept name -> first line using it
-    for no, line in enumerate(index.read_text().splitlines(), 1):
+    try:
+        text = index.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise DatasetError(f"{index} cannot be read ({type(err).__name__})", hint="it is UTF-8 JSON lines") from None
+    for no, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         where = f"{index}:{no}"
@@ -194,16 +199,41 @@ def read_mug19(root: str | Path) -> BenchData:
             image, concept, mask = row["image"], row["concept"], row["mask"]
             subset = row.get("subset", [])
             subset = [subset] if isinstance(subset, str) else list(subset)
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            if not all(isinstance(v, str) and v for v in (image, concept, mask)):
+                raise TypeError("image, concept and mask must be non-empty text")
+            if not all(isinstance(t, str) for t in subset):
+                raise TypeError("subset tags must be text")
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as err:
             raise DatasetError(
-                f"{where}: bad index line ({type(err).__name__}: {err})",
+                f"{where}: bad index line ({type(err).__name__}: {str(err)[:120]})",
                 hint='write {"image": "images/x.jpg", "concept": "name", "mask": "masks/x/name.png", "subset": []}',
             ) from None
-        samples.append(Sample(image, concept, subset, where, root / "test" / image, root / "test" / mask))
+        _check_plain_name(concept, where)
+        test = root / "test"
+        samples.append(Sample(image, concept, subset, where, _inside(test, image, where), _inside(test, mask, where)))
         needed.setdefault(concept, where)
     concepts = {name: _mug19_concept(root / "concepts" / name, name, where) for name, where in needed.items()}
     _check_unique(samples, str(index))
     return BenchData("mug19", str(root), concepts, samples)
+
+
+def _check_plain_name(name: str, where: str) -> None:
+    """A concept name names output files (``<concept>.png``): one plain path part, no ``..``."""
+    if name in (".", "..") or name.startswith(".") or any(c in name for c in "/\\\0") or len(name) > 200:
+        raise DatasetError(f"{where}: concept {name[:60]!r} is not a plain name",
+                           hint="use letters, digits, '-', '_' (it names folders and mask files)")
+
+
+def _inside(base: Path, rel: str, where: str) -> Path:
+    """``base / rel``, refused when ``rel`` leads outside ``base``."""
+    path = base / rel
+    try:
+        inside = "\0" not in rel and path.resolve().is_relative_to(base.resolve())
+    except (OSError, ValueError):
+        inside = False
+    if not inside:
+        raise DatasetError(f"{where}: {rel[:80]!r} leads outside {base}", hint="give paths relative to test/")
+    return path
 
 
 def _mug19_concept(folder: Path, name: str, used_at: str) -> ConceptSpec:
@@ -215,7 +245,7 @@ def _mug19_concept(folder: Path, name: str, used_at: str) -> ConceptSpec:
     meta_path = folder / "concept.toml"
     meta = read_toml(meta_path) if meta_path.is_file() else {}
     class_word = meta.get("class_word")
-    if not class_word:
+    if not class_word or not isinstance(class_word, str):
         raise DatasetError(f"{meta_path}: no class_word for concept {name!r}", hint='write class_word = "mug"')
     return ConceptSpec(name, str(class_word), photos, str(folder))
 

@@ -19,7 +19,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from .common import console, err_console
+from .common import console, err_console, one_line_warnings
 from .options import ConceptsDirOpt
 
 concepts_app = typer.Typer(
@@ -52,7 +52,8 @@ def list_(
 ) -> None:
     """List the concepts in the store (name, method, vectors, class word, model)."""
     store = _store(concepts_dir)
-    concepts = store.list()
+    with one_line_warnings():  # a broken folder is one warning line; the others are listed
+        concepts = store.list()
     if as_json:
         for c in concepts:
             console.print_json(json.dumps({"name": c.name, "token": c.token, "method": c.method,
@@ -86,11 +87,11 @@ def rm(
 ) -> None:
     """Delete a concept from the store."""
     store = _store(concepts_dir)
-    concept = store.get(name)
-    if not yes and not typer.confirm(f"delete {concept.token} ({concept.path})?"):
+    folder = store.folder(name)  # the folder of that name, even when its concept.json is broken
+    if not yes and not typer.confirm(f"delete <{folder.name}> ({folder})?"):
         raise typer.Exit(1)
-    store.remove(concept.name)
-    err_console.print(f"removed {concept.token}", highlight=False)
+    store.remove(folder.name)
+    err_console.print(f"removed <{folder.name}>", highlight=False)
 
 
 @concepts_app.command("import")
@@ -101,7 +102,8 @@ def import_(
     concepts_dir: ConceptsDirOpt = None,
 ) -> None:
     """Add a concept learned elsewhere (pickle .pt/.bin files are refused: convert to safetensors)."""
-    concept = _store(concepts_dir).import_(file, name=name, force=force)
+    with one_line_warnings():
+        concept = _store(concepts_dir).import_(file, name=name, force=force)
     err_console.print(f"imported {concept.token} ({concept.num_vectors} vectors, width {concept.width}) "
                       f"into {concept.path}", highlight=False)
 
@@ -111,10 +113,11 @@ def export(
     name: NameArg,
     format: Annotated[Format, typer.Option("--format", help="diffusers: load_textual_inversion / load_lora_weights; a1111: A1111 and ComfyUI embeddings.")] = Format.diffusers,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="File (or folder for LoRA) to write; default ./<name>.safetensors.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
     concepts_dir: ConceptsDirOpt = None,
 ) -> None:
     """Write a concept for other tools (A1111 uses the file name as the trigger word)."""
-    path = _store(concepts_dir).export(name, out, format=format.value)
+    path = _store(concepts_dir).export(name, out, format=format.value, force=force)
     err_console.print(f"wrote {path}", highlight=False)
 
 

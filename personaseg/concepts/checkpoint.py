@@ -108,17 +108,59 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint`."""
+    """Read a checkpoint written by :func:`save_checkpoint`; a damaged, truncated or crafted file
+    is a :class:`ConceptError` (its structure and RNG states are checked here, before any use)."""
     try:
         with safe_open(str(path), framework="pt") as fh:
             meta = json.loads((fh.metadata() or {})["personaseg_checkpoint"])
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-    except (OSError, KeyError, ValueError, json.JSONDecodeError) as err:
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise ValueError(f"format {meta.get('format') if isinstance(meta, dict) else meta!r}")
+        state = _join(meta["tree"], tensors)
+        _check_state(state)
+        state["rng"]["numpy"] = _numpy_state(state["rng"]["numpy"])
+        _check_rng(state["rng"])
+    except Exception as err:  # safetensors, json and the checks raise several types for a bad file
+        reason = (str(err).splitlines() or [""])[0][:120]
         raise ConceptError(
-            f"checkpoint {path} is unreadable ({type(err).__name__})",
+            f"checkpoint {path} is unreadable ({type(err).__name__}{': ' + reason if reason else ''})",
             hint="start again with --force",
         ) from None
-    state = _join(meta["tree"], tensors)
-    if "rng" in state:
-        state["rng"]["numpy"] = _numpy_state(state["rng"]["numpy"])
     return state
+
+
+def _check_state(state: Any) -> None:
+    """The fields ``learn`` reads from a checkpoint, with their types (ValueError if not)."""
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise ValueError(what)
+
+    need(isinstance(state, dict), "not a mapping")
+    need(isinstance(state.get("token"), str), "no token")
+    need(isinstance(state.get("step"), int) and not isinstance(state["step"], bool) and state["step"] >= 0, "bad step")
+    need(isinstance(state.get("losses"), list) and all(isinstance(v, (int, float)) for v in state["losses"]),
+         "bad losses")
+    need(isinstance(state.get("photos"), list) and all(isinstance(h, str) for h in state["photos"]), "bad photos")
+    need(isinstance(state.get("config"), dict), "no config")
+    need(state.get("base_model") is None or isinstance(state["base_model"], str), "bad base_model")
+    need(isinstance(state.get("train_seconds", 0.0), (int, float)), "bad train_seconds")
+    trainable = state.get("trainable")
+    need(isinstance(trainable, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                             for k, v in trainable.items()), "bad trainable tensors")
+    for key in ("optimizer", "scheduler"):
+        need(isinstance(state.get(key), dict), f"no {key} state")
+    need(state.get("scaler") is None or isinstance(state["scaler"], dict), "bad scaler state")
+    rng = state.get("rng")
+    need(isinstance(rng, dict) and isinstance(rng.get("numpy"), dict)
+         and isinstance(rng["numpy"].get("state"), dict), "bad rng state")
+
+
+def _check_rng(state: dict[str, Any]) -> None:
+    """Set every saved RNG state on a throwaway generator: a bad one fails here, not mid-resume."""
+    torch.Generator().set_state(state["torch"])
+    np.random.RandomState().set_state(state["numpy"])
+    version, internal, gauss = state["python"]
+    random.Random().setstate((version, tuple(internal), gauss))
+    if "cuda" in state:
+        if not isinstance(state["cuda"], list) or not all(isinstance(t, torch.Tensor) for t in state["cuda"]):
+            raise ValueError("bad cuda rng state")

@@ -13,6 +13,7 @@ prompt (the segmenter averages all of them as one phrase).
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,9 +26,48 @@ from ..errors import ConceptError
 from .config import fill_template
 from .data import LearnWarning
 from .lora import LORA_FILE, second_adapter_ok
-from .textual_inversion import EMBEDS_FILE, load_embeds, sub_tokens
+from .textual_inversion import EMBEDS_FILE, MAX_VECTORS, MAX_WIDTH, check_name, check_rows, load_embeds, sub_tokens
 
 META_FILE = "concept.json"
+METHODS = ("ti", "lora")
+
+
+def _broken(folder: Path, problem: str) -> ConceptError:
+    return ConceptError(
+        f"concept folder {folder} is broken ({problem})",
+        hint=f"remove it with `personaseg concepts rm {folder.name}` and learn or import it again",
+    )
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _meta_problem(meta: Any, need_name: bool = True) -> str | None:
+    """What is wrong with a concept.json's content (None: nothing). The file may come from anyone."""
+    if not isinstance(meta, dict):
+        return f"concept.json holds a {type(meta).__name__}, not an object"
+    if need_name and not isinstance(meta.get("name"), str):
+        return "no name"
+    if meta.get("method") not in METHODS:
+        return f"method {meta.get('method')!r} is not one of {', '.join(METHODS)}"
+    if not isinstance(meta.get("prompt_template"), str) or "{}" not in meta["prompt_template"]:
+        return "prompt_template is not text with a '{}'"
+    if not _is_int(meta.get("width")) or not 1 <= meta["width"] <= MAX_WIDTH:
+        return f"width {meta.get('width')!r} is not a text-encoder width"
+    if not _is_int(meta.get("num_vectors")) or not 1 <= meta["num_vectors"] <= MAX_VECTORS:
+        return f"num_vectors {meta.get('num_vectors')!r} is not 1..{MAX_VECTORS}"
+    for key in ("token", "class_word", "base_model", "base_model_path", "created"):
+        if meta.get(key) is not None and not isinstance(meta[key], str):
+            return f"{key} {meta[key]!r} is not text"
+    if meta.get("cross_attention_dim") is not None and not _is_int(meta["cross_attention_dim"]):
+        return f"cross_attention_dim {meta['cross_attention_dim']!r} is not a number"
+    ref = meta.get("presence_ref")
+    if ref is not None and (isinstance(ref, bool) or not isinstance(ref, (int, float)) or not math.isfinite(ref)):
+        return f"presence_ref {ref!r} is not a number"
+    if meta.get("presence_ref_at") is not None and not isinstance(meta["presence_ref_at"], dict):
+        return "presence_ref_at is not an object"
+    return None
 
 
 @contextmanager
@@ -65,28 +105,34 @@ class Concept:
     meta: dict[str, Any] = field(default_factory=dict, repr=False)  # the whole concept.json
 
     @classmethod
-    def from_folder(cls, folder: Path) -> "Concept":
-        """Read ``folder/concept.json``; a missing or broken file is a :class:`ConceptError`."""
+    def from_folder(cls, folder: Path, name: str | None = None) -> "Concept":
+        """Read ``folder/concept.json``; a missing or broken file is a :class:`ConceptError`.
+
+        ``name``: the concept's name, which the store gives as the folder's name (a concept is its
+        folder: a copied or renamed folder is a concept of its own); None takes concept.json's.
+        Every field is checked here, so a crafted file fails now, in one line, not in a later find.
+        """
         folder = Path(folder)
         try:
-            meta = json.loads((folder / META_FILE).read_text())
-            return cls(
-                name=meta["name"],
-                token=meta["token"],
-                path=folder,
-                method=meta["method"],
-                class_word=meta.get("class_word"),
-                prompt_template=meta["prompt_template"],
-                base_model=meta.get("base_model"),
-                width=int(meta["width"]),
-                num_vectors=int(meta["num_vectors"]),
-                meta=meta,
-            )
-        except (OSError, ValueError, KeyError) as err:
-            raise ConceptError(
-                f"concept folder {folder} is broken ({type(err).__name__}: {err})",
-                hint=f"remove it with `personaseg concepts rm {folder.name}` and learn it again",
-            ) from None
+            meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            raise _broken(folder, f"{type(err).__name__}: {str(err)[:120]}") from None
+        problem = _meta_problem(meta, need_name=name is None)
+        if problem:
+            raise _broken(folder, problem)
+        name = check_name(name if name is not None else meta["name"])
+        return cls(
+            name=name,
+            token=f"<{name}>",
+            path=folder,
+            method=meta["method"],
+            class_word=meta.get("class_word"),
+            prompt_template=meta["prompt_template"],
+            base_model=meta.get("base_model"),
+            width=meta["width"],
+            num_vectors=meta["num_vectors"],
+            meta=meta,
+        )
 
     @property
     def sub_tokens(self) -> list[str]:
@@ -96,7 +142,14 @@ class Concept:
     def embeddings(self) -> torch.Tensor:
         """The learned rows, ``(K, width)`` fp32."""
         token, rows = load_embeds(self.path / EMBEDS_FILE)
-        if token is not None and token != self.token:
+        check_rows(rows, self.path / EMBEDS_FILE, self.width)
+        if rows.shape[0] != self.num_vectors:
+            raise ConceptError(
+                f"{self.path / EMBEDS_FILE} holds {rows.shape[0]} vectors, but concept.json says {self.num_vectors}",
+                hint="the folder was edited by hand: learn or import the concept again",
+            )
+        # a renamed or copied folder keeps the token it was learned as: that one is fine too
+        if token is not None and token not in (self.token, self.meta.get("token")):
             raise ConceptError(
                 f"{self.path / EMBEDS_FILE} holds token {token}, but concept.json says {self.token}",
                 hint="the folder was edited by hand: learn or import the concept again",

@@ -10,12 +10,17 @@ projections, lr 1e-4, no accumulation). Fields left ``None`` take the method's d
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
 
 METHODS = ("ti", "lora")
+# Upper bounds of the integer settings (lower bound 1), far above any use, so a typo fails at once
+# instead of allocating for hours: vectors must fit a 77-token prompt; resolution 2048 px is 4x SD 2.x's.
+INT_BOUNDS = {"vectors": 75, "batch_size": 256, "lora_rank": 1024, "num_class_images": 10_000, "steps": 10_000_000,
+              "grad_accum": 1024, "resolution": 2048, "class_image_steps": 1000}
 DEFAULT_RESOLUTION = 512  # training side when neither the user nor the model card sets one (SD 1.x)
 MIXED_PRECISION = ("no", "fp16", "bf16")
 
@@ -78,19 +83,24 @@ class LearnConfig:
             raise ConfigError(
                 f"unknown mixed precision {self.mixed_precision!r}", hint="use no, fp16 or bf16"
             )
-        for name in ("vectors", "batch_size", "lora_rank", "num_class_images"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}={getattr(self, name)} must be >= 1")
-        for name in ("steps", "grad_accum", "resolution"):
+        for name, top in INT_BOUNDS.items():  # what is allowed, said in the message
             value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"{name}={value} must be >= 1")
+            if value is not None and not 1 <= value <= top:
+                raise ConfigError(f"{name}={value} out of range", hint=f"use 1..{top}")
+        for name in ("lr_warmup_steps", "seed"):
+            if not 0 <= getattr(self, name) < 2**63:
+                raise ConfigError(f"{name}={getattr(self, name)} out of range", hint="use 0 or more")
+        for name in ("token_lr", "adam_weight_decay", "prior_weight", "max_grad_norm", "contrast_weight"):
+            value = getattr(self, name)  # NaN and inf are refused: not value >= 0 holds for NaN
+            if value is not None and not (math.isfinite(value) and value >= 0 and (name != "token_lr" or value > 0)):
+                raise ConfigError(f"{name}={value} out of range",
+                                  hint="use a finite number " + ("> 0" if name == "token_lr" else ">= 0"))
         if self.resolution is not None and self.resolution % 8:
             raise ConfigError(
                 f"resolution {self.resolution} is not a multiple of 8", hint="use e.g. 512, 256 or 64"
             )
-        if self.lr is not None and not self.lr > 0:
-            raise ConfigError(f"lr={self.lr} must be > 0")
+        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"lr={self.lr} must be > 0", hint="use a finite number like 5e-4")
         if not 0.0 <= self.flip_p <= 1.0:
             raise ConfigError(f"flip_p={self.flip_p} out of range", hint="use 0..1")
         if (self.contrast_weight or 0.0) < 0 or not 0.0 < self.contrast_ratio <= 1.0:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -28,7 +29,9 @@ def class_photos(pipe, cfg: LearnConfig, store_root: Path, base_model: str, prog
         keep = min(len(found), cfg.num_class_images)
         return PhotoSet(found.pixels[:keep], found.paths[:keep], found.hashes[:keep])
     key = hashlib.sha256(f"{base_model}|{cfg.class_word}|{cfg.resolution}".encode()).hexdigest()[:12]
-    folder = store_root / ".class-images" / f"{cfg.class_word.replace(' ', '-')}-{key}"
+    # the class word is the user's text: only its plain characters name the folder, which stays in the store
+    label = re.sub(r"[^A-Za-z0-9_-]+", "-", cfg.class_word).strip("-")[:40] or "class"
+    folder = store_root / ".class-images" / f"{label}-{key}"
     folder.mkdir(parents=True, exist_ok=True)
     generate(pipe, folder, cfg, progress)
     found = load_photos(folder, cfg.resolution, what="class images")

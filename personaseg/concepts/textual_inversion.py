@@ -22,6 +22,11 @@ from ..errors import ConceptError
 EMBEDS_FILE = "learned_embeds.safetensors"  # diffusers' TEXT_INVERSION_NAME_SAFE
 A1111_KEY = "emb_params"  # the key A1111 / ComfyUI .safetensors embeddings use
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+MAX_NAME = 100  # characters of a concept name: its folder, lock and temp names stay far below 255 bytes
+# Names Windows cannot give a file or folder (also with any extension: "con.txt").
+_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
+MAX_VECTORS = 75  # K sub-tokens must fit a 77-token prompt with its start and end tokens
+MAX_WIDTH = 16384  # text-encoder widths are 768 (SD 1.x), 1024 (SD 2.x), 1280 / 2048 (SDXL)
 DEFAULT_INIT_WORD = "object"  # initialises the vectors when no class word is given
 
 
@@ -41,17 +46,37 @@ def parse_token(token: str, quiet: bool = False) -> tuple[str, str]:
             f"token {raw!r} contains a space: a token is one word",
             hint=f"use e.g. --token '<{suggestion}>'",
         )
-    if not _NAME.match(inner):
-        raise ConceptError(
-            f"token {raw!r} has characters that cannot name a concept",
-            hint="use letters, digits, '-', '_' and '.', like --token '<my-mug>'",
-        )
+    check_name(inner, raw)
     if raw != f"<{inner}>" and not quiet:
         from .data import LearnWarning
 
         warnings.warn(f"token {raw!r} written as <{inner}> (concept tokens are in angle brackets)",
                       LearnWarning, stacklevel=3)
     return inner, f"<{inner}>"
+
+
+def check_name(name: str, shown: str | None = None) -> str:
+    """Refuse a concept name that cannot be a folder of the store on every system: other characters
+    than letters, digits, ``-``, ``_``, ``.`` (a ``/`` or ``..`` would leave the store), a leading
+    dot (the store's own temp and run folders), more than :data:`MAX_NAME` characters, a trailing
+    dot or a name Windows reserves (``con``, ``nul``, ``com1``, ...). Returns ``name``."""
+    shown = shown if shown is not None else name
+    if not isinstance(name, str) or not _NAME.match(name) or not name.isascii():
+        raise ConceptError(
+            f"token {shown!r} has characters that cannot name a concept",
+            hint="use letters, digits, '-', '_' and '.', starting with a letter or digit, like --token '<my-mug>'",
+        )
+    if len(name) > MAX_NAME:
+        raise ConceptError(
+            f"token {shown[:40]!r}... is {len(name)} characters long, more than a concept name may have ({MAX_NAME})",
+            hint="choose a shorter --token",
+        )
+    if name.endswith(".") or name.split(".")[0].lower() in _RESERVED:
+        raise ConceptError(
+            f"token {shown!r} is a reserved file name on some systems",
+            hint="choose another --token, e.g. <my-" + name.strip(".") + ">",
+        )
+    return name
 
 
 def sub_tokens(token: str, k: int) -> list[str]:
@@ -118,6 +143,8 @@ def load_embeds(path: Path) -> tuple[str | None, torch.Tensor]:
             f"{path} is not a readable .safetensors embedding ({type(err).__name__})",
             hint="give a learned_embeds.safetensors or an A1111 embedding .safetensors",
         ) from None
+    if not isinstance(sd, dict):  # pragma: no cover - load_file always gives a dict
+        sd = {}
     if A1111_KEY in sd:
         token, t = None, sd[A1111_KEY]
     elif "string_to_param.*" in sd:
@@ -129,5 +156,22 @@ def load_embeds(path: Path) -> tuple[str | None, torch.Tensor]:
             f"{path} holds {len(sd)} tensors, not one embedding",
             hint="a Textual Inversion file has one tensor (K, width)",
         )
-    t = t.float()
-    return token, t.unsqueeze(0) if t.ndim == 1 else t
+    t = t.unsqueeze(0) if t.ndim == 1 else t
+    check_rows(t, path)
+    return token, t.float()
+
+
+def check_rows(rows: torch.Tensor, where: Path | str, width: int | None = None) -> None:
+    """Refuse an embedding that is not ``(K, width)`` with 1 <= K <= :data:`MAX_VECTORS`, of
+    finite floats, and (when known) of the text encoder's ``width``."""
+    fix = "a Textual Inversion embedding is (K, width) floats, K vectors of the text encoder's width"
+    if not rows.is_floating_point():
+        raise ConceptError(f"{where} holds a {str(rows.dtype).replace('torch.', '')} tensor, not float embeddings",
+                           hint=fix)
+    if rows.ndim != 2 or not 1 <= rows.shape[0] <= MAX_VECTORS or not 1 <= rows.shape[1] <= MAX_WIDTH:
+        raise ConceptError(f"{where} holds a tensor of shape {tuple(rows.shape)}, not an embedding", hint=fix)
+    if width is not None and rows.shape[1] != width:
+        raise ConceptError(f"{where} holds vectors of width {rows.shape[1]}, but the concept's width is {width}",
+                           hint="the files were edited by hand: learn or import the concept again")
+    if not bool(torch.isfinite(rows).all()):
+        raise ConceptError(f"{where} holds NaN or infinite values", hint="learn or import the concept again")

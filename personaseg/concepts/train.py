@@ -12,8 +12,10 @@ optimizer, scheduler, scaler and RNG states are restored.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import os
 import shutil
 import signal
 import sys
@@ -71,8 +73,17 @@ def learn(
     an existing concept or unfinished run; ``resume`` continues an interrupted run (``config=None``
     takes the interrupted run's settings).
     """
-    name, token = parse_token(token)
+    name, token = parse_token(token)  # a name that cannot be a folder fails here, before any model loads
     store = ConceptStore(concepts_dir)
+    # one learn of a token at a time (its checkpoint and its concept folder are its own); under
+    # `accelerate launch` the main process holds the lock for all
+    with store.lock(name) if os.environ.get("RANK", "0") == "0" else contextlib.nullcontext():
+        return _learn(photos, name, token, store, config, model=model, pipe=pipe, force=force, resume=resume,
+                      progress=progress)
+
+
+def _learn(photos, name: str, token: str, store: ConceptStore, config: LearnConfig | None, *, model, pipe,
+           force: bool, resume: bool, progress: bool) -> Concept:
     ckpt = store.run_dir(name) / CHECKPOINT_FILE
     state = _previous_run(ckpt, token, force, resume)
     force = force or bool(state and state.get("force"))
@@ -124,7 +135,7 @@ def learn(
     with Trainer(pipe, token, cfg, acc, photo_set, class_set, copy_text_encoder=copy_te, contrast=contrast) as trainer:
         start, losses = 0, []
         if state is not None:
-            trainer.load_state_dict(state)
+            _resume(trainer, state, ckpt)
             start, losses = int(state["step"]), list(state["losses"])
         losses = _loop(trainer, start, losses, ckpt, run, photos, progress)
         result = trainer.result()
@@ -166,6 +177,19 @@ def _previous_run(ckpt: Path, token: str, force: bool, resume: bool) -> dict | N
             )
         shutil.rmtree(ckpt.parent, ignore_errors=True)
     return None
+
+
+def _resume(trainer: Trainer, state: dict, ckpt: Path) -> None:
+    """Put the interrupted run's state into ``trainer``; a checkpoint that does not fit is one line."""
+    try:
+        trainer.load_state_dict(state)
+    except ConceptError as err:
+        raise ConceptError(f"checkpoint {ckpt} does not fit this run ({err.message})", hint=err.hint) from None
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as err:
+        raise ConceptError(
+            f"checkpoint {ckpt} does not fit this run ({type(err).__name__}: {(str(err).splitlines() or [''])[0][:120]})",
+            hint="start again with --force",
+        ) from None
 
 
 def _config(config: LearnConfig | None, state: dict | None) -> LearnConfig:

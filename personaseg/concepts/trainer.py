@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConceptError
 from .checkpoint import rng_state, set_rng_state
 from .config import LearnConfig, fill_template
 from .data import TI_TEMPLATES, PhotoSet, photo_index, sample_generator
@@ -395,7 +396,9 @@ class Trainer:
         """Inverse of :meth:`state_dict`."""
         params = self.named_trainable()
         missing = set(params) ^ set(state["trainable"])
-        assert not missing, f"checkpoint does not match the model: {sorted(missing)[:3]}"
+        if missing:  # a checkpoint of another run, or edited
+            raise ConceptError(f"the checkpoint's tensors do not match the model: {sorted(missing)[:3]}",
+                               hint="start again with --force")
         with torch.no_grad():
             for n, p in params.items():
                 p.copy_(state["trainable"][n])

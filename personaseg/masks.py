@@ -131,11 +131,14 @@ def dense_crf(
     if image_rgb.shape != (h, w, 3) or image_rgb.dtype != np.uint8:
         raise ValueError(f"image_rgb must be uint8 ({h}, {w}, 3), got {image_rgb.dtype} {image_rgb.shape}")
 
+    # pydensecrf's Cython signatures take writable, C-ordered buffers: ``np.asarray(PIL image)`` is
+    # read-only (and a view may be strided), so hand it a copy it may write to.
+    image_rgb = np.array(image_rgb, dtype=np.uint8, order="C", copy=True)
     p = np.clip(probs, 1e-8, None)
     p = p / p.sum(axis=0, keepdims=True)  # per-pixel distribution over the C labels
     crf = dcrf.DenseCRF2D(w, h, c)
     crf.setUnaryEnergy(np.ascontiguousarray(unary_from_softmax(p)))  # (C, H*W) = -log p
     crf.addPairwiseGaussian(sxy=gauss_sxy, compat=gauss_compat)
-    crf.addPairwiseBilateral(sxy=bilat_sxy, srgb=bilat_srgb, rgbim=np.ascontiguousarray(image_rgb), compat=bilat_compat)
+    crf.addPairwiseBilateral(sxy=bilat_sxy, srgb=bilat_srgb, rgbim=image_rgb, compat=bilat_compat)
     q = np.asarray(crf.inference(iterations))  # (C, H*W)
     return q.reshape(c, h, w).argmax(axis=0)  # (C, H, W) -> (H, W)

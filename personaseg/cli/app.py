@@ -15,7 +15,7 @@ import typer
 
 from ..errors import PersonasegError
 from . import bench, concepts, demo, explain, find, learn, segment, toyworld
-from .common import err_console
+from .common import err_console, styled
 
 app = typer.Typer(
     name="personaseg",
@@ -29,7 +29,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
-    rich_markup_mode="rich",
+    # help text prints as written (rich markup mode would eat "[crf]" in "personaseg[crf]")
+    rich_markup_mode=None,
 )
 
 
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     except PersonasegError as err:
         if os.environ.get("PERSONASEG_DEBUG"):
             raise
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+        err_console.print(styled("error:", "bold red", str(err)))
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .common import console, one_line_warnings
+from .common import console, one_line_warnings, styled
 from .options import DeviceOpt, DtypeOpt, ModelOpt, SeedOpt
 
 bench_app = typer.Typer(
@@ -53,7 +53,7 @@ def personal(
     root: Annotated[str, typer.Argument(help="Benchmark folder (see data/README.md), or a Hugging Face dataset id.")],
     model: ModelOpt = None,
     method: Annotated[Method, typer.Option(help="How each concept is learned.")] = Method.ti,
-    recipe: Annotated[Optional[Path], typer.Option(help="TOML of LearnConfig fields, or \\[learn] and \\[find] tables.")] = None,
+    recipe: Annotated[Optional[Path], typer.Option(help="TOML of LearnConfig fields, or [learn] and [find] tables.")] = None,
     baselines: Annotated[str, typer.Option(help="Comma-separated: class-word, ti, lora ('none' for none).")] = "class-word",
     layout: Annotated[Layout, typer.Option(help="Dataset layout (auto: from the files).")] = Layout.auto,
     subset: Annotated[Optional[str], typer.Option(help="Only samples with one of these comma-separated tags.")] = None,
@@ -115,9 +115,9 @@ def _print_personal(report: dict[str, Any], out: Path) -> None:
         table.add_row(m, *[_pct(r[g]["mIoU"]) for g in groups], "-" if fp is None else f"{100 * fp:.0f}%")
     console.print(table)
     if note := reference_note(report):
-        console.print(f"[yellow]warning:[/] {note}", highlight=False)
+        console.print(styled("warning:", "yellow", note))
     if report["skipped"]:
-        console.print(f"[yellow]{len(report['skipped'])} bad sample(s) skipped[/] (listed in report.md)")
+        console.print(styled(f"{len(report['skipped'])} bad sample(s) skipped", "yellow", "(listed in report.md)"))
     console.print(f"report: {out / 'report.md'}, {out / 'report.json'}, {out / 'grid.png'}")
 
 

@@ -50,8 +50,8 @@ def train_cmd(
 
     cfg = toy_train_config(recipe, steps=steps, seed=seed, mixed_precision=mixed_precision)
     start = time.perf_counter()
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+    with Progress(TextColumn("{task.description}", markup=False), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TextColumn("{task.fields[info]}", markup=False), TimeElapsedColumn(), TimeRemainingColumn(),
                   console=console, refresh_per_second=2) as progress:  # a redraw takes the GIL from the step
         tasks: dict[str, int] = {}
 

@@ -17,6 +17,8 @@ from ..errors import PersonasegError
 from . import bench, concepts, demo, explain, find, learn, segment, toyworld
 from .common import err_console, styled
 
+DEBUG_VAR = "PERSONASEG_DEBUG"  # set: tracebacks instead of one-line errors
+
 app = typer.Typer(
     name="personaseg",
     help=(
@@ -46,16 +48,25 @@ for module in (find, segment, explain, learn, concepts, bench, demo, toyworld):
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning known errors into one line and an exit code."""
+    from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.set_verbosity_error()  # import-time notices are not for our users
+    diffusers_logging.set_verbosity_error()  # "Couldn't connect to the Hub" chatter before our one line
     warnings.filterwarnings("ignore", category=FutureWarning)
     try:
         app(args=argv)
     except PersonasegError as err:
-        if os.environ.get("PERSONASEG_DEBUG"):
+        if os.environ.get(DEBUG_VAR):
             raise
         err_console.print(styled("error:", "bold red", str(err)))
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as err:  # a bug or an unforeseen failure: still one line, and where to look
+        if os.environ.get(DEBUG_VAR):
+            raise
+        text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        err_console.print(styled("error:", "bold red", f"{type(err).__name__}: {text}" if text else type(err).__name__)
+                          + f" (unexpected; set {DEBUG_VAR}=1 for the traceback)")
+        sys.exit(1)

@@ -3,7 +3,8 @@
 All functions take numpy arrays (never torch or diffusers objects). Masks are ``(H, W)`` arrays,
 anything non-zero counts as foreground. Boxes are ``[x0, y0, x1, y1]`` in pixel coordinates with
 x0/y0 inclusive and x1/y1 exclusive, so ``x1 - x0`` is the width (``mask[y0:y1, x0:x1]`` is the
-box's content).
+box's content). The JSON records of ``find`` use COCO's conventions instead (:func:`coco_summary`:
+``bbox`` is ``[x, y, width, height]``, every region carries its RLE).
 """
 
 from __future__ import annotations
@@ -97,6 +98,39 @@ def mask_summary(mask: np.ndarray, min_area: int = 1) -> dict[str, Any]:
         "bbox": bbox(mask),
         "rle": rle_encode(mask),
         "instances": instances(mask, min_area=min_area),
+    }
+
+
+def xywh(box: list[int] | None) -> list[int] | None:
+    """``[x0, y0, x1, y1]`` (x1, y1 exclusive) -> COCO's ``[x, y, width, height]``."""
+    return None if box is None else [box[0], box[1], box[2] - box[0], box[3] - box[1]]
+
+
+def coco_summary(mask: np.ndarray, min_area: int = 1) -> dict[str, Any]:
+    """The per-mask fields of a JSON record in COCO's conventions, so a COCO tool reads them as they are.
+
+    ``bbox`` is COCO's ``[x, y, width, height]`` (px, x and y of the top-left pixel), ``area`` the
+    mask's pixels, ``rle`` its compressed RLE (``pycocotools.mask.decode`` reads it); ``instances``
+    are the connected regions (8-connectivity, largest first), each with the same three fields.
+    """
+    mask = _as_bool(mask)
+    labels, _ = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    regions = []
+    region = np.zeros_like(mask)  # one full-size canvas, each region drawn in its box and wiped after
+    for i, sl in enumerate(ndimage.find_objects(labels), start=1):
+        region[sl] = labels[sl] == i
+        area = int(region[sl].sum())
+        if area >= min_area:
+            ys, xs = sl
+            regions.append({"bbox": [xs.start, ys.start, xs.stop - xs.start, ys.stop - ys.start], "area": area,
+                            "rle": rle_encode(region)})
+        region[sl] = False
+    return {
+        "area_fraction": float(mask.mean()) if mask.size else 0.0,
+        "area": int(mask.sum()),
+        "bbox": xywh(bbox(mask)),
+        "rle": rle_encode(mask),
+        "instances": sorted(regions, key=lambda r: -r["area"]),  # stable: ties keep raster order
     }
 
 

@@ -22,7 +22,11 @@ from .common import console, one_line_warnings, styled
 from .options import DeviceOpt, DtypeOpt, ModelOpt, SeedOpt
 
 bench_app = typer.Typer(
-    help="Benchmarks: personalized segmentation (Mug19-style, PerSeg, HF datasets) and VOC pseudo-masks.",
+    help="Benchmarks: personalized segmentation (Mug19-style, PerSeg, HF datasets) and VOC pseudo-masks.\n\n"
+    "Examples:\n\n"
+    "  personaseg bench personal data/toy-bench --model toy\n\n"
+    "  personaseg bench personal data/PerSeg --layout perseg --shots 1\n\n"
+    "  personaseg bench voc VOCdevkit/VOC2012 --split train --crf",
     no_args_is_help=True,
 )
 
@@ -79,6 +83,20 @@ def personal(
 
     Writes RUNDIR/report.json, report.md, grid.png and samples.jsonl (one line per method and
     sample; --resume continues from it). Learned concepts are cached by photos, settings and model.
+    The table shows mIoU (mean of per-sample IoUs) and objIoU (per object, then averaged: the figure
+    PerSeg papers call mIoU).
+
+    Examples:
+
+      personaseg bench personal data/toy-bench --model toy --baselines class-word,lora
+
+      personaseg bench personal data/mug19 --model stable-diffusion-v1-5/stable-diffusion-v1-5 --out runs/mug19
+
+      personaseg bench personal data/PerSeg --layout perseg --shots 1 --limit 20
+
+      personaseg bench personal user/my-hf-dataset --layout hf --split test
+
+      personaseg bench personal data/mug19 --out runs/mug19 --resume
     """
     from ..bench import BenchConfig, run_personal
     from ..bench.config import read_recipe
@@ -145,6 +163,12 @@ def voc(
 
     The paper's weakly supervised setting: each image's classes (read from its label PNG) make the
     prompt; --crf adds a row with the dense CRF.
+
+    Examples:
+
+      personaseg bench voc VOCdevkit/VOC2012 --split train
+
+      personaseg bench voc VOCdevkit/VOC2012 --split val --limit 100 --crf --out runs/voc-val
     """
     from ..bench.sharding import is_main
     from ..bench.voc import VocConfig, run_voc

@@ -50,7 +50,16 @@ def list_(
     concepts_dir: ConceptsDirOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON record per concept on stdout.")] = False,
 ) -> None:
-    """List the concepts in the store (name, method, vectors, class word, model)."""
+    """List the concepts in the store (name, method, vectors, class word, model).
+
+    Examples:
+
+      personaseg concepts list
+
+      personaseg concepts list --json > concepts.jsonl
+
+      personaseg concepts list --concepts-dir ./team-concepts
+    """
     store = _store(concepts_dir)
     concepts = store.list()
     if as_json:
@@ -72,7 +81,14 @@ def list_(
 
 @concepts_app.command("show")
 def show(name: NameArg, concepts_dir: ConceptsDirOpt = None) -> None:
-    """Print a concept's concept.json (training settings, photos, loss) and its folder."""
+    """Print a concept's concept.json (training settings, photos, loss) and its folder.
+
+    Examples:
+
+      personaseg concepts show '<mymug>'
+
+      personaseg concepts show mymug --concepts-dir ./team-concepts
+    """
     concept = _store(concepts_dir).get(name)
     err_console.print(f"{concept.token} in {concept.path}", highlight=False)
     console.print_json(json.dumps(concept.meta))
@@ -84,7 +100,14 @@ def rm(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     concepts_dir: ConceptsDirOpt = None,
 ) -> None:
-    """Delete a concept from the store."""
+    """Delete a concept from the store.
+
+    Examples:
+
+      personaseg concepts rm '<mymug>'
+
+      personaseg concepts rm mymug --yes
+    """
     store = _store(concepts_dir)
     concept = store.get(name)
     if not yes and not typer.confirm(f"delete {concept.token} ({concept.path})?"):
@@ -100,7 +123,14 @@ def import_(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing concept of that name.")] = False,
     concepts_dir: ConceptsDirOpt = None,
 ) -> None:
-    """Add a concept learned elsewhere (pickle .pt/.bin files are refused: convert to safetensors)."""
+    """Add a concept learned elsewhere (pickle .pt/.bin files are refused: convert to safetensors).
+
+    Examples:
+
+      personaseg concepts import downloaded-embedding.safetensors --name my-style
+
+      personaseg concepts import ./shared/mymug --force
+    """
     concept = _store(concepts_dir).import_(file, name=name, force=force)
     err_console.print(f"imported {concept.token} ({concept.num_vectors} vectors, width {concept.width}) "
                       f"into {concept.path}", highlight=False)
@@ -113,7 +143,14 @@ def export(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="File (or folder for LoRA) to write; default ./<name>.safetensors.")] = None,
     concepts_dir: ConceptsDirOpt = None,
 ) -> None:
-    """Write a concept for other tools (A1111 uses the file name as the trigger word)."""
+    """Write a concept for other tools (A1111 uses the file name as the trigger word).
+
+    Examples:
+
+      personaseg concepts export '<mymug>'
+
+      personaseg concepts export '<mymug>' --format a1111 --out mymug.safetensors
+    """
     path = _store(concepts_dir).export(name, out, format=format.value)
     err_console.print(f"wrote {path}", highlight=False)
 

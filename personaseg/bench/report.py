@@ -40,6 +40,8 @@ from .datasets import BenchData, Sample
 from .metrics import THRESHOLDS, summarize
 
 GRID_ROWS = 24  # at most this many samples in grid.png
+OBJIOU_NOTE = ("mIoU: the mean of per-sample IoUs (the T2M paper's). objIoU: each object's IoU pooled over its "
+               "samples, averaged over objects: the figure PerSeg papers call mIoU (PerSeg's evaluation code).")
 COLUMNS = ["mIoU", "cIoU", "objIoU"] + [f"P@{k}" for k in THRESHOLDS] + ["bIoU", "pointing"]
 
 
@@ -171,11 +173,13 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [f"# Benchmark report: {ds['root']}", "",
              f"Model `{report['model']}`, personaseg {report['version']}, {ds['n_samples']} samples, "
              f"{ds['n_concepts']} concepts ({ds['layout']} layout), wall {report['wall_s'] or 0:.1f} s. "
-             "IoU-type figures x100.", "", "## mIoU by subset", "",
-             "| method | " + " | ".join(f"{g} (n={res[methods[0]][g]['n']})" for g in groups) + " |",
-             "|---" * (len(groups) + 1) + "|"]
+             "IoU-type figures x100.", "", "## mIoU by subset, and objIoU", "",
+             "| method | " + " | ".join(f"mIoU {g} (n={res[methods[0]][g]['n']})" for g in groups) + " | objIoU all |",
+             "|---" * (len(groups) + 2) + "|"]
     for m in methods:
-        lines.append(f"| {m} | " + " | ".join(_pct(res[m][g]["mIoU"]) for g in groups) + " |")
+        lines.append(f"| {m} | " + " | ".join(_pct(res[m][g]["mIoU"]) for g in groups)
+                     + f" | {_pct(res[m]['all']['objIoU'])} |")
+    lines += ["", OBJIOU_NOTE]
     lines += ["", "## All metrics (samples with the concept present)", "",
               "| method | " + " | ".join(COLUMNS) + " | n | skipped |", "|---" * (len(COLUMNS) + 3) + "|"]
     for m in methods:

@@ -119,18 +119,21 @@ def personal(
 def _print_personal(report: dict[str, Any], out: Path) -> None:
     from rich.table import Table
 
-    from ..bench.report import reference_note
+    from ..bench.report import OBJIOU_NOTE, reference_note
 
     res = report["results"]
     groups = ["all"] + [t for t in report["dataset"]["tags"] if any(res[m][t]["n"] for m in res)]
-    table = Table(title="mIoU x100 (n = samples with the concept)", title_justify="left")
-    table.add_column("method")
+    table = Table(title="mIoU x100 by subset (n = samples with the concept), and objIoU x100", title_justify="left",
+                  caption=OBJIOU_NOTE, caption_justify="left")
+    table.add_column("method", no_wrap=True)
     for g in groups:
-        table.add_column(f"{g} (n={res[next(iter(res))][g]['n']})", justify="right")
+        table.add_column(f"{g} (n={res[next(iter(res))][g]['n']})", justify="right", overflow="fold")
+    table.add_column("objIoU (all)", justify="right", overflow="fold")
     table.add_column("FP rate, absent", justify="right")
     for m, r in res.items():
         fp = report["absent"][m]["fp_rate"]
-        table.add_row(m, *[_pct(r[g]["mIoU"]) for g in groups], "-" if fp is None else f"{100 * fp:.0f}%")
+        table.add_row(m, *[_pct(r[g]["mIoU"]) for g in groups], _pct(r["all"]["objIoU"]),
+                      "-" if fp is None else f"{100 * fp:.0f}%")
     console.print(table)
     if note := reference_note(report):
         console.print(styled("warning:", "yellow", note))

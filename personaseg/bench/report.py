@@ -232,7 +232,7 @@ def draw_grid(rundir: Path, samples: list[Sample], methods: list[str], tile: int
     from .runner import mask_path
 
     keys = grid_samples(samples)
-    rows = []
+    rows, captions = [], []
     for s in samples:
         if s.key not in keys:
             continue
@@ -241,8 +241,8 @@ def draw_grid(rundir: Path, samples: list[Sample], methods: list[str], tile: int
         except Exception:  # a bad sample: reported in report.json already
             continue
         small, small_gt = _fit(image, gt, tile)
-        row = [overlay(small, np.zeros_like(small_gt), f"{s.concept}: {','.join(s.subset)}"),
-               overlay(small, small_gt, color=(40, 220, 40))]
+        row = [small, overlay(small, small_gt, color=(40, 220, 40))]
+        captions.append([f"{s.concept}: {','.join(s.subset)}"])  # under the image, never over it
         for m in methods:
             path = next((p for p in (mask_path(rundir, m, s), mask_path(rundir, m, s, grid=True)) if p.exists()), None)
             if path is None:
@@ -254,7 +254,7 @@ def draw_grid(rundir: Path, samples: list[Sample], methods: list[str], tile: int
                        if pred.shape == gt.shape else None)
         rows.append(row)
     if rows:
-        return image_grid(rows, ["image", "ground truth", *methods], tile=tile)
+        return image_grid(rows, ["image", "ground truth", *methods], tile=tile, captions=captions)
     return None
 
 

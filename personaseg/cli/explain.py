@@ -54,7 +54,7 @@ def explain(
     r = seg.explain(phrase, prompt)
     titles = [t.replace("</w>", "") for t in r.tokens]
     ensure_out_dir(out)
-    save_png_atomic(outputs.claim(path), heatmap_grid(img, list(r.maps), titles))
+    save_png_atomic(outputs.claim(path), heatmap_grid(img, list(r.maps), titles, letterbox=False))
     err_console.print(f"prompt: {r.prompt!r}\nwrote {path}")
 
 

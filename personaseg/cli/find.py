@@ -70,7 +70,8 @@ def find(
 ) -> None:
     """Outline PHRASE (a word, or a learned concept like '<mymug>') in every image.
 
-    Writes <stem>.mask.png (0/255, the image's size and orientation) and <stem>.overlay.png to --out
+    Writes <stem>.mask.png (0/255, the image's size and orientation) and <stem>.overlay.png (the
+    mask over the image, the phrase above it) to --out
     (images from several folders mirror their folders there) and prints a line per image (found,
     presence, area); with --json, one record per image on stdout instead (mask as COCO RLE, bbox
     [x, y, w, h], regions with their RLE, presence score, timings). Files already in --out are
@@ -91,7 +92,7 @@ def find(
     from ..bench.sharding import is_main, process_device, shard
     from ..images import collect_images, load_image, save_npy_atomic, save_png_atomic
     from ..masks import coco_summary
-    from ..viz import overlay
+    from ..viz import overlay, titled
 
     if not phrase.strip():
         raise InputError("the phrase is empty", hint='give a word such as "mug" or a concept like "<mymug>"')
@@ -135,7 +136,7 @@ def find(
             stem = stems[path]
             save_png_atomic(outputs.claim(f"{stem}.mask.png"), r.mask.astype(np.uint8) * 255)
             save_png_atomic(outputs.claim(f"{stem}.overlay.png"),
-                            overlay(image, r.mask, phrase if r.found else f"{phrase}: not found"))
+                            titled(overlay(image, r.mask), phrase if r.found else f"{phrase}: not found"))
             if scores:
                 save_npy_atomic(outputs.claim(f"{stem}.scores.npy"), r.scores.astype(np.float16))
             summary = coco_summary(r.mask)

@@ -151,3 +151,12 @@ def test_segment_takes_many_images_and_says_what_it_adds(run, fast, tmp_path):
     assert legend["prompt"] == "a photo including cat, and dog." and legend["background_words"] == []
     code, help_text, _ = run("segment", "--help")
     assert "background words" in " ".join(help_text.split()) and "--no-background-words" in help_text
+
+
+def test_overlay_label_sits_above_the_image(run, fast, tmp_path):
+    """The label covered the top of small images and cut long names."""
+    img = _rgb(tmp_path / "small.png", 32, 32)
+    code, _, err = run("find", "red mug on a table", img, *fast, "--out", tmp_path / "o")
+    assert code == 0, err
+    ov = Image.open(tmp_path / "o" / "small.overlay.png")
+    assert ov.height > 32 and ov.width > 32  # a band above, widened for the whole text

@@ -98,9 +98,10 @@ def _check_device_available(dev: torch.device) -> None:
             why = "this torch has no CUDA support" if torch.version.cuda is None else "no CUDA GPU is visible"
             raise ModelError(f"--device {dev} is not available: {why}",
                              hint="use --device cpu, or install a CUDA build of torch on a GPU machine")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ModelError(f"--device {dev} is not available: this machine has {torch.cuda.device_count()} CUDA GPU(s)",
-                             hint=f"use cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ModelError(f"--device {dev} is not available: this machine has {count} CUDA GPU(s)",
+                             hint=f"use cuda:0 to cuda:{count - 1}")
     elif dev.type == "mps" and not torch.backends.mps.is_available():
         raise ModelError(f"--device {dev} is not available on this machine (no Apple GPU)", hint="use --device cpu")
 

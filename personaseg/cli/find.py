@@ -140,8 +140,8 @@ def find(
             if scores:
                 save_npy_atomic(outputs.claim(f"{stem}.scores.npy"), r.scores.astype(np.float16))
             summary = coco_summary(r.mask)
-            rows.append((_shown(path, stems[path], out), r.found, r.presence, r.relative_presence, summary["area_fraction"],
-                         len(summary["instances"])))
+            rows.append((_shown(path, stem, out), r.found, r.presence, r.relative_presence,
+                         summary["area_fraction"], len(summary["instances"])))
             if as_json:
                 record = {"path": str(path), "phrase": phrase, "prompt": r.prompt, "found": r.found,
                           "presence": round(r.presence, 6),

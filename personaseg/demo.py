@@ -3,7 +3,8 @@
 Offline and on a CPU in a few minutes: make photos of one personal instance (a toy-world object
 with a colour and pattern of its own), learn it with Textual Inversion, then outline it in scenes
 where other objects of the same category stand beside it, next to what the plain class word
-outlines. Writes ``demo.png`` (photos | scene | class-word mask | personal mask) and returns IoUs.
+outlines. Writes ``demo.png`` (a row per scored scene: a photo learned from | scene | class-word
+mask | personal mask, each mask with its IoU) and returns IoUs.
 """
 
 from __future__ import annotations
@@ -55,9 +56,9 @@ def run_demo(out: str | Path, seed: int = 0, scenes: int = 6, steps: int | None 
     t2 = time.perf_counter()
     seg = Segmenter.from_pretrained(model, concepts_dir=out / "concepts")
     samples = [json.loads(x) for x in (root / "test" / "index.jsonl").read_text().splitlines()]
-    rows, ious = [], {}
-    photo = load_image(sorted(photos.iterdir())[0])
-    for s in samples:
+    rows, captions, ious = [], [], {}
+    photo_list = [load_image(p) for p in sorted(photos.iterdir())]
+    for k, s in enumerate(samples):
         image = load_image(root / "test" / s["image"])
         gt = np.asarray(Image.open(root / "test" / s["mask"])) > 127
         seg.set_image(image)
@@ -66,12 +67,17 @@ def run_demo(out: str | Path, seed: int = 0, scenes: int = 6, steps: int | None 
         ious.setdefault(tag, {"class-word": [], "personal": []})
         ious[tag]["class-word"].append(iou(by_class.mask, gt))
         ious[tag]["personal"].append(iou(personal.mask, gt))
-        if "distractor" in s["subset"] or "alone" in s["subset"]:
-            shown = dict(color=(255, 255, 255), alpha=0.0, dim=0.6)  # the object keeps its colour, the rest darkens
-            rows.append([photo, image, overlay(image, by_class.mask, class_word, **shown),
-                         overlay(image, personal.mask, token, **shown)])
+        # every scored scene, each row with one of the photos learned from (in turn)
+        shown = dict(color=(255, 255, 255), alpha=0.0, dim=0.6)  # the object keeps its colour, the rest darkens
+        rows.append([photo_list[k % len(photo_list)], image, overlay(image, by_class.mask, **shown),
+                     overlay(image, personal.mask, **shown)])
+        kind = "absent: not in the scene" if tag == "absent" else "with look-alikes" if tag == "distractor" else tag
+        captions.append([f"photo {k % len(photo_list) + 1}", kind, *(
+            f"IoU {ious[tag][m][-1]:.2f}" + ("" if r.found else ", not found")
+            for m, r in (("class-word", by_class), ("personal", personal)))])
     picture = out / "demo.png"
-    image_grid(rows, titles=["photo", "scene", f'"{class_word}"', token], tile=160).save(picture)
+    image_grid(rows, titles=["photo learned from", "scene", f'"{class_word}"', token], tile=160,
+               captions=captions).save(picture)
     t3 = time.perf_counter()
     return DemoResult(
         concept=token, class_word=class_word,

@@ -152,8 +152,8 @@ def _cmyk_to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def collect_images(inputs: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
-    """Expand files, folders (not recursive) and glob patterns into image paths.
+def collect_images(inputs: Iterable[str | Path], recursive: bool = False) -> tuple[list[Path], list[str]]:
+    """Expand files, folders (with ``recursive``, their subfolders too) and glob patterns into image paths.
 
     Returns ``(paths, warnings)``. Paths keep the order of ``inputs``; each folder or glob is
     expanded in sorted order; duplicates (same resolved file) are dropped; only files whose suffix
@@ -174,7 +174,7 @@ def collect_images(inputs: Iterable[str | Path]) -> tuple[list[Path], list[str]]
     for raw in inputs:
         p = Path(raw)
         if p.is_dir():
-            hits = _images_in(p)
+            hits = _images_in(p, recursive)
             if not hits:
                 notes.append(f"folder {p} has no images ({', '.join(IMAGE_SUFFIXES)})")
         elif p.is_file():
@@ -185,7 +185,7 @@ def collect_images(inputs: Iterable[str | Path]) -> tuple[list[Path], list[str]]
             hits = []
             for m in sorted(glob.glob(raw, recursive=True)):
                 mp = Path(m)
-                hits += _images_in(mp) if mp.is_dir() else ([mp] if _is_image_name(mp) else [])
+                hits += _images_in(mp, recursive) if mp.is_dir() else ([mp] if _is_image_name(mp) else [])
             if not hits:
                 notes.append(f"pattern {raw} matched no images")
         else:
@@ -204,8 +204,11 @@ def _is_image_name(p: Path) -> bool:
     return p.suffix.lower() in IMAGE_SUFFIXES
 
 
-def _images_in(folder: Path) -> list[Path]:
+def _images_in(folder: Path, recursive: bool = False) -> list[Path]:
     try:
+        if recursive:  # sorted by path below the folder; hidden files and folders skipped
+            found = (p for p in folder.rglob("*") if not any(part.startswith(".") for part in p.relative_to(folder).parts))
+            return sorted((p for p in found if p.is_file() and _is_image_name(p)), key=lambda p: p.relative_to(folder).parts)
         return sorted(p for p in folder.iterdir() if p.is_file() and _is_image_name(p))
     except PermissionError:
         raise InputError(f"folder {folder} is not readable", hint="check its permissions") from None

@@ -3,7 +3,8 @@
 All functions take numpy arrays (never torch or diffusers objects). Masks are ``(H, W)`` arrays,
 anything non-zero counts as foreground. Boxes are ``[x0, y0, x1, y1]`` in pixel coordinates with
 x0/y0 inclusive and x1/y1 exclusive, so ``x1 - x0`` is the width (``mask[y0:y1, x0:x1]`` is the
-box's content).
+box's content). The JSON records of ``find`` use COCO's conventions instead (:func:`coco_summary`:
+``bbox`` is ``[x, y, width, height]``, every region carries its RLE).
 """
 
 from __future__ import annotations
@@ -100,6 +101,39 @@ def mask_summary(mask: np.ndarray, min_area: int = 1) -> dict[str, Any]:
     }
 
 
+def xywh(box: list[int] | None) -> list[int] | None:
+    """``[x0, y0, x1, y1]`` (x1, y1 exclusive) -> COCO's ``[x, y, width, height]``."""
+    return None if box is None else [box[0], box[1], box[2] - box[0], box[3] - box[1]]
+
+
+def coco_summary(mask: np.ndarray, min_area: int = 1) -> dict[str, Any]:
+    """The per-mask fields of a JSON record in COCO's conventions, so a COCO tool reads them as they are.
+
+    ``bbox`` is COCO's ``[x, y, width, height]`` (px, x and y of the top-left pixel), ``area`` the
+    mask's pixels, ``rle`` its compressed RLE (``pycocotools.mask.decode`` reads it); ``instances``
+    are the connected regions (8-connectivity, largest first), each with the same three fields.
+    """
+    mask = _as_bool(mask)
+    labels, _ = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    regions = []
+    region = np.zeros_like(mask)  # one full-size canvas, each region drawn in its box and wiped after
+    for i, sl in enumerate(ndimage.find_objects(labels), start=1):
+        region[sl] = labels[sl] == i
+        area = int(region[sl].sum())
+        if area >= min_area:
+            ys, xs = sl
+            regions.append({"bbox": [xs.start, ys.start, xs.stop - xs.start, ys.stop - ys.start], "area": area,
+                            "rle": rle_encode(region)})
+        region[sl] = False
+    return {
+        "area_fraction": float(mask.mean()) if mask.size else 0.0,
+        "area": int(mask.sum()),
+        "bbox": xywh(bbox(mask)),
+        "rle": rle_encode(mask),
+        "instances": sorted(regions, key=lambda r: -r["area"]),  # stable: ties keep raster order
+    }
+
+
 def dense_crf(
     image_rgb: np.ndarray,
     probs: np.ndarray,
@@ -131,11 +165,14 @@ def dense_crf(
     if image_rgb.shape != (h, w, 3) or image_rgb.dtype != np.uint8:
         raise ValueError(f"image_rgb must be uint8 ({h}, {w}, 3), got {image_rgb.dtype} {image_rgb.shape}")
 
+    # pydensecrf's Cython signatures take writable, C-ordered buffers: ``np.asarray(PIL image)`` is
+    # read-only (and a view may be strided), so hand it a copy it may write to.
+    image_rgb = np.array(image_rgb, dtype=np.uint8, order="C", copy=True)
     p = np.clip(probs, 1e-8, None)
     p = p / p.sum(axis=0, keepdims=True)  # per-pixel distribution over the C labels
     crf = dcrf.DenseCRF2D(w, h, c)
     crf.setUnaryEnergy(np.ascontiguousarray(unary_from_softmax(p)))  # (C, H*W) = -log p
     crf.addPairwiseGaussian(sxy=gauss_sxy, compat=gauss_compat)
-    crf.addPairwiseBilateral(sxy=bilat_sxy, srgb=bilat_srgb, rgbim=np.ascontiguousarray(image_rgb), compat=bilat_compat)
+    crf.addPairwiseBilateral(sxy=bilat_sxy, srgb=bilat_srgb, rgbim=image_rgb, compat=bilat_compat)
     q = np.asarray(crf.inference(iterations))  # (C, H*W)
     return q.reshape(c, h, w).argmax(axis=0)  # (C, H, W) -> (H, W)

@@ -80,12 +80,63 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """The given device, else accelerate's choice for this process (cuda, then mps, then cpu)."""
     if device is not None:
         try:
-            return torch.device(device)
+            dev = torch.device(device)
         except RuntimeError:
             raise ModelError(f"unknown device {device!r}", hint="use cuda, cuda:1, mps or cpu") from None
+        _check_device_available(dev)
+        return dev
     from accelerate import PartialState
 
     return PartialState().device
+
+
+def _check_device_available(dev: torch.device) -> None:
+    """A device this machine has, or one line saying it does not (torch's own error is a traceback
+    deep in the first ``.to(dev)``)."""
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch has no CUDA support" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise ModelError(f"--device {dev} is not available: {why}",
+                             hint="use --device cpu, or install a CUDA build of torch on a GPU machine")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ModelError(f"--device {dev} is not available: this machine has {count} CUDA GPU(s)",
+                             hint=f"use cuda:0 to cuda:{count - 1}")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ModelError(f"--device {dev} is not available on this machine (no Apple GPU)", hint="use --device cpu")
+
+
+def _fit_tokenizer(pipe) -> None:
+    """Hand-assembled model folders often have a tokenizer without ``model_max_length`` (transformers
+    then says 10**30, and padding to it fails): fall back to the text encoder's position count."""
+    tok, enc = pipe.tokenizer, pipe.text_encoder
+    limit = getattr(getattr(enc, "config", None), "max_position_embeddings", None)
+    if limit and (not tok.model_max_length or tok.model_max_length > limit):
+        tok.model_max_length = int(limit)
+
+
+def _load_reason(err: BaseException, limit: int = 160) -> str:
+    """One short line for why loading failed: no hub chatter, no parenthesis cut open."""
+    text = str(err).strip()
+    if any(s in text.lower() for s in ("not fully cached", "cached snapshot", "outgoing traffic", "couldn't connect",
+                                       "offline mode")):
+        return "it is not in the local Hugging Face cache and the Hub cannot be reached"
+    text = text.splitlines()[0] if text else type(err).__name__
+    if len(text) > limit:
+        cut = text[:limit]
+        text = cut[: cut.rfind(" ")] if " " in cut else cut
+        text += " ..."
+    opened, closed_stray = [], []
+    for i, ch in enumerate(text):
+        if ch == "(":
+            opened.append(i)
+        elif ch == ")" and opened:
+            opened.pop()
+        elif ch == ")":
+            closed_stray.append(i)
+    if opened:  # a parenthesis the cut (or the library) left open: drop from it on
+        text = text[: opened[0]].rstrip(" :,;") + " ..."
+    return "".join(ch for i, ch in enumerate(text) if i not in closed_stray)
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
@@ -206,13 +257,13 @@ def load_pipeline(
     except ModelError:
         raise
     except (OSError, ValueError, EnvironmentError) as err:
-        text = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ModelError(
-            f"could not load model {model_id!r}: {text[:200]}",
+            f"could not load model {model_id!r}: {_load_reason(err)}",
             hint="offline? download it once with `hf download MODEL` where there is network, "
-            "or pass a local folder with --model (try --model toy)",
+            "or pass a local folder with --model, or try --model toy",
         ) from None
     pipe.set_progress_bar_config(disable=True)
+    _fit_tokenizer(pipe)
     pipe = pipe.to(dev)
     return pipe, _read_card(model_id, folder)
 

@@ -394,10 +394,11 @@ class Segmenter:
         probs = (probs / probs.sum(dim=0, keepdim=True)).cpu().numpy()
         return dense_crf(np.asarray(self._image.convert("RGB")), probs)
 
-    def segment(self, labels: list[str], prompt: str | None = None) -> SegmentResult:
+    def segment(self, labels: list[str], prompt: str | None = None, background: bool = True) -> SegmentResult:
         """Label every pixel with one of ``labels`` or background (the paper's semantic setting).
 
-        Default prompt: "a photo including <labels>, <background words>, and <last>." (spec).
+        Default prompt: "a photo including <labels>, <background words>, and <last>." (spec);
+        ``background=False`` leaves the background words out.
         """
         self._require_image()
         labels = [" ".join(x.split()) for x in labels if x.strip()]
@@ -405,7 +406,7 @@ class Segmenter:
             raise PhraseError("no labels given", hint='e.g. --labels "cat,dog,sofa"')
         start = time.perf_counter()
         if prompt is None:
-            prompt, phrases = semantic_prompt(labels)
+            prompt, phrases = semantic_prompt(labels, background=background)
         else:
             phrases = labels
         positions = self._positions(prompt, phrases)

@@ -135,39 +135,122 @@ def _caption_height(tile: int) -> int:
     return max(14, tile // 10)
 
 
-def _caption(canvas: Image.Image, text: str, box: tuple[int, int, int, int]) -> None:
-    """Centre ``text`` in ``box`` (x0, y0, x1, y1), shortened with an ellipsis to fit."""
+_MIN_FONT = 9  # px: captions shrink to this before they wrap onto more lines
+
+
+def _wrap(text: str, font, width: int) -> list[str]:
+    """``text`` in lines no wider than ``width`` px: broken after spaces, '-' or ':' where it can be,
+    else between characters. Nothing is dropped: every character appears once, in order."""
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    lines, line, cut = [], "", -1  # cut: index in ``line`` after which a break reads well
+    for ch in text:
+        if line and _text_size(probe, line + ch, font)[0] > width:
+            if 0 <= cut < len(line) - 1:
+                lines.append(line[: cut + 1].rstrip())
+                line = line[cut + 1 :].lstrip()
+            else:
+                lines.append(line.rstrip())
+                line = ""
+            cut = -1
+        line += ch
+        if ch in " -:/,":
+            cut = len(line) - 1
+    return lines + [line] if line else lines
+
+
+def _caption_layout(text: str, width: int, height: int) -> tuple[ImageFont.ImageFont, list[str]]:
+    """The largest font (from ``height``'s size down to ``_MIN_FONT``) that fits ``text`` on one
+    line of ``width`` px; at the smallest size, the lines it wraps into. Names are never cut."""
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    size = max(_MIN_FONT, height * 3 // 4)
+    while True:
+        font = _font(size)
+        text = _drawable(text, font)
+        if _text_size(probe, text, font)[0] <= width - 2 or size <= _MIN_FONT:
+            break
+        size -= 1
+    return font, _wrap(text, font, max(1, width - 2))
+
+
+def _line_height(font) -> int:
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    return _text_size(probe, "Ag<>[]", font)[1] + 2
+
+
+def _caption_needs(texts: Sequence[str], width: int, height: int) -> int:
+    """Height in px the tallest of ``texts`` needs in a ``width`` x ``height`` caption box."""
+    need = height
+    for t in texts:
+        font, lines = _caption_layout(t, width, height)
+        need = max(need, len(lines) * _line_height(font) + 4)
+    return need
+
+
+def _caption(canvas: Image.Image, text: str, box: tuple[int, int, int, int], base: int | None = None) -> None:
+    """Centre ``text`` in ``box`` (x0, y0, x1, y1): a smaller font, then more lines, never an ellipsis.
+    ``base``: the one-line height the font is sized from (as given to :func:`_caption_needs`)."""
     draw = ImageDraw.Draw(canvas)
     x0, y0, x1, y1 = box
-    font = _font(max(9, (y1 - y0) * 3 // 4))
+    font, lines = _caption_layout(text, x1 - x0, base or y1 - y0)
+    lh = _line_height(font)
+    top = draw.textbbox((0, 0), "Ag<>[]", font=font)[1]  # one baseline for every line ("a" and "photo" alike)
+    y = y0 + (y1 - y0 - lh * len(lines)) // 2
+    for line in lines:
+        tw, _ = _text_size(draw, line, font)
+        left = draw.textbbox((0, 0), line, font=font)[0]
+        draw.text((x0 + (x1 - x0 - tw) // 2 - left, y + 1 - top), line, fill=_TEXT, font=font)
+        y += lh
+
+
+def titled(image: Image.Image | np.ndarray, text: str) -> Image.Image:
+    """``image`` under a band holding ``text`` whole, on one line: the label never covers the image,
+    and a text wider than a small image widens the picture (the image centred) rather than being cut."""
+    img = _rgb(image)
+    draw = ImageDraw.Draw(img)
+    font = _font(max(12, min(img.size) // 16))
     text = _drawable(text, font)
-    while len(text) > 3 and _text_size(draw, text, font)[0] > x1 - x0 - 2:
-        text = text.removesuffix("...")[:-1] + "..."
-    tw, th = _text_size(draw, text, font)
-    left, top, _, _ = draw.textbbox((0, 0), text, font=font)
-    draw.text((x0 + (x1 - x0 - tw) // 2 - left, y0 + (y1 - y0 - th) // 2 - top), text, fill=_TEXT, font=font)
+    tw, _ = _text_size(draw, text, font)
+    lh = _line_height(font)
+    m = max(3, lh // 4)
+    width = max(img.width, tw + 2 * m)
+    canvas = Image.new("RGB", (width, img.height + lh + 2 * m), (0, 0, 0))
+    canvas.paste(img, ((width - img.width) // 2, lh + 2 * m))
+    d = ImageDraw.Draw(canvas)
+    left = d.textbbox((0, 0), text, font=font)[0]
+    top = d.textbbox((0, 0), "Ag<>[]", font=font)[1]
+    d.text((m - left, m + 1 - top), text, fill=_TEXT, font=font)
+    return canvas
 
 
 def image_grid(
     rows: Sequence[Sequence[Image.Image | np.ndarray | None]],
     titles: Sequence[str] | None = None,
     tile: int = 128,
+    captions: Sequence[Sequence[str | None]] | None = None,
 ) -> Image.Image:
     """Images laid out in rows, each letterboxed into a ``tile`` px square.
 
     Rows may differ in length (missing cells and ``None`` stay empty). ``titles`` label the
-    columns, in a header above the grid.
+    columns, in a header above the grid; ``captions`` (one list per row) label cells right under
+    them. Texts are never cut: a long one gets a smaller font, then more lines (the band grows).
     """
     n_rows = len(rows)
     n_cols = max([len(r) for r in rows] + [len(titles or [])] + [1])
-    head = _caption_height(tile) if titles else 0
-    canvas = Image.new("RGB", (n_cols * tile, head + max(n_rows, 0) * tile), _BG)
+    head = _caption_needs(titles, tile, _caption_height(tile)) if titles else 0
+    cap = 0
+    if captions and any(c for row in captions for c in row):
+        cap = _caption_needs([c for row in captions for c in row if c], tile, _caption_height(tile))
+    canvas = Image.new("RGB", (n_cols * tile, head + max(n_rows, 0) * (tile + cap)), _BG)
     for j, t in enumerate(titles or []):
-        _caption(canvas, t, (j * tile, 0, (j + 1) * tile, head))
+        _caption(canvas, t, (j * tile, 0, (j + 1) * tile, head), _caption_height(tile))
     for i, row in enumerate(rows):
+        y = head + i * (tile + cap)
         for j, im in enumerate(row):
             if im is not None:
-                canvas.paste(_fit(_rgb(im), tile), (j * tile, head + i * tile))
+                canvas.paste(_fit(_rgb(im), tile), (j * tile, y))
+            text = captions[i][j] if captions and i < len(captions) and j < len(captions[i]) else None
+            if text:
+                _caption(canvas, text, (j * tile, y + tile, (j + 1) * tile, y + tile + cap), _caption_height(tile))
     return canvas
 
 
@@ -178,31 +261,43 @@ def heatmap_grid(
     cols: int | None = None,
     tile: int = 256,
     alpha: float = 0.6,
+    letterbox: bool = True,
 ) -> Image.Image:
-    """The image, then one heat map blended over it per title, each titled underneath.
+    """The image, then one heat map blended over it per title, each titled right underneath.
 
     ``maps`` are (h, w) scores in [0, 1] at any resolution (resized bilinearly to the image).
-    ``cols`` defaults to at most 5 tiles per row.
+    ``cols`` defaults to at most 5 tiles per row. Tiles are ``tile`` px squares (the image
+    letterboxed); with ``letterbox=False`` they take the image's shape (long side ``tile``), so a
+    wide or tall image leaves no empty bars.
     """
     if len(maps) != len(titles):
         raise ValueError(f"{len(maps)} maps but {len(titles)} titles")
     img = _rgb(image)
-    tiles = [(_fit(img, tile), "image")]
+    if letterbox:
+        tw = th = tile
+    else:  # (W, H) of a tile: the image's aspect, long side ``tile``
+        s = tile / max(img.size)
+        tw, th = max(1, round(img.width * s)), max(1, round(img.height * s))
+
+    def fit(im: Image.Image) -> Image.Image:
+        return _fit(im, tile) if letterbox else im.resize((tw, th), Image.BILINEAR)
+
+    tiles = [(fit(img), "image")]
     for m, t in zip(maps, titles):
         m = np.asarray(m, dtype=np.float32)
         if m.shape != (img.height, img.width):
             m = np.asarray(Image.fromarray(m, mode="F").resize(img.size, Image.BILINEAR))
         blend = Image.blend(img, heatmap(m), alpha)
-        tiles.append((_fit(blend, tile), t))
+        tiles.append((fit(blend), t))
     n = len(tiles)
     cols = min(n, 5) if cols is None else max(1, cols)
     rows = math.ceil(n / cols)
-    cap = _caption_height(tile)
-    canvas = Image.new("RGB", (cols * tile, rows * (tile + cap)), _BG)
+    cap = _caption_needs([t for _, t in tiles], tw, _caption_height(tile))
+    canvas = Image.new("RGB", (cols * tw, rows * (th + cap)), _BG)
     for k, (t_img, title) in enumerate(tiles):
-        x, y = (k % cols) * tile, (k // cols) * (tile + cap)
+        x, y = (k % cols) * tw, (k // cols) * (th + cap)
         canvas.paste(t_img, (x, y))
-        _caption(canvas, title, (x, y + tile, x + tile, y + tile + cap))
+        _caption(canvas, title, (x, y + th, x + tw, y + th + cap), _caption_height(tile))
     return canvas
 
 

@@ -10,7 +10,8 @@ import pytest
 from pycocotools import mask as coco_mask
 
 from personaseg.errors import MissingExtraError
-from personaseg.masks import bbox, dense_crf, instances, mask_summary, rle_decode, rle_encode, strongest_region
+from personaseg.masks import (bbox, coco_summary, dense_crf, instances, mask_summary, rle_decode, rle_encode,
+                              strongest_region)
 
 # pycocotools' own decode (called directly below) warns about numpy 2's copy keyword.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -150,3 +151,75 @@ def test_dense_crf_checks_shapes():
         dense_crf(np.zeros((4, 4, 3), np.uint8), np.zeros((1, 4, 4)))
     with pytest.raises(ValueError):
         dense_crf(np.zeros((4, 5, 3), np.uint8), np.zeros((2, 4, 4)))
+
+
+class _StrictDenseCRF2D:
+    """Stands in for pydensecrf's DenseCRF2D where it is not installed, with its buffer rules: the
+    Cython signatures (``unsigned char[:, :, ::1]``, ``float[:, ::1]``) refuse a read-only or
+    strided buffer with "buffer source array is read-only" / "ndarray is not C-contiguous"."""
+
+    def __init__(self, w, h, c):
+        self.shape = (c, h * w)
+
+    @staticmethod
+    def _check(a, dtype):
+        if not a.flags.writeable:
+            raise ValueError("buffer source array is read-only")
+        if not a.flags.c_contiguous or a.dtype != dtype:
+            raise ValueError("ndarray is not C-contiguous")
+
+    def setUnaryEnergy(self, u):
+        self._check(u, np.float32)
+        self.unary = u
+
+    def addPairwiseGaussian(self, sxy, compat):
+        pass
+
+    def addPairwiseBilateral(self, sxy, srgb, rgbim, compat):
+        self._check(rgbim, np.uint8)
+
+    def inference(self, iterations):
+        return np.exp(-self.unary)
+
+
+def test_dense_crf_takes_a_read_only_image(monkeypatch):
+    """`--crf` crashed on every command: the image came as ``np.asarray(PIL image)``, read-only."""
+    import types
+
+    from PIL import Image
+
+    try:
+        import pydensecrf.densecrf  # noqa: F401  the real library when the crf extra is installed
+    except ImportError:
+        utils = types.SimpleNamespace(unary_from_softmax=lambda p: -np.log(p).reshape(p.shape[0], -1).astype(np.float32))
+        fake = types.SimpleNamespace(DenseCRF2D=_StrictDenseCRF2D)
+        monkeypatch.setitem(sys.modules, "pydensecrf", types.SimpleNamespace(densecrf=fake, utils=utils))
+        monkeypatch.setitem(sys.modules, "pydensecrf.densecrf", fake)
+        monkeypatch.setitem(sys.modules, "pydensecrf.utils", utils)
+    img = np.asarray(Image.new("RGB", (6, 4), (200, 10, 10)))  # what the segmenter passes
+    assert not img.flags.writeable
+    probs = np.zeros((2, 4, 6), np.float32)
+    probs[1] = 0.9
+    probs[0] = 0.1
+    assert (dense_crf(img, probs) == 1).all()
+    strided = np.asarray(Image.new("RGB", (12, 4), (200, 10, 10)))[:, ::2]  # a view, not C-ordered
+    assert (dense_crf(strided, probs) == 1).all()
+
+
+def test_coco_summary_is_what_coco_tools_read():
+    """Records gave bbox as x0,y0,x1,y1 (COCO reads x,y,w,h) and regions without RLE."""
+    m = np.zeros((10, 12), bool)
+    m[1:4, 2:7] = True  # 3 x 5 at x=2, y=1
+    m[6:10, 9:11] = True  # 4 x 2 at x=9, y=6
+    s = coco_summary(m)
+    assert s["bbox"] == [2, 1, 9, 9] and s["area"] == 15 + 8
+    assert coco_mask.toBbox(s["rle"] | {"counts": s["rle"]["counts"].encode()}).tolist() == s["bbox"]
+    assert [r["bbox"] for r in s["instances"]] == [[2, 1, 5, 3], [9, 6, 2, 4]]
+    for r in s["instances"]:
+        region = rle_decode(r["rle"])
+        assert region.sum() == r["area"] and (region <= m).all()
+        assert coco_mask.area(r["rle"] | {"counts": r["rle"]["counts"].encode()}) == r["area"]
+    assert np.array_equal(sum(rle_decode(r["rle"]).astype(int) for r in s["instances"]), m.astype(int))
+    json.dumps(s)
+    empty = coco_summary(np.zeros((3, 3), bool))
+    assert empty["bbox"] is None and empty["instances"] == [] and empty["area"] == 0

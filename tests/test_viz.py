@@ -113,3 +113,53 @@ def test_overlay_dim_darkens_outside_only():
     assert out[5, 5].tolist() == [40, 40, 40]  # outside: 0.4 * 100
     assert out[20, 35].tolist() == [100, 100, 100]  # inside: untouched (alpha 0)
     assert out[10, 35].tolist() == [255, 255, 255]  # outline
+
+
+def test_titled_puts_the_label_outside_and_whole():
+    """Overlay labels covered the top of small images and cut names ('<triangle-plai', 'no')."""
+    from personaseg.viz import _font, _text_size, titled
+
+    from PIL import ImageDraw
+
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    text = "<triangle-plain>: not found"
+    out = titled(img, text)
+    a = np.asarray(out)
+    band = out.height - 64
+    assert band > 0 and out.width > 64  # a name wider than the image widens the picture
+    x0 = (out.width - 64) // 2
+    assert np.array_equal(a[band:, x0:x0 + 64], np.asarray(img))  # the image itself untouched
+    assert (a[band:, :x0] == 0).all()  # beside it: background, no text
+    # the whole text fits in the band: measured with the font it is drawn in
+    font = _font(12)
+    assert _text_size(ImageDraw.Draw(out), text, font)[0] <= out.width
+    assert (a[:band] > 128).any()  # something (the text) drawn in the band
+    wide = titled(_grey(400, 200), "mug")
+    assert wide.width == 400 and wide.height > 200
+
+
+def test_captions_are_never_cut():
+    from personaseg.viz import _caption_layout
+
+    name = "<triangle-plain-with-a-very-long-name>: not found"
+    font, lines = _caption_layout(name, 96, 14)
+    assert "".join(lines).replace(" ", "") == name.replace(" ", "") and "..." not in "".join(lines)
+    g = image_grid([[_grey(32, 32)]], titles=[name], tile=96)
+    short = image_grid([[_grey(32, 32)]], titles=["mug"], tile=96)
+    assert g.height > short.height  # the header grows to hold the lines
+    cap = image_grid([[_grey(32, 32)], [_grey(32, 32)]], tile=64, captions=[["alone"], [name]])
+    assert cap.height > 2 * 64
+
+
+def test_heatmap_grid_without_letterbox_has_no_dead_space():
+    """explain's grid letterboxed a wide image into squares: dark bars, labels far below the tiles."""
+    img = _grey(200, 50, v=200)
+    maps = [np.full((5, 20), 0.5)] * 2
+    g = heatmap_grid(img, maps, ["a", "mug"], tile=100, letterbox=False)
+    tile_h = 25  # 200 x 50 at long side 100
+    a = np.asarray(g).astype(int)
+    cap = g.height - tile_h
+    assert g.size == (3 * 100, tile_h + cap) and 0 < cap < 40
+    assert (a[:tile_h, :100] == 200).all()  # the image fills its tile: no bar
+    boxed = heatmap_grid(img, maps, ["a", "mug"], tile=100)
+    assert g.height < boxed.height / 2

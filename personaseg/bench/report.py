@@ -41,6 +41,8 @@ from .datasets import BenchData, Sample
 from .metrics import THRESHOLDS, summarize
 
 GRID_ROWS = 24  # at most this many samples in grid.png
+OBJIOU_NOTE = ("mIoU: the mean of per-sample IoUs (the T2M paper's). objIoU: each object's IoU pooled over its "
+               "samples, averaged over objects: the figure PerSeg papers call mIoU (PerSeg's evaluation code).")
 COLUMNS = ["mIoU", "cIoU", "objIoU"] + [f"P@{k}" for k in THRESHOLDS] + ["bIoU", "pointing"]
 
 
@@ -183,11 +185,13 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [f"# Benchmark report: {ds['root']}", "",
              f"Model `{report['model']}`, personaseg {report['version']}, {ds['n_samples']} samples, "
              f"{ds['n_concepts']} concepts ({ds['layout']} layout), wall {report['wall_s'] or 0:.1f} s. "
-             f"IoU-type figures x100. {provenance_line(report)}", "", "## mIoU by subset", "",
-             "| method | " + " | ".join(f"{g} (n={res[methods[0]][g]['n']})" for g in groups) + " |",
-             "|---" * (len(groups) + 1) + "|"]
+             f"IoU-type figures x100. {provenance_line(report)}", "", "## mIoU by subset, and objIoU", "",
+             "| method | " + " | ".join(f"mIoU {g} (n={res[methods[0]][g]['n']})" for g in groups) + " | objIoU all |",
+             "|---" * (len(groups) + 2) + "|"]
     for m in methods:
-        lines.append(f"| {m} | " + " | ".join(_pct(res[m][g]["mIoU"]) for g in groups) + " |")
+        lines.append(f"| {m} | " + " | ".join(_pct(res[m][g]["mIoU"]) for g in groups)
+                     + f" | {_pct(res[m]['all']['objIoU'])} |")
+    lines += ["", OBJIOU_NOTE]
     lines += ["", "## All metrics (samples with the concept present)", "",
               "| method | " + " | ".join(COLUMNS) + " | n | skipped |", "|---" * (len(COLUMNS) + 3) + "|"]
     for m in methods:
@@ -240,7 +244,7 @@ def draw_grid(rundir: Path, samples: list[Sample], methods: list[str], tile: int
     from .runner import mask_path
 
     keys = grid_samples(samples)
-    rows = []
+    rows, captions = [], []
     for s in samples:
         if s.key not in keys:
             continue
@@ -249,8 +253,8 @@ def draw_grid(rundir: Path, samples: list[Sample], methods: list[str], tile: int
         except Exception:  # a bad sample: reported in report.json already
             continue
         small, small_gt = _fit(image, gt, tile)
-        row = [overlay(small, np.zeros_like(small_gt), f"{s.concept}: {','.join(s.subset)}"),
-               overlay(small, small_gt, color=(40, 220, 40))]
+        row = [small, overlay(small, small_gt, color=(40, 220, 40))]
+        captions.append([f"{s.concept}: {','.join(s.subset)}"])  # under the image, never over it
         for m in methods:
             path = next((p for p in (mask_path(rundir, m, s), mask_path(rundir, m, s, grid=True)) if p.exists()), None)
             if path is None:
@@ -262,7 +266,7 @@ def draw_grid(rundir: Path, samples: list[Sample], methods: list[str], tile: int
                        if pred.shape == gt.shape else None)
         rows.append(row)
     if rows:
-        return image_grid(rows, ["image", "ground truth", *methods], tile=tile)
+        return image_grid(rows, ["image", "ground truth", *methods], tile=tile, captions=captions)
     return None
 
 

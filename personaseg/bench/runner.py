@@ -194,15 +194,17 @@ def progress_bar(enabled: bool):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+    return Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     TimeRemainingColumn(), console=Console(stderr=True))
 
 
 def warn(message: str) -> None:
     """One yellow line on stderr."""
     from rich.console import Console
+    from rich.text import Text
 
-    Console(stderr=True).print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    # as text, not markup: a sample's path or an error's hint may hold brackets ("personaseg[datasets]")
+    Console(stderr=True).print(Text.assemble(("warning:", "yellow"), f" {message}"), highlight=False, soft_wrap=True)
 
 
 __all__ = ["LEARNED", "SAMPLES", "default_concepts_dir", "mask_path", "record_key", "run_personal",

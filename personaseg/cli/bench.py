@@ -18,11 +18,15 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .common import console, one_line_warnings
+from .common import console, one_line_warnings, styled
 from .options import DeviceOpt, DtypeOpt, ModelOpt, SeedOpt
 
 bench_app = typer.Typer(
-    help="Benchmarks: personalized segmentation (Mug19-style, PerSeg, HF datasets) and VOC pseudo-masks.",
+    help="Benchmarks: personalized segmentation (Mug19-style, PerSeg, HF datasets) and VOC pseudo-masks.\n\n"
+    "Examples:\n\n"
+    "  personaseg bench personal data/toy-bench --model toy\n\n"
+    "  personaseg bench personal data/PerSeg --layout perseg --shots 1\n\n"
+    "  personaseg bench voc VOCdevkit/VOC2012 --split train --crf",
     no_args_is_help=True,
 )
 
@@ -53,7 +57,7 @@ def personal(
     root: Annotated[str, typer.Argument(help="Benchmark folder (see data/README.md), or a Hugging Face dataset id.")],
     model: ModelOpt = None,
     method: Annotated[Method, typer.Option(help="How each concept is learned.")] = Method.ti,
-    recipe: Annotated[Optional[Path], typer.Option(help="TOML of LearnConfig fields, or \\[learn] and \\[find] tables.")] = None,
+    recipe: Annotated[Optional[Path], typer.Option(help="TOML of LearnConfig fields, or [learn] and [find] tables.")] = None,
     baselines: Annotated[str, typer.Option(help="Comma-separated: class-word, ti, lora ('none' for none).")] = "class-word",
     layout: Annotated[Layout, typer.Option(help="Dataset layout (auto: from the files).")] = Layout.auto,
     subset: Annotated[Optional[str], typer.Option(help="Only samples with one of these comma-separated tags.")] = None,
@@ -79,6 +83,20 @@ def personal(
 
     Writes RUNDIR/report.json, report.md, grid.png and samples.jsonl (one line per method and
     sample; --resume continues from it). Learned concepts are cached by photos, settings and model.
+    The table shows mIoU (mean of per-sample IoUs) and objIoU (per object, then averaged: the figure
+    PerSeg papers call mIoU).
+
+    Examples:
+
+      personaseg bench personal data/toy-bench --model toy --baselines class-word,lora
+
+      personaseg bench personal data/mug19 --model stable-diffusion-v1-5/stable-diffusion-v1-5 --out runs/mug19
+
+      personaseg bench personal data/PerSeg --layout perseg --shots 1 --limit 20
+
+      personaseg bench personal user/my-hf-dataset --layout hf --split test
+
+      personaseg bench personal data/mug19 --out runs/mug19 --resume
     """
     from ..bench import BenchConfig, run_personal
     from ..bench.config import read_recipe
@@ -101,23 +119,26 @@ def personal(
 def _print_personal(report: dict[str, Any], out: Path) -> None:
     from rich.table import Table
 
-    from ..bench.report import reference_note
+    from ..bench.report import OBJIOU_NOTE, reference_note
 
     res = report["results"]
     groups = ["all"] + [t for t in report["dataset"]["tags"] if any(res[m][t]["n"] for m in res)]
-    table = Table(title="mIoU x100 (n = samples with the concept)", title_justify="left")
-    table.add_column("method")
+    table = Table(title="mIoU x100 by subset (n = samples with the concept), and objIoU x100", title_justify="left",
+                  caption=OBJIOU_NOTE, caption_justify="left")
+    table.add_column("method", no_wrap=True)
     for g in groups:
-        table.add_column(f"{g} (n={res[next(iter(res))][g]['n']})", justify="right")
+        table.add_column(f"{g} (n={res[next(iter(res))][g]['n']})", justify="right", overflow="fold")
+    table.add_column("objIoU (all)", justify="right", overflow="fold")
     table.add_column("FP rate, absent", justify="right")
     for m, r in res.items():
         fp = report["absent"][m]["fp_rate"]
-        table.add_row(m, *[_pct(r[g]["mIoU"]) for g in groups], "-" if fp is None else f"{100 * fp:.0f}%")
+        table.add_row(m, *[_pct(r[g]["mIoU"]) for g in groups], _pct(r["all"]["objIoU"]),
+                      "-" if fp is None else f"{100 * fp:.0f}%")
     console.print(table)
     if note := reference_note(report):
-        console.print(f"[yellow]warning:[/] {note}", highlight=False)
+        console.print(styled("warning:", "yellow", note))
     if report["skipped"]:
-        console.print(f"[yellow]{len(report['skipped'])} bad sample(s) skipped[/] (listed in report.md)")
+        console.print(styled(f"{len(report['skipped'])} bad sample(s) skipped", "yellow", "(listed in report.md)"))
     console.print(f"report: {out / 'report.md'}, {out / 'report.json'}, {out / 'grid.png'}")
 
 
@@ -145,6 +166,12 @@ def voc(
 
     The paper's weakly supervised setting: each image's classes (read from its label PNG) make the
     prompt; --crf adds a row with the dense CRF.
+
+    Examples:
+
+      personaseg bench voc VOCdevkit/VOC2012 --split train
+
+      personaseg bench voc VOCdevkit/VOC2012 --split val --limit 100 --crf --out runs/voc-val
     """
     from ..bench.sharding import is_main
     from ..bench.voc import VocConfig, run_voc

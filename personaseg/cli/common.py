@@ -11,12 +11,21 @@ from typing import Any, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.text import Text
 
 from ..errors import InputError, PersonasegWarning
 
-# soft_wrap: a message is one line however narrow the terminal, so a path in it stays whole (copyable)
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+# soft_wrap: a message is one line however narrow the terminal, so a path in it stays whole (copyable).
+# markup=False: a string prints as written; rich markup would eat "[crf]" in "pip install
+# 'personaseg[crf]'", a "[1]" in a file name, a "[find]" recipe table. Styles are given as Text
+# (see styled()), never as markup inside a message.
+console = Console(soft_wrap=True, markup=False, highlight=False)
+err_console = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
+
+
+def styled(label: str, style: str, message: str = "") -> Text:
+    """``label`` in ``style``, then ``message`` as plain text (never read as markup)."""
+    return Text.assemble((label, style), f" {message}" if message else "")
 
 
 @contextmanager
@@ -28,7 +37,7 @@ def one_line_warnings() -> Iterator[None]:
 
         def show(message, category, filename, lineno, file=None, line=None):
             if issubclass(category, PersonasegWarning):
-                err_console.print(f"[yellow]warning:[/] {message}", highlight=False)
+                err_console.print(styled("warning:", "yellow", str(message)))
             else:
                 original(message, category, filename, lineno, file, line)
 
@@ -76,8 +85,8 @@ def ensure_out_dir(out: Path) -> Path:
 def progress(total: int, label: str) -> Iterator[Any]:
     """A rich progress bar on stderr (stdout stays clean for --json)."""
     bar = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeRemainingColumn(), TextColumn("{task.fields[item]}"),
+        TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
+        TimeRemainingColumn(), TextColumn("{task.fields[item]}", markup=False),
         console=err_console, transient=False, disable=total <= 1 and not os.environ.get("PERSONASEG_PROGRESS"),
     )
     with bar:
@@ -86,4 +95,4 @@ def progress(total: int, label: str) -> Iterator[Any]:
 
 
 def warn(message: str) -> None:
-    err_console.print(f"[yellow]warning:[/] {message}", highlight=False)
+    err_console.print(styled("warning:", "yellow", message))

@@ -50,7 +50,16 @@ def list_(
     concepts_dir: ConceptsDirOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON record per concept on stdout.")] = False,
 ) -> None:
-    """List the concepts in the store (name, method, vectors, class word, model)."""
+    """List the concepts in the store (name, method, vectors, class word, model).
+
+    Examples:
+
+      personaseg concepts list
+
+      personaseg concepts list --json > concepts.jsonl
+
+      personaseg concepts list --concepts-dir ./team-concepts
+    """
     store = _store(concepts_dir)
     with one_line_warnings():  # a broken folder is one warning line; the others are listed
         concepts = store.list()
@@ -73,7 +82,14 @@ def list_(
 
 @concepts_app.command("show")
 def show(name: NameArg, concepts_dir: ConceptsDirOpt = None) -> None:
-    """Print a concept's concept.json (training settings, photos, loss) and its folder."""
+    """Print a concept's concept.json (training settings, photos, loss) and its folder.
+
+    Examples:
+
+      personaseg concepts show '<mymug>'
+
+      personaseg concepts show mymug --concepts-dir ./team-concepts
+    """
     concept = _store(concepts_dir).get(name)
     err_console.print(f"{concept.token} in {concept.path}", highlight=False)
     console.print_json(json.dumps(concept.meta))
@@ -85,7 +101,14 @@ def rm(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     concepts_dir: ConceptsDirOpt = None,
 ) -> None:
-    """Delete a concept from the store."""
+    """Delete a concept from the store.
+
+    Examples:
+
+      personaseg concepts rm '<mymug>'
+
+      personaseg concepts rm mymug --yes
+    """
     store = _store(concepts_dir)
     folder = store.folder(name)  # the folder of that name, even when its concept.json is broken
     if not yes and not typer.confirm(f"delete <{folder.name}> ({folder})?"):
@@ -101,7 +124,14 @@ def import_(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing concept of that name.")] = False,
     concepts_dir: ConceptsDirOpt = None,
 ) -> None:
-    """Add a concept learned elsewhere (pickle .pt/.bin files are refused: convert to safetensors)."""
+    """Add a concept learned elsewhere (pickle .pt/.bin files are refused: convert to safetensors).
+
+    Examples:
+
+      personaseg concepts import downloaded-embedding.safetensors --name my-style
+
+      personaseg concepts import ./shared/mymug --force
+    """
     with one_line_warnings():
         concept = _store(concepts_dir).import_(file, name=name, force=force)
     err_console.print(f"imported {concept.token} ({concept.num_vectors} vectors, width {concept.width}) "
@@ -116,7 +146,16 @@ def export(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
     concepts_dir: ConceptsDirOpt = None,
 ) -> None:
-    """Write a concept for other tools (A1111 uses the file name as the trigger word)."""
+    """Write a concept for other tools (A1111 uses the file name as the trigger word).
+
+    Examples:
+
+      personaseg concepts export '<mymug>'
+
+      personaseg concepts export '<mymug>' --format a1111 --out mymug.safetensors
+
+      personaseg concepts export '<mymug>' --out mymug.safetensors --force
+    """
     path = _store(concepts_dir).export(name, out, format=format.value, force=force)
     err_console.print(f"wrote {path}", highlight=False)
 

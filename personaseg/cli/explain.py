@@ -14,7 +14,8 @@ from typing import Annotated, Optional
 import typer
 
 from .common import check_out_dir, ensure_out_dir, err_console, make_segmenter
-from .options import ConceptsDirOpt, DeviceOpt, DtypeOpt, ModelOpt, SeedOpt
+from .options import ConceptsDirOpt, DeviceOpt, DtypeOpt, ForceOpt, ModelOpt, SeedOpt
+from .outputs import Outputs
 
 
 def explain(
@@ -22,6 +23,7 @@ def explain(
     image: Annotated[Path, typer.Argument(help="The image.")],
     model: ModelOpt = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("personaseg-out"),
+    force: ForceOpt = False,
     prompt: Annotated[Optional[str], typer.Option(help="Prompt template with {} for the phrase.")] = None,
     recipe: Annotated[Optional[Path], typer.Option(help="TOML file of FindConfig fields.")] = None,
     draws: Annotated[Optional[int], typer.Option(help="Noise draws averaged.")] = None,
@@ -30,7 +32,8 @@ def explain(
     dtype: DtypeOpt = None,
     concepts_dir: ConceptsDirOpt = None,
 ) -> None:
-    """Heat maps of every prompt token's cross-attention on IMAGE, in one grid (<stem>.explain.png).
+    """Heat maps of every prompt token's cross-attention on IMAGE, in one grid (<stem>.explain.png;
+    an existing file is replaced only with --force).
 
     Examples:
 
@@ -43,12 +46,15 @@ def explain(
 
     img = load_image(image)
     check_out_dir(out)
+    outputs = Outputs(force)
+    path = out / f"{image.stem}.explain.png"
+    outputs.check_free([path])
     seg = make_segmenter(model, device, dtype, recipe=recipe, concepts_dir=concepts_dir, draws=draws, seed=seed)
     seg.set_image(img)
     r = seg.explain(phrase, prompt)
     titles = [t.replace("</w>", "") for t in r.tokens]
-    path = ensure_out_dir(out) / f"{image.stem}.explain.png"
-    save_png_atomic(path, heatmap_grid(img, list(r.maps), titles))
+    ensure_out_dir(out)
+    save_png_atomic(outputs.claim(path), heatmap_grid(img, list(r.maps), titles, letterbox=False))
     err_console.print(f"prompt: {r.prompt!r}\nwrote {path}")
 
 

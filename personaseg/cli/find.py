@@ -11,6 +11,7 @@ Examples:
 from __future__ import annotations
 
 import json
+import os
 import time
 from enum import Enum
 from pathlib import Path
@@ -18,10 +19,12 @@ from typing import Annotated, Optional
 
 import numpy as np
 import typer
+from rich.table import Table
 
 from ..errors import InputError
-from .common import check_out_dir, ensure_out_dir, err_console, make_segmenter, one_line_warnings, progress, warn
-from .options import ConceptsDirOpt, DeviceOpt, DtypeOpt, ModelOpt, SeedOpt
+from .common import check_out_dir, console, ensure_out_dir, err_console, make_segmenter, one_line_warnings, progress, warn
+from .options import ConceptsDirOpt, DeviceOpt, DtypeOpt, ForceOpt, ModelOpt, RecursiveOpt, SeedOpt
+from .outputs import Outputs, output_stems, outside
 
 
 class Preset(str, Enum):
@@ -45,6 +48,8 @@ def find(
     images: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
     model: ModelOpt = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("personaseg-out"),
+    recursive: RecursiveOpt = False,
+    force: ForceOpt = False,
     prompt: Annotated[Optional[str], typer.Option(help="Prompt template with {} for the phrase, e.g. 'a photo of a {}'.")] = None,
     preset: Annotated[Optional[Preset], typer.Option(help="The paper's settings: voc (tau_box 0.2, tau 0.5, 10 draws) or coco (0.5, 0.35, 1).")] = None,
     recipe: Annotated[Optional[Path], typer.Option(help="TOML file of FindConfig fields.")] = None,
@@ -65,8 +70,12 @@ def find(
 ) -> None:
     """Outline PHRASE (a word, or a learned concept like '<mymug>') in every image.
 
-    Writes <stem>.mask.png (0/255, the image's size and orientation) and <stem>.overlay.png to --out;
-    with --json, one record per image on stdout (mask as COCO RLE, regions, presence score, timings).
+    Writes <stem>.mask.png (0/255, the image's size and orientation) and <stem>.overlay.png (the
+    mask over the image, the phrase above it) to --out
+    (images from several folders mirror their folders there) and prints a line per image (found,
+    presence, area); with --json, one record per image on stdout instead (mask as COCO RLE, bbox
+    [x, y, w, h], regions with their RLE, presence score, timings). Files already in --out are
+    replaced only with --force.
 
     Examples:
 
@@ -76,19 +85,28 @@ def find(
 
       personaseg find dog 'shots/*.jpg' --preset coco --min-presence 0.05
 
+      personaseg find cat ./albums --recursive --out cats --force
+
       accelerate launch -m personaseg find '<mymug>' /photos --out masks
     """
     from ..bench.sharding import is_main, process_device, shard
     from ..images import collect_images, load_image, save_npy_atomic, save_png_atomic
-    from ..masks import mask_summary
-    from ..viz import overlay
+    from ..masks import coco_summary
+    from ..viz import overlay, titled
 
     if not phrase.strip():
         raise InputError("the phrase is empty", hint='give a word such as "mug" or a concept like "<mymug>"')
-    paths, warnings = collect_images(images)
+    paths, warnings = collect_images(images, recursive=recursive)
     for w in warnings:
         warn(w)
+    if recursive:
+        paths = outside(paths, out) or paths  # a walk over '.' must not read the masks it writes
     check_out_dir(out)
+    stems = output_stems(paths, out)
+    mine = shard(paths)  # this process's share under `accelerate launch`, else all
+    outputs = Outputs(force)
+    kinds = (".mask.png", ".overlay.png") + ((".scores.npy",) if scores else ())
+    outputs.check_free([Path(f"{stems[p]}{k}") for p in mine for k in kinds])
     seg = make_segmenter(
         model, device or process_device(), dtype,
         preset.value if preset else None, recipe, concepts_dir,
@@ -98,7 +116,7 @@ def find(
         outline=outline.value if outline else None,
     )
     done = failed = 0
-    mine = shard(paths)  # this process's share under `accelerate launch`, else all
+    rows = []  # (image, found, presence, relative presence, area fraction, regions) for the table
     with one_line_warnings(), progress(len(mine), f"find {phrase}") as step:
         for path in mine:
             start = time.perf_counter()
@@ -109,30 +127,59 @@ def find(
                     raise
                 warn(f"skipped: {err}")
                 failed += 1
+                rows.append((_shown(path, stems[path], out), None, None, None, None, None))
                 step(path.name)
                 continue
             seg.set_image(image)
             r = seg.find(phrase, prompt)
-            stem = ensure_out_dir(out) / path.stem  # made at the first result: a failed run leaves no folder
-            save_png_atomic(f"{stem}.mask.png", r.mask.astype(np.uint8) * 255)
-            save_png_atomic(f"{stem}.overlay.png", overlay(image, r.mask, phrase if r.found else f"{phrase}: not found"))
+            ensure_out_dir(out)  # made at the first result: a failed run leaves no folder
+            stem = stems[path]
+            save_png_atomic(outputs.claim(f"{stem}.mask.png"), r.mask.astype(np.uint8) * 255)
+            save_png_atomic(outputs.claim(f"{stem}.overlay.png"),
+                            titled(overlay(image, r.mask), phrase if r.found else f"{phrase}: not found"))
             if scores:
-                save_npy_atomic(f"{stem}.scores.npy", r.scores.astype(np.float16))
+                save_npy_atomic(outputs.claim(f"{stem}.scores.npy"), r.scores.astype(np.float16))
+            summary = coco_summary(r.mask)
+            rows.append((_shown(path, stem, out), r.found, r.presence, r.relative_presence,
+                         summary["area_fraction"], len(summary["instances"])))
             if as_json:
                 record = {"path": str(path), "phrase": phrase, "prompt": r.prompt, "found": r.found,
                           "presence": round(r.presence, 6),
                           "relative_presence": None if r.relative_presence is None else round(r.relative_presence, 4),
                           "size": [image.width, image.height],
-                          **mask_summary(r.mask), "mask_path": f"{stem}.mask.png",
+                          **summary, "mask_path": f"{stem}.mask.png",
                           "timings": {**{k: round(v, 4) for k, v in r.timings.items()},
                                       "total_s": round(time.perf_counter() - start, 4)}}
                 print(json.dumps(record), flush=True)
             done += 1
             step(path.name)
+    if not as_json:
+        console.print(_table(phrase, Path(os.path.commonpath([p.absolute().parent for p in paths])), rows))
     if not as_json and is_main():
         err_console.print(f"{done} image(s) written to {out}" + (f", {failed} skipped" if failed else ""))
     if done == 0 and failed:
         raise typer.Exit(1)
+
+
+def _shown(path: Path, stem: Path, out: Path) -> str:
+    """The image as the table names it: below the images' common folder, as its outputs are under --out."""
+    return str(stem.parent.relative_to(out) / path.name)
+
+
+def _table(phrase: str, folder: Path, rows: list[tuple]) -> Table:
+    """One line per image: found or not, presence (and relative presence for a concept), mask area."""
+    table = Table(title=f"find {phrase} in {folder}", title_justify="left")
+    relative = any(r[3] is not None for r in rows)
+    for col in ("image", "found", "presence", *(["relative"] if relative else []), "area", "regions"):
+        table.add_column(col, justify="left" if col == "image" else "right", overflow="fold")
+    for path, found, presence, rel, area, regions in rows:
+        if found is None:
+            table.add_row(path, "skipped", "-", *(["-"] if relative else []), "-", "-")
+            continue
+        table.add_row(path, "yes" if found else "no", f"{presence:.3f}",
+                      *([f"{rel:.2f}" if rel is not None else "-"] if relative else []),
+                      f"{100 * area:.1f}%", str(regions))
+    return table
 
 
 def register(app: typer.Typer) -> None:

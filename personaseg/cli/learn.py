@@ -104,7 +104,7 @@ def learn(
         return
     loss = concept.meta.get("final_loss")
     err_console.print(
-        f"learned [bold]{concept.token}[/] ({concept.method}, {concept.meta.get('steps')} steps"
+        f"learned {concept.token} ({concept.method}, {concept.meta.get('steps')} steps"
         + (f", final loss {loss:.4f}" if loss is not None else "") + f") in {concept.path}",
         highlight=False,
     )

@@ -34,3 +34,9 @@ ConceptsDirOpt = Annotated[
     ),
 ]
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed (results are reproducible).")]
+RecursiveOpt = Annotated[
+    bool, typer.Option("--recursive", "-r", help="Also read the images in the folders' subfolders.")
+]
+ForceOpt = Annotated[
+    bool, typer.Option("--force", help="Replace output files that exist already (an earlier run's, or others').")
+]

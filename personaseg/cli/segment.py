@@ -4,6 +4,7 @@ Examples:
 
     personaseg segment street.jpg --labels "person,car,bicycle"
     personaseg segment room.jpg --labels "cat,sofa" --preset voc --crf
+    personaseg segment ./photos --labels "dog,sofa" --no-background-words --out labels
 """
 
 from __future__ import annotations
@@ -14,17 +15,25 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import check_out_dir, ensure_out_dir, err_console, make_segmenter
+from ..errors import InputError
+from .common import check_out_dir, ensure_out_dir, err_console, make_segmenter, one_line_warnings, progress, warn
 from .find import Preset
-from .options import DeviceOpt, DtypeOpt, ModelOpt, SeedOpt
+from .options import DeviceOpt, DtypeOpt, ForceOpt, ModelOpt, RecursiveOpt, SeedOpt
+from .outputs import Outputs, output_stems, outside
 
 
 def segment(
-    image: Annotated[Path, typer.Argument(help="The image to label.")],
+    images: Annotated[list[str], typer.Argument(help="Images to label: files, folders or glob patterns.")],
     labels: Annotated[str, typer.Option("--labels", "-l", help="Comma-separated class names, e.g. 'cat,dog,sofa'.")],
     model: ModelOpt = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("personaseg-out"),
-    prompt: Annotated[Optional[str], typer.Option(help="Full prompt containing every label (default: the paper's 'a photo including ...').")] = None,
+    recursive: RecursiveOpt = False,
+    force: ForceOpt = False,
+    prompt: Annotated[Optional[str], typer.Option(help="Full prompt containing every label (default: the paper's 'a photo including ...', with its background words).")] = None,
+    background_words: Annotated[bool, typer.Option(
+        "--background-words/--no-background-words",
+        help="Add the paper's background words (tree, river, sea, ...; per class for boat, cow, train, tv monitor) "
+        "to the default prompt: they draw attention away from the labels' maps. Not used with --prompt.")] = True,
     preset: Annotated[Optional[Preset], typer.Option(help="voc or coco settings.")] = None,
     recipe: Annotated[Optional[Path], typer.Option(help="TOML file of FindConfig fields.")] = None,
     draws: Annotated[Optional[int], typer.Option(help="Noise draws averaged (paper: 10).")] = None,
@@ -33,33 +42,78 @@ def segment(
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
 ) -> None:
-    """Label each pixel of IMAGE as background or one of --labels (the paper's VOC setting).
+    """Label each pixel of every image as background or one of --labels (the paper's VOC setting).
 
-    Writes <stem>.labels.png (palette PNG: 0 = background, i = the i-th label) and <stem>.legend.json.
+    Writes <stem>.labels.png (palette PNG: 0 = background, i = the i-th label) and <stem>.legend.json
+    to --out (images from several folders mirror their folders there; existing files are replaced
+    only with --force). The default prompt is the paper's: "a photo including <labels>, <background
+    words>, and <last>.", with background words (tree, river, sea, lake, ...) that soak up attention
+    the labels would otherwise get; --no-background-words leaves them out.
 
     Examples:
 
       personaseg segment street.jpg --labels 'person,car,bicycle'
 
       personaseg segment room.jpg --labels 'cat,sofa' --crf
+
+      personaseg segment ./photos 'more/*.png' --labels 'dog,sofa' --no-background-words --out labels
     """
-    from ..images import atomic_write, load_image, save_png_atomic
+    from ..bench.sharding import is_main, process_device, shard
+    from ..images import atomic_write, collect_images, load_image, save_png_atomic
+    from ..prompts import background_words as paper_background_words
     from ..viz import palette_png
 
     names = [x.strip() for x in labels.split(",") if x.strip()]
-    img = load_image(image)
+    if not names:
+        raise InputError("--labels has no label", hint="e.g. --labels 'cat,dog,sofa'")
+    paths, warnings = collect_images(images, recursive=recursive)
+    for w in warnings:
+        warn(w)
+    if recursive:
+        paths = outside(paths, out) or paths  # a walk over '.' must not read the label maps it writes
     check_out_dir(out)
-    seg = make_segmenter(model, device, dtype, preset.value if preset else None, recipe,
+    stems = output_stems(paths, out)
+    mine = shard(paths)  # this process's share under `accelerate launch`, else all
+    outputs = Outputs(force)
+    outputs.check_free([Path(f"{stems[p]}{k}") for p in mine for k in (".labels.png", ".legend.json")])
+    added = paper_background_words(names) if background_words and prompt is None else []
+    seg = make_segmenter(model, device or process_device(), dtype, preset.value if preset else None, recipe,
                          draws=draws, seed=seed, crf=crf or None)
-    seg.set_image(img)
-    r = seg.segment(names, prompt)
-    stem = ensure_out_dir(out) / image.stem
-    save_png_atomic(f"{stem}.labels.png", palette_png(r.label_map))
-    legend = {"image": str(image), "prompt": r.prompt, "labels": {"0": "background", **{str(i + 1): n for i, n in enumerate(names)}},
-              "area_fraction": {n: float((r.label_map == i + 1).mean()) for i, n in enumerate(names)}}
-    with atomic_write(f"{stem}.legend.json") as fh:
-        fh.write(json.dumps(legend, indent=2).encode())
-    err_console.print(f"wrote {stem}.labels.png and {stem}.legend.json")
+    done = failed = 0
+    used_prompt = prompt
+    with one_line_warnings(), progress(len(mine), f"segment {','.join(names)}") as step:
+        for path in mine:
+            try:
+                img = load_image(path)
+            except InputError as err:
+                if len(paths) == 1:
+                    raise
+                warn(f"skipped: {err}")
+                failed += 1
+                step(path.name)
+                continue
+            seg.set_image(img)
+            r = seg.segment(names, prompt, background=background_words)
+            used_prompt = r.prompt
+            ensure_out_dir(out)  # made at the first result: a failed run leaves no folder
+            stem = stems[path]
+            save_png_atomic(outputs.claim(f"{stem}.labels.png"), palette_png(r.label_map))
+            legend = {"image": str(path), "prompt": r.prompt, "background_words": added,
+                      "labels": {"0": "background", **{str(i + 1): n for i, n in enumerate(names)}},
+                      "area_fraction": {n: float((r.label_map == i + 1).mean()) for i, n in enumerate(names)}}
+            with atomic_write(outputs.claim(f"{stem}.legend.json")) as fh:
+                fh.write(json.dumps(legend, indent=2).encode())
+            done += 1
+            step(path.name)
+    if is_main():
+        err_console.print(f"prompt: {used_prompt!r}")
+        if added:
+            err_console.print(f"background words added to the prompt: {', '.join(added)} "
+                              "(the paper's; --no-background-words leaves them out)")
+        err_console.print(f"{done} image(s) labelled: <stem>.labels.png and <stem>.legend.json in {out}"
+                          + (f", {failed} skipped" if failed else ""))
+    if done == 0 and failed:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

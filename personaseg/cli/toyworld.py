@@ -21,8 +21,14 @@ import typer
 from .common import console
 from .options import DeviceOpt, SeedOpt
 
-toy_app = typer.Typer(help="The toy world: synthetic scenes, the shipped toy model, a toy benchmark.",
-                      no_args_is_help=True)
+toy_app = typer.Typer(
+    help="The toy world: synthetic scenes, the shipped toy model, a toy benchmark.\n\n"
+    "Examples:\n\n"
+    "  personaseg toyworld sample 'a red circle and a blue square' --out sample.png\n\n"
+    "  personaseg toyworld make-bench --seed 1 --out toybench\n\n"
+    "  personaseg toyworld train --recipe recipes/toyworld.toml --out toy-model",
+    no_args_is_help=True,
+)
 
 
 @toy_app.command("train")
@@ -37,7 +43,16 @@ def train_cmd(
         help="bf16: forward passes under bf16 autocast, ~1.3x faster on a CPU with bf16 (AMX) units; "
              "overrides the recipe.")] = None,
 ) -> None:
-    """Train the toy model on this CPU (VAE, then UNet + text encoder) and write a diffusers folder."""
+    """Train the toy model on this CPU (VAE, then UNet + text encoder) and write a diffusers folder.
+
+    Examples:
+
+      personaseg toyworld train --recipe recipes/toyworld.toml --out toy-model
+
+      personaseg toyworld train --recipe recipes/toyworld.toml --mixed-precision bf16 --out toy-model-bf16
+
+      personaseg toyworld train --out toy-model --resume
+    """
     # OpenMP workers spin briefly, then sleep. Measured on 2 cores, shipped-size bf16 steps: libgomp's
     # default spin made a step 8.5x slower beside one busy process (11.0 s vs 1.30 s alone);
     # OMP_WAIT_POLICY=PASSIVE 3.3 s beside it but 1.50 s alone; 10000 spins 3.8 s and 1.33 s.
@@ -50,8 +65,8 @@ def train_cmd(
 
     cfg = toy_train_config(recipe, steps=steps, seed=seed, mixed_precision=mixed_precision)
     start = time.perf_counter()
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+    with Progress(TextColumn("{task.description}", markup=False), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TextColumn("{task.fields[info]}", markup=False), TimeElapsedColumn(), TimeRemainingColumn(),
                   console=console, refresh_per_second=2) as progress:  # a redraw takes the GIL from the step
         tasks: dict[str, int] = {}
 
@@ -79,7 +94,14 @@ def sample_cmd(
     model: Annotated[Optional[Path], typer.Option("--model", help="A trained toy folder (default: shipped).")] = None,
     device: DeviceOpt = None,
 ) -> None:
-    """Draw images from the toy model: a check that it learned the world."""
+    """Draw images from the toy model: a check that it learned the world.
+
+    Examples:
+
+      personaseg toyworld sample 'a red circle and a blue square' --out sample.png
+
+      personaseg toyworld sample 'a green triangle' --n 8 --seed 3 --model toy-model
+    """
     from ..toyworld.sample import grid, sample
 
     with console.status("sampling…"):
@@ -100,7 +122,16 @@ def make_bench_cmd(
     scenes: Annotated[int, typer.Option("--scenes", help="Test images per concept (alone/distractor/absent).")] = 12,
     photos: Annotated[int, typer.Option("--photos", help="Photos per concept to learn from.")] = 4,
 ) -> None:
-    """Write a personal-RIS benchmark (Mug19-style layout) of toy scenes."""
+    """Write a personal-RIS benchmark (Mug19-style layout) of toy scenes.
+
+    Examples:
+
+      personaseg toyworld make-bench --seed 1 --out toybench
+
+      personaseg toyworld make-bench --seed 1 --out toybench --concepts 4 --scenes 12
+
+      personaseg bench personal toybench --model toy     # then score it
+    """
     from ..toyworld.bench import make_bench
 
     summary = make_bench(out, seed=seed, concepts=concepts, scenes=scenes, photos=photos)

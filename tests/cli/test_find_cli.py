@@ -1,6 +1,7 @@
 """`personaseg find / segment / explain` end to end on the tiny model, and every bad input."""
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -124,3 +125,18 @@ def test_help_lists_the_commands(run):
     code, out, _ = run("--help")
     for cmd in ("find", "segment", "explain", "learn", "concepts", "bench", "demo", "toyworld"):
         assert cmd in out
+
+
+def test_brackets_print_as_written(run, fast, tmp_path, monkeypatch):
+    """Rich markup ate "[crf]" in "pip install 'personaseg[crf]'" (and any bracketed word in a path)."""
+    for name in ("pydensecrf", "pydensecrf.densecrf", "pydensecrf.utils"):
+        monkeypatch.setitem(sys.modules, name, None)  # the crf extra is not installed
+    img = _rgb(tmp_path / "shot[1].png", 16, 16)
+    code, _, err = run("find", "mug", img, *fast, "--crf", "--out", tmp_path / "o")
+    assert code != 0 and "pip install 'personaseg[crf]'" in err, err
+    code, _, err = run("find", "mug", str(tmp_path / "gone[crf].png"), *fast, "--out", tmp_path / "o")
+    assert code != 0 and "gone[crf].png" in err, err
+    code, out, _ = run("find", "--help")
+    assert "personaseg[crf]" in out
+    code, out, _ = run("bench", "personal", "--help")
+    assert "[learn] and [find]" in " ".join(out.replace("│", " ").split())  # rich's box, wrapped lines

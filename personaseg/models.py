@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from .config import mask_only_fields
 from .errors import ModelError
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # the paper used CompVis/stable-diffusion-v1-4
@@ -57,11 +58,9 @@ def model_fingerprint(model: str | None) -> str:
     return h.hexdigest()
 
 
-# Find settings applied after the attention is read: neither learning (its contrast loss reads the
-# card's cross blocks at find's timestep) nor a concept's presence reference (read without refinement
-# or the class word's outline, at the card's timestep, size and prompt) depends on them.
-MASK_ONLY_FIND = frozenset({"refine", "outline", "keep", "tau", "tau_box", "quantize_box", "crf",
-                            "min_presence", "min_relative_presence"})
+# Find settings applied after the attention is read (FindConfig's fields marked mask-only): neither
+# learning nor a concept's presence reference depends on them.
+MASK_ONLY_FIND = mask_only_fields()
 
 
 def _card_for_learning(card: Path) -> str:
@@ -140,6 +139,37 @@ def _read_card(model_id: str, folder: Path | None) -> ModelCard:
             if images and not Path(images).is_absolute():  # shipped with the model: relative to its folder
                 card.learn_defaults[key] = str(folder / images)
     return card
+
+
+def read_card(model: str | None) -> ModelCard:
+    """The model card of ``model`` without loading its weights (``learn`` needs its settings before
+    it picks the accelerator); empty for a hub id or a single file."""
+    model_id = resolve_model_id(model)
+    path = _local_path(model_id)
+    folder = path if path.is_dir() and (path / "model_index.json").exists() else None
+    return _read_card(model_id, folder)
+
+
+def canonical_model_id(model: str | None) -> str:
+    """The model as recorded beside what is learned on it: a local folder or file as an absolute
+    path (so a concept's or checkpoint's model still loads from another working directory), else
+    the id as named (``toy``, a hub id)."""
+    model_id = resolve_model_id(model)
+    if model_id == "toy":
+        return model_id
+    path = Path(model_id).expanduser()
+    return str(path.resolve()) if path.exists() else model_id
+
+
+def same_model(a: str | None, b: str | None) -> bool:
+    """Whether two model names (ids, relative or absolute paths, ``toy``) name the same model."""
+    if a is None or b is None:
+        return False
+    a_id, b_id = canonical_model_id(a), canonical_model_id(b)
+    if a_id == b_id:
+        return True
+    toy = str(_local_path("toy").resolve()) if "toy" in (a_id, b_id) else None
+    return toy is not None and {a_id, b_id} == {"toy", toy}
 
 
 def _check_architecture(folder_or_id: str | Path) -> None:

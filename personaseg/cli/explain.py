@@ -43,7 +43,8 @@ def explain(
 
     img = load_image(image)
     check_out_dir(out)
-    seg = make_segmenter(model, device, dtype, recipe=recipe, concepts_dir=concepts_dir, draws=draws, seed=seed)
+    seg = make_segmenter(model, device, dtype, recipe=recipe, concepts_dir=concepts_dir, phrases=[phrase, prompt],
+                         draws=draws, seed=seed)
     seg.set_image(img)
     r = seg.explain(phrase, prompt)
     titles = [t.replace("</w>", "") for t in r.tokens]

@@ -16,12 +16,12 @@ import typer
 
 from .common import check_out_dir, ensure_out_dir, err_console, make_segmenter
 from .find import Preset
-from .options import DeviceOpt, DtypeOpt, ModelOpt, SeedOpt
+from .options import ConceptsDirOpt, DeviceOpt, DtypeOpt, ModelOpt, SeedOpt
 
 
 def segment(
     image: Annotated[Path, typer.Argument(help="The image to label.")],
-    labels: Annotated[str, typer.Option("--labels", "-l", help="Comma-separated class names, e.g. 'cat,dog,sofa'.")],
+    labels: Annotated[str, typer.Option("--labels", "-l", help="Comma-separated class names or learned concepts, e.g. 'cat,dog,sofa' or '<mymug>,cup'.")],
     model: ModelOpt = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("personaseg-out"),
     prompt: Annotated[Optional[str], typer.Option(help="Full prompt containing every label (default: the paper's 'a photo including ...').")] = None,
@@ -32,6 +32,7 @@ def segment(
     crf: Annotated[bool, typer.Option("--crf", help="Refine with a dense CRF (pip install 'personaseg[crf]').")] = False,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
+    concepts_dir: ConceptsDirOpt = None,
 ) -> None:
     """Label each pixel of IMAGE as background or one of --labels (the paper's VOC setting).
 
@@ -42,6 +43,8 @@ def segment(
       personaseg segment street.jpg --labels 'person,car,bicycle'
 
       personaseg segment room.jpg --labels 'cat,sofa' --crf
+
+      personaseg segment kitchen.jpg --labels '<mymug>,cup'
     """
     from ..images import atomic_write, load_image, save_png_atomic
     from ..viz import palette_png
@@ -49,8 +52,8 @@ def segment(
     names = [x.strip() for x in labels.split(",") if x.strip()]
     img = load_image(image)
     check_out_dir(out)
-    seg = make_segmenter(model, device, dtype, preset.value if preset else None, recipe,
-                         draws=draws, seed=seed, crf=crf or None)
+    seg = make_segmenter(model, device, dtype, preset.value if preset else None, recipe, concepts_dir,
+                         phrases=[*names, prompt], draws=draws, seed=seed, crf=crf or None)
     seg.set_image(img)
     r = seg.segment(names, prompt)
     stem = ensure_out_dir(out) / image.stem

@@ -30,7 +30,7 @@ from ..config import build_config, to_dict
 from ..errors import ConceptError, ConfigError
 from .checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from .concept import Concept
-from .config import DEFAULT_RESOLUTION, LearnConfig, fill_template
+from .config import DEFAULT_RESOLUTION, TI_ONLY, LearnConfig, fill_template
 from .data import LearnWarning, PhotoSet, load_photos
 from .lora import check_text_encoder_lora, save_lora
 from .progress import learn_progress
@@ -81,7 +81,15 @@ def learn(
             f"concept {token} already exists in {store.root}",
             hint="use --force to replace it, or choose another --token",
         )
+    owns_pipe, card = pipe is None, None
+    if owns_pipe and state is not None:
+        model = _resume_model(model, state, token)
     cfg = _config(config, state)
+    if owns_pipe:  # user < card < method defaults, read before the model loads (grad_accum picks the accelerator)
+        from ..models import read_card
+
+        cfg = _card_defaults(cfg, read_card(model))
+    cfg = cfg.resolved()
     if cfg.method == "lora" and cfg.lora_train_text_encoder:
         check_text_encoder_lora()
     photo_set = load_photos(photos, cfg.resolution or DEFAULT_RESOLUTION)  # bad photos fail before the model loads
@@ -91,10 +99,8 @@ def learn(
             hint="resume with the same photos, or start over with --force",
         )
     acc = make_accelerator(cfg.mixed_precision, cfg.grad_accum)
-    owns_pipe, card = pipe is None, None
     if owns_pipe:
         pipe, base_model, card = _load_pipeline(model, cfg, acc)
-        cfg = _card_defaults(cfg, card)
     else:
         base_model = str(getattr(pipe, "name_or_path", None) or model or "unknown")
         _check_given_pipe(pipe, cfg)
@@ -104,10 +110,10 @@ def learn(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", LearnWarning)  # the skipped files were reported above
             photo_set = load_photos(photos, cfg.resolution)
-    if state is not None and state.get("base_model") != base_model:
+    if state is not None and state.get("base_model") != base_model:  # a pipe given: its name is the model
         raise ConceptError(
             f"the interrupted run of {token} learned on {state.get('base_model')}, not {base_model}",
-            hint=f"resume with --model {state.get('base_model')}, or start over with --force",
+            hint="resume it on the same model, or start over with --force",
         )
     contrast = _contrast_spec(pipe, card, acc) if cfg.contrast_weight else None  # refuses before class images
     class_set = None
@@ -120,13 +126,15 @@ def learn(
         class_set = class_photos(pipe, cfg, store.root, base_model, progress and acc.is_main_process)
     copy_te = not owns_pipe and cfg.method == "lora" and cfg.lora_train_text_encoder
     run = {"token": token, "force": force, "photos": photo_set.hashes, "config": to_dict(cfg),
-           "base_model": base_model, "train_seconds": float(state.get("train_seconds", 0.0)) if state else 0.0}
+           "base_model": base_model, "train_seconds": float(state.get("train_seconds", 0.0)) if state else 0.0,
+           "resume_command": _command("learn", *_photo_args(photos), "--token", token, *_model_args(base_model),
+                                      *_store_args(concepts_dir), "--resume")}
     with Trainer(pipe, token, cfg, acc, photo_set, class_set, copy_text_encoder=copy_te, contrast=contrast) as trainer:
         start, losses = 0, []
         if state is not None:
             trainer.load_state_dict(state)
             start, losses = int(state["step"]), list(state["losses"])
-        losses = _loop(trainer, start, losses, ckpt, run, photos, progress)
+        losses = _loop(trainer, start, losses, ckpt, run, progress)
         result = trainer.result()
         width = trainer.base_embedding.weight.shape[-1]
     if acc.is_main_process:
@@ -168,15 +176,52 @@ def _previous_run(ckpt: Path, token: str, force: bool, resume: bool) -> dict | N
     return None
 
 
+def _resume_model(model: str | None, state: dict, token: str) -> str:
+    """The model an interrupted run learned on: the checkpoint's, and a conflicting ``model`` refused."""
+    from ..models import same_model
+
+    saved = state.get("base_model")
+    if model is None or saved is None:
+        return model if saved is None else saved
+    if not same_model(model, saved):
+        raise ConceptError(
+            f"the interrupted run of {token} learned on {saved}, not {model}",
+            hint="resume without --model (the checkpoint names its model), or start over with --force",
+        )
+    return saved
+
+
+def _command(*args: Any) -> str:
+    """A personaseg command line that pastes into a shell as it is (every argument quoted as needed)."""
+    import shlex
+
+    return shlex.join(["personaseg", *(str(a) for a in args)])
+
+
+def _photo_args(photos) -> list[str]:
+    return [str(photos)] if isinstance(photos, (str, Path)) else [str(p) for p in photos]
+
+
+def _model_args(base_model: str) -> list[str]:
+    from ..models import DEFAULT_MODEL
+
+    return [] if base_model == DEFAULT_MODEL else ["--model", base_model]
+
+
+def _store_args(concepts_dir: Path | None) -> list[str]:
+    return [] if concepts_dir is None else ["--concepts-dir", str(concepts_dir)]
+
+
 def _config(config: LearnConfig | None, state: dict | None) -> LearnConfig:
-    """The run's resolved config; on resume it must match the interrupted run's."""
+    """The run's config as given (``None`` fields left to the model card and the method); on resume,
+    the interrupted run's, which the given settings must match."""
     if state is None:
-        return (config or LearnConfig()).resolved()
+        return config or LearnConfig()
     saved = build_config(LearnConfig, state["config"], source="the checkpoint")
     if config is None:
         return saved
-    cfg = config.resolved()
-    # a field still None is one the model card filled in the interrupted run: it will fill it the same way
+    cfg = config
+    # a field left None is one the card and the method filled in the interrupted run: they fill it the same way
     diff = [k for k, v in to_dict(cfg).items()
             if k != "checkpoint_every" and v is not None and v != state["config"].get(k)]
     if diff:
@@ -221,10 +266,10 @@ def weight_dtype(acc) -> torch.dtype:
 
 
 def _load_pipeline(model: str | None, cfg: LearnConfig, acc):
-    from ..models import load_pipeline, resolve_model_id
+    from ..models import canonical_model_id, load_pipeline
 
     pipe, card = load_pipeline(model, device=acc.device, dtype=weight_dtype(acc))
-    return pipe, resolve_model_id(model), card
+    return pipe, canonical_model_id(model), card
 
 
 def presence_on_photos(pipe, card, folder: Path, photos: list[Path]) -> tuple[float, dict[str, Any], float | None]:
@@ -281,7 +326,7 @@ def _card_defaults(cfg: LearnConfig, card) -> LearnConfig:
     e.g. the toy model's training prompts, which its tiny vocabulary can read."""
     fields = {f.name for f in dataclasses.fields(LearnConfig)}
     if cfg.method != "ti":
-        fields -= {"contrast_weight", "contrast_hardest", "contrast_images", "contrast_pairs"}  # TI settings: the card's do not make a LoRA run fail
+        fields -= set(TI_ONLY)  # the card's TI settings do not make a LoRA run fail
     fills = {k: v for k, v in card.learn_defaults.items() if k in fields and getattr(cfg, k) is None}
     return dataclasses.replace(cfg, **fills) if fills else cfg
 
@@ -321,7 +366,7 @@ class _StopFlag:
         return bool(acc.reduce(flag, reduction="sum").item() > 0)  # all processes stop together
 
 
-def _loop(trainer: Trainer, start: int, losses: list[float], ckpt: Path, run: dict, photos, progress: bool) -> list[float]:
+def _loop(trainer: Trainer, start: int, losses: list[float], ckpt: Path, run: dict, progress: bool) -> list[float]:
     cfg, acc = trainer.cfg, trainer.acc
     saved_at = start if start else None
     base, t0 = run["train_seconds"], time.perf_counter()
@@ -332,7 +377,7 @@ def _loop(trainer: Trainer, start: int, losses: list[float], ckpt: Path, run: di
             save_checkpoint(ckpt, {**trainer.state_dict(), **run, "step": step, "losses": losses})
         acc.wait_for_everyone()
 
-    resume_cmd = f"personaseg learn {photos if isinstance(photos, (str, Path)) else 'PHOTOS'} --token {run['token']} --resume"
+    resume_cmd = run["resume_command"]
     with _StopFlag() as stop, learn_progress(run["token"], cfg.steps, start, progress and acc.is_main_process) as bar:
         step = start
         try:

@@ -223,7 +223,9 @@ def load_pipeline(
         elif path.suffix == ".safetensors":
             if not path.exists():
                 raise ModelError(f"checkpoint {path} not found", hint="check the path")
-            pipe = StableDiffusionPipeline.from_single_file(str(path), **kwargs)
+            from .single_file import load_single_file
+
+            pipe = load_single_file(path, **kwargs)  # shipped configs and tokenizer: offline
         elif model_id.startswith(("/", ".", "~")) and not path.exists():
             raise ModelError(f"model folder {path} not found", hint="check the path, or give a hub id")
         elif path.exists() or model_id.count("/") != 1:
@@ -235,7 +237,7 @@ def load_pipeline(
             pipe = StableDiffusionPipeline.from_pretrained(model_id, use_safetensors=True, **kwargs)
     except ModelError:
         raise
-    except (OSError, ValueError, EnvironmentError) as err:
+    except (OSError, ValueError, RuntimeError) as err:  # RuntimeError: a single file whose weights fit no SD config
         text = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ModelError(
             f"could not load model {model_id!r}: {text[:200]}",

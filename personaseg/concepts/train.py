@@ -115,7 +115,7 @@ def learn(
             f"the interrupted run of {token} learned on {state.get('base_model')}, not {base_model}",
             hint="resume it on the same model, or start over with --force",
         )
-    contrast = _contrast_spec(pipe, card, acc) if cfg.contrast_weight else None  # refuses before class images
+    contrast = _contrast_spec(pipe, card, acc) if cfg.contrast_weight else None  # find's blocks and timestep
     class_set = None
     if contrast is not None and cfg.contrast_images:
         class_set = load_photos(cfg.contrast_images.replace("{class}", cfg.class_word or ""), cfg.resolution,
@@ -237,9 +237,15 @@ def _config(config: LearnConfig | None, state: dict | None) -> LearnConfig:
 def make_accelerator(mixed_precision: str, grad_accum: int = 1, cpu: bool = False):
     """accelerate's ``Accelerator`` for device, mixed precision and gradient accumulation
     (``cpu=True``: on the CPU even where a GPU is visible)."""
+    import os
+
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
+    # several processes launched (torchrun sets WORLD_SIZE) on a machine without CUDA join over gloo on
+    # the CPU, as bench.sharding's state does; a plain Accelerator() would leave each to learn alone
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    cpu = cpu or (launched and not torch.cuda.is_available())
     kwargs = dict(mixed_precision=mixed_precision, gradient_accumulation_steps=grad_accum, cpu=cpu)
     try:
         acc = Accelerator(**kwargs)
@@ -302,9 +308,6 @@ def _contrast_spec(pipe, card, acc) -> ContrastSpec:
     from ..config import FindConfig
     from ..segmenter import Segmenter
 
-    if acc.num_processes > 1:
-        raise ConfigError("contrast_weight is not supported with several processes yet",
-                          hint="learn with one process, or set contrast_weight = 0")
     seg = Segmenter(pipe, card, FindConfig(refine=False))
     return ContrastSpec(seg.layer_map.cross_modules_with_factor(pipe.unet), seg.config.timestep)
 

@@ -110,7 +110,7 @@ def learn(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", LearnWarning)  # the skipped files were reported above
             photo_set = load_photos(photos, cfg.resolution)
-    if state is not None and state.get("base_model") != base_model:  # a pipe given: its name is the model
+    if state is not None and not owns_pipe and state.get("base_model") != base_model:  # a pipe given: its name
         raise ConceptError(
             f"the interrupted run of {token} learned on {state.get('base_model')}, not {base_model}",
             hint="resume it on the same model, or start over with --force",

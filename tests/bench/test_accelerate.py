@@ -65,7 +65,9 @@ def test_accelerate_two_processes_match_one(tiny_model_dir, tmp_path):
 def test_accelerate_two_processes_on_the_toy_model(tmp_path):
     """The toy card turns TI contrast on: learning under two processes works (it is run first here, so
     the concepts are learned by two processes, the one-process run reusing them), and finding shards."""
-    data = examples.make_mug19(tmp_path / "data")
+    from personaseg.toyworld import make_bench
+
+    data = make_bench(tmp_path / "data", seed=5, concepts=2, scenes=3, photos=2).root  # its shapes: the card's class images
     common = ["bench", "personal", str(data), "--model", "toy", "--steps", "2", "--draws", "1",
               "--concepts-dir", str(tmp_path / "concepts")]
     r2 = _bench(common, tmp_path / "two", 2)
@@ -90,3 +92,29 @@ def assert_close_tree(got, want, path="", tol=0.005, rel=0.02):
         assert isinstance(got, int) and got == pytest.approx(want, rel=rel), path
     else:
         assert got == want, path
+
+
+@pytest.mark.slow
+def test_learn_under_two_processes_on_the_toy_model(tmp_path):
+    """`accelerate launch -m personaseg learn` without CUDA: the processes join (one report, one
+    concept written), and the toy card's contrast runs under them."""
+    from PIL import Image
+
+    from personaseg.toyworld.scenes import make_scene
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        Image.fromarray(make_scene(i, size=64).image).save(photos / f"{i}.png")
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    env["OMP_NUM_THREADS"] = "1"
+    accelerate = Path(sys.executable).with_name("accelerate")
+    cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "personaseg", "learn", str(photos),
+           "--token", "<x>", "--class-word", "circle", "--model", "toy", "--steps", "2",
+           "--concepts-dir", str(tmp_path / "store"), "-q"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("learned <x>") == 1, proc.stderr[-3000:]  # each process alone printed (and wrote) its own
+    meta = json.loads((tmp_path / "store" / "x" / "concept.json").read_text())
+    assert meta["steps"] == 2 and meta["config"]["contrast_weight"] == 1.0 and meta["config"]["contrast_pairs"] == 2

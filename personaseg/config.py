@@ -1,7 +1,9 @@
 """Configuration objects: one dataclass per job, defaults = the T2M paper's settings.
 
 Recipes are TOML files whose keys are a config's fields; they only override. Precedence:
-defaults < preset < recipe < explicit overrides (CLI flags). An unknown key is an error.
+defaults < preset < recipe < explicit overrides (CLI flags). An unknown key is an error. A recipe
+is a path or the name of one shipped in ``personaseg/recipes/`` (``"ti-cpu"``, see
+:func:`recipe_path`), so an installed package finds its own.
 
 ``FindConfig`` lives here; the other jobs' configs live beside their code and are re-exported
 (``LearnConfig`` in ``concepts/``, ``BenchConfig`` in ``bench/``, ``ToyTrainConfig`` in
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,6 +32,12 @@ OUTLINES = ("token", "with-class")  # how a learned concept's map is drawn (Find
 MAX_DRAWS = 1000  # noise draws: 1000 latents of a 1024 px image are 256 MB; the paper uses 1 or 10
 MAX_RELATIVE = 100.0  # min_relative_presence: a share of the concept's own presence (0.5 is typical)
 MAX_LONG_SIDE = 4096  # px; the paper's rule gives 704..1024
+RECIPES_DIR = Path(__file__).parent / "recipes"  # recipes shipped as package data, found by name
+# FindConfig fields applied after the attention is read (marked with this metadata): neither learning
+# (its contrast reads the card's cross blocks at find's timestep) nor a concept's presence reference
+# (read without refinement or the class word's outline, at the card's timestep, size and prompt)
+# depends on them; see models.MASK_ONLY_FIND
+_MASK = {"mask_only": True}
 
 
 @dataclass
@@ -41,19 +49,19 @@ class FindConfig:
     draws: int = 10  # D independent noise draws averaged (paper: 10 on VOC, 1 on COCO)
     draw_batch: int = 10  # draws per UNet call; lower it to bound memory
     seed: int = 0  # seeds the VAE posterior sample and the noise draws
-    tau_box: float = 0.2  # box-mask threshold, fraction of max (paper: 0.2 VOC, 0.5 COCO)
-    tau: float = 0.5  # background rule: bg = (2*tau - max S')**2 (paper: 0.5 VOC, 0.35 COCO)
-    refine: bool | None = None  # self-attention refinement S' = A^2 (B * S); None: on (paper) unless the model card says off
-    quantize_box: bool = True  # quantise S to uint8 before the box threshold, as the reference
+    tau_box: float = field(default=0.2, metadata=_MASK)  # box-mask threshold, fraction of max (paper: 0.2 VOC, 0.5 COCO)
+    tau: float = field(default=0.5, metadata=_MASK)  # background rule: bg = (2*tau - max S')**2 (paper: 0.5 VOC, 0.35 COCO)
+    refine: bool | None = field(default=None, metadata=_MASK)  # self-attention refinement S' = A^2 (B * S); None: on (paper) unless the model card says off
+    quantize_box: bool = field(default=True, metadata=_MASK)  # quantise S to uint8 before the box threshold, as the reference
     cross_layers: list[str] | None = None  # override of the layer map's cross-attention blocks
     self_layer: str | None = None  # override of the layer map's self-attention block
     long_side: int | None = None  # None: paper's aspect rule, long side 64*k px (704..1024)
     pad_rgb: tuple[int, int, int] = (123, 117, 104)  # padding colour (paper: ImageNet mean)
-    min_presence: float | None = None  # below this presence score: "not found", empty mask
-    min_relative_presence: float | None = None  # a <concept> below this share of its presence on its own photos: not found (skipped if read at other t/blocks/size/prompt)
-    crf: bool = False  # dense CRF post-processing (needs personaseg[crf])
-    keep: str = "auto"  # find: "all" regions, "strongest" (the one holding the peak), auto: strongest for a <concept>
-    outline: str | None = None  # a <concept>'s map: "token" (its own, the paper's) or "with-class" (geometric mean with its class word's: the token picks, the class word shapes); None: the model card's, else "token"
+    min_presence: float | None = field(default=None, metadata=_MASK)  # below this presence score: "not found", empty mask
+    min_relative_presence: float | None = field(default=None, metadata=_MASK)  # a <concept> below this share of its presence on its own photos: not found (skipped if read at other t/blocks/size/prompt)
+    crf: bool = field(default=False, metadata=_MASK)  # dense CRF post-processing (needs personaseg[crf])
+    keep: str = field(default="auto", metadata=_MASK)  # find: "all" regions, "strongest" (the one holding the peak), auto: strongest for a <concept>
+    outline: str | None = field(default=None, metadata=_MASK)  # a <concept>'s map: "token" (its own, the paper's) or "with-class" (geometric mean with its class word's: the token picks, the class word shapes); None: the model card's, else "token"
 
     def __post_init__(self) -> None:
         if self.prompt is not None and "{}" not in self.prompt:
@@ -95,6 +103,31 @@ PRESETS: dict[str, dict[str, Any]] = {
     "voc": {"tau_box": 0.2, "tau": 0.5, "draws": 10},
     "coco": {"tau_box": 0.5, "tau": 0.35, "draws": 1},
 }
+
+
+def recipe_path(recipe: str | Path) -> Path:
+    """Where a recipe is: ``recipe`` itself when that file exists, else the shipped recipe of that
+    name (``"ti-cpu"``, ``"ti-cpu.toml"``, or ``"recipes/ti-cpu.toml"`` as the README writes it outside
+    the source tree: ``personaseg/recipes/ti-cpu.toml``); anything else missing is one line listing
+    the shipped ones."""
+    path = Path(recipe).expanduser()
+    if path.is_file():
+        return path
+    shipped = RECIPES_DIR / (path.name if path.suffix == ".toml" else f"{path.name}.toml")
+    if str(path.parent) in (".", "recipes") and shipped.is_file():
+        return shipped
+    names = ", ".join(sorted(p.stem for p in RECIPES_DIR.glob("*.toml")))
+    raise ConfigError(f"recipe {recipe} not found", hint=f"give a TOML file, or a shipped recipe: {names}")
+
+
+def load_recipe(recipe: str | Path) -> dict[str, Any]:
+    """A recipe's settings, from a file or by the name of a shipped recipe (:func:`recipe_path`)."""
+    return read_toml(recipe_path(recipe))
+
+
+def mask_only_fields() -> frozenset[str]:
+    """FindConfig's fields applied after the attention is read (marked ``mask_only``)."""
+    return frozenset(f.name for f in dataclasses.fields(FindConfig) if f.metadata.get("mask_only"))
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -159,7 +192,7 @@ def find_config(
     """FindConfig from defaults < preset < recipe file < keyword overrides."""
     if preset is not None and preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}", hint="choose one of: " + ", ".join(PRESETS))
-    recipe_values = read_toml(recipe) if recipe else None
+    recipe_values = load_recipe(recipe) if recipe else None
     return build_config(
         FindConfig, PRESETS.get(preset or ""), recipe_values, overrides, source=str(recipe or "")
     )
@@ -185,4 +218,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'personaseg.config' has no attribute {name!r}")
 
 
-__all__ = ["FindConfig", "PRESETS", "build_config", "find_config", "read_toml", "to_dict", *_ELSEWHERE]
+__all__ = ["FindConfig", "PRESETS", "build_config", "find_config", "load_recipe", "read_toml", "recipe_path", "to_dict",
+           *_ELSEWHERE]

@@ -16,9 +16,18 @@ from pathlib import Path
 
 import numpy as np
 
-# Textual Inversion on the toy model (64 px); recipes/ti-cpu.toml holds the same values.
-TOY_TI = dict(method="ti", vectors=1, steps=300, lr=1e-3, scale_lr=True, batch_size=4,
-              grad_accum=1, resolution=64, checkpoint_every=0)
+# Textual Inversion on the toy model (64 px): the shipped recipe the toy card's learn settings come from
+TOY_RECIPE = "ti-cpu"
+
+
+def demo_learn_config(class_word: str, seed: int, steps: int | None = None):
+    """The demo's LearnConfig: the toy recipe, the object's class word, no checkpoints."""
+    from .concepts import LearnConfig
+    from .config import build_config, load_recipe
+
+    return build_config(LearnConfig, load_recipe(TOY_RECIPE),
+                        {"class_word": class_word, "seed": seed, "steps": steps, "checkpoint_every": 0},
+                        source=TOY_RECIPE)
 
 
 @dataclass
@@ -36,7 +45,7 @@ def run_demo(out: str | Path, seed: int = 0, scenes: int = 6, steps: int | None 
     from PIL import Image
 
     from .bench.metrics import iou
-    from .concepts import LearnConfig, learn
+    from .concepts import learn
     from .images import load_image
     from .segmenter import Segmenter
     from .toyworld import make_bench
@@ -51,7 +60,7 @@ def run_demo(out: str | Path, seed: int = 0, scenes: int = 6, steps: int | None 
     token = f"<{name}>"
     photos = root / "concepts" / name / "photos"
     t1 = time.perf_counter()
-    config = LearnConfig(class_word=class_word, seed=seed, **{**TOY_TI, **({"steps": steps} if steps else {})})
+    config = demo_learn_config(class_word, seed, steps)
     learn(photos, token, config, model=model, concepts_dir=out / "concepts", force=True, progress=progress)
     t2 = time.perf_counter()
     seg = Segmenter.from_pretrained(model, concepts_dir=out / "concepts")

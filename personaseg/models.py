@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from .config import mask_only_fields
 from .errors import ModelError
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # the paper used CompVis/stable-diffusion-v1-4
@@ -57,11 +58,9 @@ def model_fingerprint(model: str | None) -> str:
     return h.hexdigest()
 
 
-# Find settings applied after the attention is read: neither learning (its contrast loss reads the
-# card's cross blocks at find's timestep) nor a concept's presence reference (read without refinement
-# or the class word's outline, at the card's timestep, size and prompt) depends on them.
-MASK_ONLY_FIND = frozenset({"refine", "outline", "keep", "tau", "tau_box", "quantize_box", "crf",
-                            "min_presence", "min_relative_presence"})
+# Find settings applied after the attention is read (FindConfig's fields marked mask-only): neither
+# learning nor a concept's presence reference depends on them.
+MASK_ONLY_FIND = mask_only_fields()
 
 
 def _card_for_learning(card: Path) -> str:
@@ -193,6 +192,37 @@ def _read_card(model_id: str, folder: Path | None) -> ModelCard:
     return card
 
 
+def read_card(model: str | None) -> ModelCard:
+    """The model card of ``model`` without loading its weights (``learn`` needs its settings before
+    it picks the accelerator); empty for a hub id or a single file."""
+    model_id = resolve_model_id(model)
+    path = _local_path(model_id)
+    folder = path if path.is_dir() and (path / "model_index.json").exists() else None
+    return _read_card(model_id, folder)
+
+
+def canonical_model_id(model: str | None) -> str:
+    """The model as recorded beside what is learned on it: a local folder or file as an absolute
+    path (so a concept's or checkpoint's model still loads from another working directory), else
+    the id as named (``toy``, a hub id)."""
+    model_id = resolve_model_id(model)
+    if model_id == "toy":
+        return model_id
+    path = Path(model_id).expanduser()
+    return str(path.resolve()) if path.exists() else model_id
+
+
+def same_model(a: str | None, b: str | None) -> bool:
+    """Whether two model names (ids, relative or absolute paths, ``toy``) name the same model."""
+    if a is None or b is None:
+        return False
+    a_id, b_id = canonical_model_id(a), canonical_model_id(b)
+    if a_id == b_id:
+        return True
+    toy = str(_local_path("toy").resolve()) if "toy" in (a_id, b_id) else None
+    return toy is not None and {a_id, b_id} == {"toy", toy}
+
+
 def _check_architecture(folder_or_id: str | Path) -> None:
     index = Path(folder_or_id) / "model_index.json"
     if index.exists():
@@ -244,7 +274,9 @@ def load_pipeline(
         elif path.suffix == ".safetensors":
             if not path.exists():
                 raise ModelError(f"checkpoint {path} not found", hint="check the path")
-            pipe = StableDiffusionPipeline.from_single_file(str(path), **kwargs)
+            from .single_file import load_single_file
+
+            pipe = load_single_file(path, **kwargs)  # shipped configs and tokenizer: offline
         elif model_id.startswith(("/", ".", "~")) and not path.exists():
             raise ModelError(f"model folder {path} not found", hint="check the path, or give a hub id")
         elif path.exists() or model_id.count("/") != 1:
@@ -256,7 +288,7 @@ def load_pipeline(
             pipe = StableDiffusionPipeline.from_pretrained(model_id, use_safetensors=True, **kwargs)
     except ModelError:
         raise
-    except (OSError, ValueError, EnvironmentError) as err:
+    except (OSError, ValueError, RuntimeError) as err:  # RuntimeError: a single file whose weights fit no SD config
         raise ModelError(
             f"could not load model {model_id!r}: {_load_reason(err)}",
             hint="offline? download it once with `hf download MODEL` where there is network, "

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -25,6 +26,28 @@ from .images import Geometry, load_image, prepare, restore, to_rgb
 from .masks import strongest_region
 from .models import ModelCard, layer_map_for, load_pipeline
 from .prompts import semantic_prompt
+
+
+CONCEPT = re.compile(r"<[^<>|\s]+>")  # a learned concept in a phrase or prompt ("<mymug>"; not "<|endoftext|>")
+
+
+def concept_model(texts: list[str | None], concepts_dir: Path | None = None) -> str | None:
+    """The model the first learned concept named in ``texts`` (phrases, labels, prompts) was learned
+    on, from its concept.json: what a command loads when no model is named. None when no concept
+    is named or it records no model (imported); an unknown concept fails later, where it is used."""
+    from .concepts import ConceptStore
+    from .errors import PersonasegError
+
+    store = ConceptStore(concepts_dir)
+    for text in texts:
+        for name in CONCEPT.findall(text or ""):
+            try:
+                model = store.get(name).base_model
+            except PersonasegError:
+                continue
+            if model:
+                return model
+    return None
 
 
 class PresenceWarning(PersonasegWarning):
@@ -164,17 +187,49 @@ class Segmenter:
     # ------------------------------------------------------------------ text
     def _resolve(self, phrase: str, prompt: str | None) -> tuple[str, str, Any]:
         """(prompt with multi-vector tokens expanded, phrase text in it, the concept or None)."""
+        return self._resolve_all(phrase, prompt)[:3]
+
+    def _resolve_all(self, phrase: str, prompt: str | None) -> tuple[str, str, Any, str | None]:
+        """(prompt with every concept's multi-vector tokens expanded, phrase text in it, the concept
+        the phrase names or None, the LoRA adapter to switch on or None)."""
         phrase = " ".join(phrase.split())
         if not phrase:
             raise PhraseError("the phrase is empty", hint='give a word such as "mug" or a concept like "<mymug>"')
         template = prompt or self.config.prompt
         if "{}" not in template:
             raise PhraseError(f"prompt {template!r} has no '{{}}' for the phrase", hint='e.g. "a photo of a {}"')
-        if not (phrase.startswith("<") and phrase.endswith(">")):
-            return template.format(phrase), phrase, None
-        concept, tokens = self.load_concept(phrase)
-        expanded = concept.prompt(prompt, expand=True)  # all K sub-tokens, {class} filled
-        return expanded, " ".join(tokens), concept
+        template, others = self._expand_concepts(template)  # a concept written into the prompt itself
+        if phrase.startswith("<") and phrase.endswith(">") and phrase.count("<") == 1:  # one concept: its own prompt
+            concept, tokens = self.load_concept(phrase)
+            expanded = concept.prompt(template if prompt else None, expand=True)  # all K sub-tokens, {class} filled
+            phrase_text = " ".join(tokens)
+        else:
+            concept = None
+            phrase_text, inside = self._expand_concepts(phrase)  # "<mymug> handle": a concept inside a phrase
+            expanded, others = template.format(phrase_text), others + inside
+        return expanded, phrase_text, concept, self._one_adapter([concept, *others])
+
+    def _one_adapter(self, concepts: list[Any]) -> str | None:
+        """The LoRA adapter of the LoRA concept among ``concepts`` (None: the base model); one UNet
+        pass carries one adapter, so two LoRA concepts in one prompt are refused."""
+        lora = {c.name: c for c in concepts if c is not None and c.method == "lora"}
+        if len(lora) > 1:
+            raise PhraseError(f"{len(lora)} LoRA concepts in one prompt ({', '.join(c.token for c in lora.values())})",
+                              hint="use one LoRA concept at a time (Textual Inversion concepts mix freely)")
+        return self._adapter(next(iter(lora.values()), None))
+
+    def _expand_concepts(self, text: str) -> tuple[str, list[Any]]:
+        """``text`` with each learned concept named in it (``<mymug>``) loaded and written as its K
+        sub-tokens, as the text encoder reads it; and those concepts. Without this the tokenizer
+        would spell an unknown ``<mymug>`` out letter by letter."""
+        concepts = []
+
+        def sub(match: re.Match) -> str:
+            concept, tokens = self.load_concept(match.group(0))
+            concepts.append(concept)
+            return " ".join(tokens)
+
+        return CONCEPT.sub(sub, text), concepts
 
     @staticmethod
     def _adapter(concept) -> str | None:
@@ -332,8 +387,8 @@ class Segmenter:
         """
         self._require_image()
         start = time.perf_counter()
-        text, phrase_text, concept = self._resolve(phrase, prompt)
-        att = self._attention(text, self._adapter(concept))
+        text, phrase_text, concept, adapter = self._resolve_all(phrase, prompt)
+        att = self._attention(text, adapter)
         by_class = self._class_word_pass(concept)
         t0 = time.perf_counter()
         scores, presence = self._phrase_scores(att, self._positions(text, [phrase_text]))
@@ -405,12 +460,15 @@ class Segmenter:
         if not labels:
             raise PhraseError("no labels given", hint='e.g. --labels "cat,dog,sofa"')
         start = time.perf_counter()
+        expanded, concepts = zip(*(self._expand_concepts(x) for x in labels))  # learned concepts among the labels
+        concepts = [c for found in concepts for c in found]
         if prompt is None:
-            prompt, phrases = semantic_prompt(labels, background=background)
+            prompt, phrases = semantic_prompt(list(expanded), background=background)
         else:
-            phrases = labels
+            prompt, in_prompt = self._expand_concepts(prompt)
+            phrases, concepts = list(expanded), concepts + in_prompt
         positions = self._positions(prompt, phrases)
-        att = self._attention(prompt, None)
+        att = self._attention(prompt, self._one_adapter(concepts))
         scores, _ = self._phrase_scores(att, positions)
         full = restore(t2m.label_scores(scores, self.config.tau), self._geom)  # (P+1, H, W)
         return SegmentResult(
@@ -422,11 +480,11 @@ class Segmenter:
     def explain(self, phrase: str, prompt: str | None = None) -> ExplainResult:
         """Heat maps of every token of the prompt built around ``phrase`` (cross-attention only)."""
         self._require_image()
-        text, _, concept = self._resolve(phrase, prompt)
+        text, _, _, adapter = self._resolve_all(phrase, prompt)
         tok = self.pipe.tokenizer
         ids = tok(text, truncation=True, max_length=tok.model_max_length).input_ids
         positions = list(range(1, len(ids) - 1))  # without start and end tokens
-        att = self._attention(text, self._adapter(concept))
+        att = self._attention(text, adapter)
         grid = max(att.grids, key=lambda g: g[0] * g[1])
         maps = torch.stack([t2m.cross_map(att.cross, att.grids, grid, [p]).mean(dim=0) for p in positions])
         maps = restore(t2m.minmax(maps), self._geom).clamp(0, 1)  # (T, H, W)

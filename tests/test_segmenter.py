@@ -202,3 +202,30 @@ def test_presence_does_not_depend_on_the_refinement(tiny_model_dir, image):
     for s in (on, off):
         s.set_image(image)
     assert on.find("mug").presence == pytest.approx(off.find("mug").presence, rel=1e-6)
+
+
+def test_concepts_in_segment_labels_and_explain_prompts(tiny_model_dir, concepts, image):
+    """A <concept> among segment's labels or in explain's prompt is the learned token (all its
+    vectors), as in find, not its letters; an unknown one is an error, not letters either."""
+    from personaseg.errors import ConceptError
+
+    seg = Segmenter.from_pretrained(str(tiny_model_dir), device="cpu", concepts_dir=concepts,
+                                    config=FindConfig(draws=2, long_side=64))
+    seg.set_image(image)
+    r = seg.segment(["<twovec>", "cup"])
+    assert "<twovec> <twovec>_1, cup" in r.prompt and r.labels == ["<twovec>", "cup"]
+    assert r.scores.shape == (3, 37, 90) and r.label_map.shape == (37, 90)
+    assert len(seg._positions(r.prompt, ["<twovec> <twovec>_1"])[0]) == 2
+    custom = seg.segment(["<twovec>", "cup"], prompt="a <twovec> beside a cup")
+    assert custom.prompt == "a <twovec> <twovec>_1 beside a cup"
+    e = seg.explain("cup", prompt="a photo of <twovec> and a {}")
+    assert e.prompt == "a photo of <twovec> <twovec>_1 and a cup"
+    assert e.tokens[3:5] == ["<twovec>", "<twovec>_1"] and len(e.maps) == len(e.tokens)
+    # a LoRA concept among the labels switches its adapter on for that pass; two cannot share one
+    base = seg.segment(["mug", "cup"]).scores
+    seg.segment(["<lorathing>", "cup"])
+    assert np.allclose(seg.segment(["mug", "cup"]).scores, base)  # and off again for plain labels
+    with pytest.raises(PhraseError, match="2 LoRA concepts"):
+        seg.segment(["<lorathing>", "<loratwo>"])
+    with pytest.raises(ConceptError, match="unknown concept <nope>"):
+        seg.segment(["<nope>", "cup"])

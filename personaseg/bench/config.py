@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import read_toml
+from ..config import load_recipe
 from ..errors import ConfigError
 
 METHODS = ("ti", "lora")  # learned concepts (see personaseg.concepts)
@@ -72,7 +72,7 @@ def read_recipe(path: str | Path | None) -> tuple[dict[str, Any], dict[str, Any]
     """
     if path is None:
         return {}, {}
-    values = read_toml(path)
+    values = load_recipe(path)
     if "learn" in values or "find" in values:
         extra = set(values) - {"learn", "find"}
         if extra:

@@ -175,9 +175,9 @@ def voc(
     """
     from ..bench.sharding import is_main
     from ..bench.voc import VocConfig, run_voc
-    from ..config import read_toml
+    from ..config import load_recipe
 
-    find = _set(read_toml(recipe) if recipe else {}, draws=draws)
+    find = _set(load_recipe(recipe) if recipe else {}, draws=draws)
     config = VocConfig(split=split, crf=crf, limit=limit, model=model, find=find, out=out, resume=resume,
                        save_masks=save_masks, device=device, dtype=dtype, seed=seed)
     report = run_voc(voc_root, config, progress=True)

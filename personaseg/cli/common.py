@@ -45,9 +45,12 @@ def one_line_warnings() -> Iterator[None]:
         yield
 
 
-def make_segmenter(model, device, dtype, preset=None, recipe=None, concepts_dir=None, **overrides):
-    """Load the model behind a spinner and build a Segmenter (flags override recipe and preset)."""
-    from ..segmenter import Segmenter
+def make_segmenter(model, device, dtype, preset=None, recipe=None, concepts_dir=None, phrases=(), **overrides):
+    """Load the model behind a spinner and build a Segmenter (flags override recipe and preset).
+    Without ``model``, a learned concept named in ``phrases`` brings its own (the one it was learned on)."""
+    from ..segmenter import Segmenter, concept_model
+
+    model = model or concept_model(list(phrases), concepts_dir)
 
     with err_console.status(f"Loading model {model or '(default)'}…"):
         return Segmenter.from_pretrained(

@@ -49,7 +49,8 @@ def explain(
     outputs = Outputs(force)
     path = out / f"{image.stem}.explain.png"
     outputs.check_free([path])
-    seg = make_segmenter(model, device, dtype, recipe=recipe, concepts_dir=concepts_dir, draws=draws, seed=seed)
+    seg = make_segmenter(model, device, dtype, recipe=recipe, concepts_dir=concepts_dir, phrases=[phrase, prompt],
+                         draws=draws, seed=seed)
     seg.set_image(img)
     r = seg.explain(phrase, prompt)
     titles = [t.replace("</w>", "") for t in r.tokens]

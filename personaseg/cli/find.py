@@ -109,7 +109,7 @@ def find(
     outputs.check_free([Path(f"{stems[p]}{k}") for p in mine for k in kinds])
     seg = make_segmenter(
         model, device or process_device(), dtype,
-        preset.value if preset else None, recipe, concepts_dir,
+        preset.value if preset else None, recipe, concepts_dir, phrases=[phrase, prompt],
         draws=draws, draw_batch=draw_batch, timestep=timestep, min_presence=min_presence,
         min_relative_presence=min_relative_presence,
         seed=seed, crf=crf or None, keep=keep.value if keep else None,

@@ -4,8 +4,9 @@ Examples:
 
     personaseg learn ./photos --token '<mymug>' --class-word mug
     personaseg learn ./photos --token '<mymug>' --class-word mug --method lora
-    personaseg learn ./photos --token '<mymug>' --model toy --recipe recipes/ti-cpu.toml
-    personaseg learn ./photos --token '<mymug>' --resume          # after Ctrl-C
+    personaseg learn ./photos --token '<mymug>' --model toy       # the toy card's fast settings
+    personaseg learn ./photos --token '<mymug>' --model toy --method lora --recipe lora-cpu
+    personaseg learn ./photos --token '<mymug>' --resume          # after Ctrl-C: the run's model and settings
     accelerate launch -m personaseg learn ./photos --token '<mymug>' --mixed-precision fp16
 """
 
@@ -38,7 +39,7 @@ def learn(
     class_word: Annotated[Optional[str], typer.Option(help="What the object is, e.g. mug; initialises the token.")] = None,
     init_word: Annotated[Optional[str], typer.Option(help="Start the token from this word instead of the class word.")] = None,
     method: Annotated[Optional[Method], typer.Option(help="ti: Textual Inversion (small file); lora: LoRA DreamBooth.")] = None,
-    recipe: Annotated[Optional[Path], typer.Option(help="TOML file of LearnConfig fields (see recipes/).")] = None,
+    recipe: Annotated[Optional[Path], typer.Option(help="TOML file of LearnConfig fields, or a shipped recipe by name: ti, ti-cpu, lora, lora-cpu.")] = None,
     model: ModelOpt = None,
     steps: Annotated[Optional[int], typer.Option(help="Optimizer steps (ti: 3000, lora: 800).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Base learning rate, scaled by batch x accumulation (ti: 5e-4, lora: 1e-4).")] = None,
@@ -64,7 +65,8 @@ def learn(
     """Learn a personal concept from PHOTOS (3-10 photos of one object) and store it as --token.
 
     Then outline it in any image: personaseg find '<mymug>' kitchen.jpg. Ctrl-C saves a checkpoint
-    (continue with --resume). Settings: defaults < --recipe < flags.
+    (continue with --resume: the interrupted run's model and settings). Settings: defaults < the
+    model card's < --recipe < flags.
 
     Examples:
 
@@ -72,13 +74,15 @@ def learn(
 
       personaseg learn ./photos --token '<mymug>' --class-word mug --method lora
 
-      personaseg learn ./photos --token '<mymug>' --model toy --recipe recipes/ti-cpu.toml
+      personaseg learn ./photos --token '<mymug>' --model toy
+
+      personaseg learn ./photos --token '<mymug>' --model toy --method lora --recipe lora-cpu
 
       personaseg learn ./photos --token '<mymug>' --resume
     """
     from ..concepts import LearnConfig
     from ..concepts import learn as learn_concept
-    from ..config import build_config, read_toml
+    from ..config import build_config, load_recipe
 
     flags = {
         "method": method.value if method else None, "class_word": class_word, "init_word": init_word, "steps": steps, "lr": lr,
@@ -90,7 +94,7 @@ def learn(
         "contrast_images": str(contrast_images) if contrast_images else None,
         "checkpoint_every": checkpoint_every, "seed": seed,
     }
-    recipe_values = read_toml(recipe) if recipe else None
+    recipe_values = load_recipe(recipe) if recipe else None
     given = recipe_values or any(v is not None for v in flags.values())
     config = build_config(LearnConfig, recipe_values, flags, source=str(recipe or "")) if given or not resume else None
     with one_line_warnings():
@@ -108,7 +112,22 @@ def learn(
         + (f", final loss {loss:.4f}" if loss is not None else "") + f") in {concept.path}",
         highlight=False,
     )
-    err_console.print(f"use it: personaseg find '{concept.token}' IMAGE", highlight=False)
+    err_console.print(f"use it: {find_command(concept, concepts_dir)}", highlight=False, markup=False)
+
+
+def find_command(concept, concepts_dir: Path | None) -> str:
+    """``personaseg find '<token>' IMAGE`` with what it needs to paste as it is: the token quoted,
+    the concept's model when it is not the default, the store when it is not the default."""
+    import shlex
+
+    from ..models import DEFAULT_MODEL
+
+    args = ["personaseg", "find", concept.token, "IMAGE"]
+    if concept.base_model and concept.base_model != DEFAULT_MODEL:
+        args += ["--model", concept.base_model]
+    if concepts_dir is not None:
+        args += ["--concepts-dir", str(concepts_dir)]
+    return shlex.join(args)
 
 
 def register(app: typer.Typer) -> None:

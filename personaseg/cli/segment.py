@@ -5,6 +5,7 @@ Examples:
     personaseg segment street.jpg --labels "person,car,bicycle"
     personaseg segment room.jpg --labels "cat,sofa" --preset voc --crf
     personaseg segment ./photos --labels "dog,sofa" --no-background-words --out labels
+    personaseg segment kitchen.jpg --labels "<mymug>,cup"
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ import typer
 from ..errors import InputError
 from .common import check_out_dir, ensure_out_dir, err_console, make_segmenter, one_line_warnings, progress, warn
 from .find import Preset
-from .options import DeviceOpt, DtypeOpt, ForceOpt, ModelOpt, RecursiveOpt, SeedOpt
+from .options import ConceptsDirOpt, DeviceOpt, DtypeOpt, ForceOpt, ModelOpt, RecursiveOpt, SeedOpt
 from .outputs import Outputs, output_stems, outside
 
 
 def segment(
     images: Annotated[list[str], typer.Argument(help="Images to label: files, folders or glob patterns.")],
-    labels: Annotated[str, typer.Option("--labels", "-l", help="Comma-separated class names, e.g. 'cat,dog,sofa'.")],
+    labels: Annotated[str, typer.Option("--labels", "-l", help="Comma-separated class names or learned concepts, e.g. 'cat,dog,sofa' or '<mymug>,cup'.")],
     model: ModelOpt = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("personaseg-out"),
     recursive: RecursiveOpt = False,
@@ -41,6 +42,7 @@ def segment(
     crf: Annotated[bool, typer.Option("--crf", help="Refine with a dense CRF (pip install 'personaseg[crf]').")] = False,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
+    concepts_dir: ConceptsDirOpt = None,
 ) -> None:
     """Label each pixel of every image as background or one of --labels (the paper's VOC setting).
 
@@ -57,6 +59,8 @@ def segment(
       personaseg segment room.jpg --labels 'cat,sofa' --crf
 
       personaseg segment ./photos 'more/*.png' --labels 'dog,sofa' --no-background-words --out labels
+
+      personaseg segment kitchen.jpg --labels '<mymug>,cup'
     """
     from ..bench.sharding import is_main, process_device, shard
     from ..images import atomic_write, collect_images, load_image, save_png_atomic
@@ -78,7 +82,7 @@ def segment(
     outputs.check_free([Path(f"{stems[p]}{k}") for p in mine for k in (".labels.png", ".legend.json")])
     added = paper_background_words(names) if background_words and prompt is None else []
     seg = make_segmenter(model, device or process_device(), dtype, preset.value if preset else None, recipe,
-                         draws=draws, seed=seed, crf=crf or None)
+                         concepts_dir, phrases=[*names, prompt], draws=draws, seed=seed, crf=crf or None)
     done = failed = 0
     used_prompt = prompt
     with one_line_warnings(), progress(len(mine), f"segment {','.join(names)}") as step:

@@ -24,7 +24,6 @@ import torch
 
 from ..errors import ConceptError
 from .config import fill_template
-from .data import LearnWarning
 from .lora import LORA_FILE, second_adapter_ok
 from .textual_inversion import EMBEDS_FILE, MAX_VECTORS, MAX_WIDTH, check_name, check_rows, load_embeds, sub_tokens
 
@@ -172,14 +171,23 @@ class Concept:
                 f"({self.base_model or 'unknown model'}), but this model's is {width}",
                 hint=f"learn it again on this model: personaseg learn PHOTOS --token {self.token} --model M",
             )
-        here = str(getattr(pipe, "name_or_path", "") or "")
-        known = {str(m) for m in (self.base_model, self.meta.get("base_model_path")) if m}
-        if known and here and here not in known and Path(here).name not in {Path(m).name for m in known}:
-            warnings.warn(
-                f"concept {self.token} was learned on {self.base_model}, loading it onto {here}",
-                LearnWarning,
-                stacklevel=3,
-            )
+        self.check_model(str(getattr(pipe, "name_or_path", "") or ""))
+
+    def check_model(self, here: str | None) -> None:
+        """Raise :class:`ConceptError` when ``here`` (a model id or path) is not the model the
+        concept was learned on; a concept that records no model (imported) fits any."""
+        from ..models import same_model
+
+        known = [str(m) for m in (self.base_model, self.meta.get("base_model_path")) if m]
+        if not known or not here or any(same_model(here, m) for m in known):
+            return
+        if Path(here).name in {Path(m).name for m in known}:  # the same folder reached by another path
+            return
+        raise ConceptError(
+            f"concept {self.token} was learned on {self.base_model}, not on {here}",
+            hint=f"leave --model out (a concept's own model is the default) or use --model {self.base_model}; "
+            f"or learn it again on {here}",
+        )
 
     def apply(self, pipe) -> list[str]:
         """Load the concept onto a ``StableDiffusionPipeline``; return its sub-tokens.

@@ -26,11 +26,13 @@ MIXED_PRECISION = ("no", "fp16", "bf16")
 
 # Per-method values of the fields that default to None.
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "ti": {"lr": 5e-4, "steps": 3000, "grad_accum": 4, "max_grad_norm": 0.0,
+    "ti": {"lr": 5e-4, "steps": 3000, "batch_size": 1, "grad_accum": 4, "max_grad_norm": 0.0,
            "find_prompt": "a photo of a {}"},
-    "lora": {"lr": 1e-4, "steps": 800, "grad_accum": 1, "max_grad_norm": 1.0,
+    "lora": {"lr": 1e-4, "steps": 800, "batch_size": 1, "grad_accum": 1, "max_grad_norm": 1.0,
              "find_prompt": "a photo of a {} {class}"},
 }
+# Settings of Textual Inversion only: refused for LoRA when given, dropped when a model card gives them.
+TI_ONLY = ("contrast_weight", "contrast_hardest", "contrast_pairs", "contrast_images")
 
 
 @dataclass
@@ -49,7 +51,7 @@ class LearnConfig:
     adam_weight_decay: float = 1e-2  # AdamW weight decay (diffusers examples: 1e-2)
     max_grad_norm: float | None = None  # gradient clipping (0: off); None: off for ti, 1.0 for lora
     resolution: int | None = None  # training side in px (photos resized, centre-cropped); None: the model card's, else 512
-    batch_size: int = 1  # photos per micro-batch
+    batch_size: int | None = None  # photos per micro-batch; None: the model card's, else 1
     grad_accum: int | None = None  # micro-batches per optimizer step; None: 4 for ti, 1 for lora
     mixed_precision: str = "no"  # "no", "fp16" or "bf16" (accelerate); trainable weights stay fp32
     gradient_checkpointing: bool = False  # recompute UNet/text-encoder activations to save memory
@@ -117,8 +119,7 @@ class LearnConfig:
             raise ConfigError(f"contrast_pairs={self.contrast_pairs} must be >= 1",
                               hint="use 1 or more (default: batch_size photos and as many contrast images per step)")
         if self.method != "ti":
-            given = [k for k in ("contrast_weight", "contrast_hardest", "contrast_pairs", "contrast_images")
-                     if getattr(self, k)]
+            given = [k for k in TI_ONLY if getattr(self, k)]
             if given:
                 raise ConfigError(f"{given[0]} applies to Textual Inversion only",
                                   hint=f"use --method ti, or leave {given[0]} out")

@@ -32,7 +32,7 @@ from ..config import build_config, to_dict
 from ..errors import ConceptError, ConfigError
 from .checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from .concept import Concept
-from .config import DEFAULT_RESOLUTION, LearnConfig, fill_template
+from .config import DEFAULT_RESOLUTION, TI_ONLY, LearnConfig, fill_template
 from .data import LearnWarning, PhotoSet, load_photos
 from .lora import check_text_encoder_lora, save_lora
 from .progress import learn_progress
@@ -92,7 +92,15 @@ def _learn(photos, name: str, token: str, store: ConceptStore, config: LearnConf
             f"concept {token} already exists in {store.root}",
             hint="use --force to replace it, or choose another --token",
         )
+    owns_pipe, card = pipe is None, None
+    if owns_pipe and state is not None:
+        model = _resume_model(model, state, token)
     cfg = _config(config, state)
+    if owns_pipe:  # user < card < method defaults, read before the model loads (grad_accum picks the accelerator)
+        from ..models import read_card
+
+        cfg = _card_defaults(cfg, read_card(model))
+    cfg = cfg.resolved()
     if cfg.method == "lora" and cfg.lora_train_text_encoder:
         check_text_encoder_lora()
     photo_set = load_photos(photos, cfg.resolution or DEFAULT_RESOLUTION)  # bad photos fail before the model loads
@@ -102,10 +110,8 @@ def _learn(photos, name: str, token: str, store: ConceptStore, config: LearnConf
             hint="resume with the same photos, or start over with --force",
         )
     acc = make_accelerator(cfg.mixed_precision, cfg.grad_accum)
-    owns_pipe, card = pipe is None, None
     if owns_pipe:
         pipe, base_model, card = _load_pipeline(model, cfg, acc)
-        cfg = _card_defaults(cfg, card)
     else:
         base_model = str(getattr(pipe, "name_or_path", None) or model or "unknown")
         _check_given_pipe(pipe, cfg)
@@ -115,12 +121,12 @@ def _learn(photos, name: str, token: str, store: ConceptStore, config: LearnConf
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", LearnWarning)  # the skipped files were reported above
             photo_set = load_photos(photos, cfg.resolution)
-    if state is not None and state.get("base_model") != base_model:
+    if state is not None and not owns_pipe and state.get("base_model") != base_model:  # a pipe given: its name
         raise ConceptError(
             f"the interrupted run of {token} learned on {state.get('base_model')}, not {base_model}",
-            hint=f"resume with --model {state.get('base_model')}, or start over with --force",
+            hint="resume it on the same model, or start over with --force",
         )
-    contrast = _contrast_spec(pipe, card, acc) if cfg.contrast_weight else None  # refuses before class images
+    contrast = _contrast_spec(pipe, card, acc) if cfg.contrast_weight else None  # find's blocks and timestep
     class_set = None
     if contrast is not None and cfg.contrast_images:
         class_set = load_photos(cfg.contrast_images.replace("{class}", cfg.class_word or ""), cfg.resolution,
@@ -131,13 +137,15 @@ def _learn(photos, name: str, token: str, store: ConceptStore, config: LearnConf
         class_set = class_photos(pipe, cfg, store.root, base_model, progress and acc.is_main_process)
     copy_te = not owns_pipe and cfg.method == "lora" and cfg.lora_train_text_encoder
     run = {"token": token, "force": force, "photos": photo_set.hashes, "config": to_dict(cfg),
-           "base_model": base_model, "train_seconds": float(state.get("train_seconds", 0.0)) if state else 0.0}
+           "base_model": base_model, "train_seconds": float(state.get("train_seconds", 0.0)) if state else 0.0,
+           "resume_command": _command("learn", *_photo_args(photos), "--token", token, *_model_args(base_model),
+                                      *_store_args(concepts_dir), "--resume")}
     with Trainer(pipe, token, cfg, acc, photo_set, class_set, copy_text_encoder=copy_te, contrast=contrast) as trainer:
         start, losses = 0, []
         if state is not None:
             _resume(trainer, state, ckpt)
             start, losses = int(state["step"]), list(state["losses"])
-        losses = _loop(trainer, start, losses, ckpt, run, photos, progress)
+        losses = _loop(trainer, start, losses, ckpt, run, progress)
         result = trainer.result()
         width = trainer.base_embedding.weight.shape[-1]
     if acc.is_main_process:
@@ -192,15 +200,52 @@ def _resume(trainer: Trainer, state: dict, ckpt: Path) -> None:
         ) from None
 
 
+def _resume_model(model: str | None, state: dict, token: str) -> str:
+    """The model an interrupted run learned on: the checkpoint's, and a conflicting ``model`` refused."""
+    from ..models import same_model
+
+    saved = state.get("base_model")
+    if model is None or saved is None:
+        return model if saved is None else saved
+    if not same_model(model, saved):
+        raise ConceptError(
+            f"the interrupted run of {token} learned on {saved}, not {model}",
+            hint="resume without --model (the checkpoint names its model), or start over with --force",
+        )
+    return saved
+
+
+def _command(*args: Any) -> str:
+    """A personaseg command line that pastes into a shell as it is (every argument quoted as needed)."""
+    import shlex
+
+    return shlex.join(["personaseg", *(str(a) for a in args)])
+
+
+def _photo_args(photos) -> list[str]:
+    return [str(photos)] if isinstance(photos, (str, Path)) else [str(p) for p in photos]
+
+
+def _model_args(base_model: str) -> list[str]:
+    from ..models import DEFAULT_MODEL
+
+    return [] if base_model == DEFAULT_MODEL else ["--model", base_model]
+
+
+def _store_args(concepts_dir: Path | None) -> list[str]:
+    return [] if concepts_dir is None else ["--concepts-dir", str(concepts_dir)]
+
+
 def _config(config: LearnConfig | None, state: dict | None) -> LearnConfig:
-    """The run's resolved config; on resume it must match the interrupted run's."""
+    """The run's config as given (``None`` fields left to the model card and the method); on resume,
+    the interrupted run's, which the given settings must match."""
     if state is None:
-        return (config or LearnConfig()).resolved()
+        return config or LearnConfig()
     saved = build_config(LearnConfig, state["config"], source="the checkpoint")
     if config is None:
         return saved
-    cfg = config.resolved()
-    # a field still None is one the model card filled in the interrupted run: it will fill it the same way
+    cfg = config
+    # a field left None is one the card and the method filled in the interrupted run: they fill it the same way
     diff = [k for k, v in to_dict(cfg).items()
             if k != "checkpoint_every" and v is not None and v != state["config"].get(k)]
     if diff:
@@ -216,9 +261,15 @@ def _config(config: LearnConfig | None, state: dict | None) -> LearnConfig:
 def make_accelerator(mixed_precision: str, grad_accum: int = 1, cpu: bool = False):
     """accelerate's ``Accelerator`` for device, mixed precision and gradient accumulation
     (``cpu=True``: on the CPU even where a GPU is visible)."""
+    import os
+
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
+    # several processes launched (torchrun sets WORLD_SIZE) on a machine without CUDA join over gloo on
+    # the CPU, as bench.sharding's state does; a plain Accelerator() would leave each to learn alone
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    cpu = cpu or (launched and not torch.cuda.is_available())
     kwargs = dict(mixed_precision=mixed_precision, gradient_accumulation_steps=grad_accum, cpu=cpu)
     try:
         acc = Accelerator(**kwargs)
@@ -245,10 +296,10 @@ def weight_dtype(acc) -> torch.dtype:
 
 
 def _load_pipeline(model: str | None, cfg: LearnConfig, acc):
-    from ..models import load_pipeline, resolve_model_id
+    from ..models import canonical_model_id, load_pipeline
 
     pipe, card = load_pipeline(model, device=acc.device, dtype=weight_dtype(acc))
-    return pipe, resolve_model_id(model), card
+    return pipe, canonical_model_id(model), card
 
 
 def presence_on_photos(pipe, card, folder: Path, photos: list[Path]) -> tuple[float, dict[str, Any], float | None]:
@@ -281,9 +332,6 @@ def _contrast_spec(pipe, card, acc) -> ContrastSpec:
     from ..config import FindConfig
     from ..segmenter import Segmenter
 
-    if acc.num_processes > 1:
-        raise ConfigError("contrast_weight is not supported with several processes yet",
-                          hint="learn with one process, or set contrast_weight = 0")
     seg = Segmenter(pipe, card, FindConfig(refine=False))
     return ContrastSpec(seg.layer_map.cross_modules_with_factor(pipe.unet), seg.config.timestep)
 
@@ -305,7 +353,7 @@ def _card_defaults(cfg: LearnConfig, card) -> LearnConfig:
     e.g. the toy model's training prompts, which its tiny vocabulary can read."""
     fields = {f.name for f in dataclasses.fields(LearnConfig)}
     if cfg.method != "ti":
-        fields -= {"contrast_weight", "contrast_hardest", "contrast_images", "contrast_pairs"}  # TI settings: the card's do not make a LoRA run fail
+        fields -= set(TI_ONLY)  # the card's TI settings do not make a LoRA run fail
     fills = {k: v for k, v in card.learn_defaults.items() if k in fields and getattr(cfg, k) is None}
     return dataclasses.replace(cfg, **fills) if fills else cfg
 
@@ -345,7 +393,7 @@ class _StopFlag:
         return bool(acc.reduce(flag, reduction="sum").item() > 0)  # all processes stop together
 
 
-def _loop(trainer: Trainer, start: int, losses: list[float], ckpt: Path, run: dict, photos, progress: bool) -> list[float]:
+def _loop(trainer: Trainer, start: int, losses: list[float], ckpt: Path, run: dict, progress: bool) -> list[float]:
     cfg, acc = trainer.cfg, trainer.acc
     saved_at = start if start else None
     base, t0 = run["train_seconds"], time.perf_counter()
@@ -356,7 +404,7 @@ def _loop(trainer: Trainer, start: int, losses: list[float], ckpt: Path, run: di
             save_checkpoint(ckpt, {**trainer.state_dict(), **run, "step": step, "losses": losses})
         acc.wait_for_everyone()
 
-    resume_cmd = f"personaseg learn {photos if isinstance(photos, (str, Path)) else 'PHOTOS'} --token {run['token']} --resume"
+    resume_cmd = run["resume_command"]
     with _StopFlag() as stop, learn_progress(run["token"], cfg.steps, start, progress and acc.is_main_process) as bar:
         step = start
         try:

@@ -185,6 +185,10 @@ class Trainer:
                                   num_warmup_steps=cfg.lr_warmup_steps * acc.num_processes,
                                   num_training_steps=cfg.steps * acc.num_processes)
         self.model, self.optimizer, self.scheduler = acc.prepare(model, optimizer, scheduler)
+        # contrast's forwards skip the DDP wrapper (kept: autocast): DDP expects one forward per backward, and
+        # a capture stops the UNet mid-forward. Its gradient still reaches the same parameters, whose DDP
+        # hooks fire once per backward with the sum of both paths, so processes average it as the main loss's
+        self.contrast_model = acc.unwrap_model(self.model)
         self.trainable = [p for g in optimizer.param_groups for p in g["params"]]
         if self.contrast is not None:  # the token's presence on its photos at its start (the init word's)
             with torch.no_grad():
@@ -318,7 +322,7 @@ class Trainer:
         names = [m for m, _ in self.contrast.cross]
         noisy = self.noise_scheduler.add_noise(b.latents, b.noise, b.timesteps)
         with AttentionCapture(self.pipe.unet, cross=names) as cap:  # the forward stops after the last one
-            cap.run(lambda: self.model(b.input_ids, noisy, b.timesteps))
+            cap.run(lambda: self.contrast_model(b.input_ids, noisy, b.timesteps))
         h, w = noisy.shape[-2:]
         grids = [(h // f, w // f) for _, f in self.contrast.cross]
         maps = cross_map([cap.cross(m) for m in names], grids, finest_grid(grids), self.find_positions)  # (n, h, w)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import build_config, read_toml
+from ..config import build_config, load_recipe
 from ..errors import ConfigError
 from .model import SCHEDULER_CONFIG, ToyModelConfig
 
@@ -80,5 +80,5 @@ class ToyTrainConfig:
 
 def toy_train_config(recipe: str | Path | None = None, **overrides: Any) -> ToyTrainConfig:
     """ToyTrainConfig from defaults < recipe file < keyword overrides (None = not given)."""
-    values = read_toml(recipe) if recipe else None
+    values = load_recipe(recipe) if recipe else None
     return build_config(ToyTrainConfig, values, overrides, source=str(recipe or ""))

@@ -6,7 +6,7 @@
 3. Train the UNet and a CLIP text encoder from scratch with SD's epsilon (or SD 2's v) objective and noise
    schedule, dropping the caption with ``p_uncond`` so classifier-free guidance works.
 4. Write a diffusers ``StableDiffusionPipeline`` folder (fp16 safetensors) atomically, plus
-   ``personaseg.json`` (layer map, find and learn defaults), ``train_log.json`` and the rendered
+   ``personaseg.json`` (layer map, find and learn defaults: :func:`model_card`), ``train_log.json`` and the rendered
    class images the card's TI contrast uses (``class-images/<shape>/``).
 """
 
@@ -68,10 +68,29 @@ CLASS_IMAGES = "class-images"
 # diffusers imagenet templates are mostly unknown words to the toy tokenizer, which spells them out
 # letter by letter: "a rendering of" even yields the shape word "ring"); TI contrast against the
 # rendered class images (a token started from its shape word otherwise matches every object of that
-# shape: distractor mIoU 55.3 -> 85.5 on seed 23).
+# shape: distractor mIoU 55.3 -> 85.5 on seed 23), reading 2 photos and 2 class images a step
+# (benchmarks/RESULTS.md, "A cheaper contrast").
 LEARN_DEFAULTS = {"templates": ["a {}", "a photo of a {}"], "contrast_weight": 1.0,
-                  "class_images": CLASS_IMAGES + "/{class}", "resolution": 64}  # its native size, not SD's 512
-MODEL_CARD = {"layer_map": LAYER_MAP, "find": FIND_DEFAULTS, "learn": LEARN_DEFAULTS}
+                  "class_images": CLASS_IMAGES + "/{class}", "contrast_pairs": 2}
+# ... and its learning schedule and native size (64 px, not SD's 512), read from one shipped recipe, so
+# `learn --model toy` without --recipe is the fast toy learn and the recipe and the card cannot drift
+CARD_RECIPE = "ti-cpu"
+CARD_FROM_RECIPE = ("steps", "lr", "batch_size", "grad_accum", "resolution")
+
+
+def model_card() -> dict:
+    """The toy model's ``personaseg.json``, as ``toyworld train`` writes it and as shipped."""
+    from ..config import load_recipe
+
+    recipe = load_recipe(CARD_RECIPE)
+    learn = {**LEARN_DEFAULTS, **{k: recipe[k] for k in CARD_FROM_RECIPE}}
+    return {"layer_map": LAYER_MAP, "find": FIND_DEFAULTS, "learn": learn}
+
+
+def json_text(data) -> str:
+    """How the model folder's JSON files are written (the shipped card's bytes)."""
+    return json.dumps(data, indent=2) + "\n"
+
 
 Log = Callable[[str], None]
 
@@ -308,7 +327,7 @@ def save_model(out: Path, vae, unet, text_encoder, tokenizer, extra: dict[str, o
         save_tokenizer(tokenizer, tmp / "tokenizer")
         _load_as_float32(tmp / "text_encoder" / "config.json")
         for name, data in extra.items():
-            (tmp / name).write_text(json.dumps(data, indent=2) + "\n")
+            (tmp / name).write_text(json_text(data))
         write_class_images(tmp / CLASS_IMAGES)
         if out.exists():
             old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old."))
@@ -379,7 +398,7 @@ def train(cfg: ToyTrainConfig, out: str | Path, tick=None, log: Log = print, res
     def snapshot(step, unet, text_encoder, losses, opt, heads=None):
         """Write the model so far (a run cut short still leaves a usable model) and the state."""
         info = {"config": asdict(cfg), "snapshot_step": step, "losses": losses}
-        extra = {"personaseg.json": MODEL_CARD, "train_log.json": info}
+        extra = {"personaseg.json": model_card(), "train_log.json": info}
         unet_copy = copy.deepcopy(unet)
         grounding.uninstall(unet_copy)
         models = {"vae": vae, "unet": unet_copy, "text_encoder": text_encoder}
@@ -402,7 +421,7 @@ def train(cfg: ToyTrainConfig, out: str | Path, tick=None, log: Log = print, res
         losses=losses,
     )
     extra = {
-        "personaseg.json": MODEL_CARD,
+        "personaseg.json": model_card(),
         "train_log.json": {"config": asdict(cfg), "report": asdict(report), "resumed_at": meta and meta["step"]},
     }
     save_model(out, vae, unet, text_encoder, tok, extra, cfg.prediction_type)

@@ -95,3 +95,86 @@ def test_help_teaches_by_example(run):
     assert code == 0 and "--token" in out and "personaseg learn ./photos" in out
     code, out, _ = run("concepts", "--help")
     assert code == 0 and "export" in out and "import" in out
+
+
+@pytest.fixture
+def ctrl_c_at_first_step(monkeypatch):
+    """Press Ctrl-C (a real SIGINT) once, right after the first optimizer step."""
+    import signal
+
+    from personaseg.concepts.trainer import Trainer
+
+    original = Trainer.train_step
+
+    def step(self, i):
+        loss = original(self, i)
+        if i == 0:
+            signal.raise_signal(signal.SIGINT)
+        return loss
+
+    monkeypatch.setattr(Trainer, "train_step", step)
+    return monkeypatch
+
+
+def _hinted_command(err: str, after: str) -> list[str]:
+    """The command a one-line message tells the user to paste (``... (resume with: CMD)``), as the shell splits it."""
+    import shlex
+
+    line = next(line for line in err.splitlines() if after in line)
+    return shlex.split(line.split(after, 1)[1].strip().removesuffix(")"))
+
+
+def test_resume_and_find_take_the_model_the_concept_was_learned_on(run, photos, tiny_model_dir, tmp_path,
+                                                                    ctrl_c_at_first_step, monkeypatch):
+    """learn's printed commands paste as they are (the token quoted, --model and the store named);
+    --resume and find without --model take the concept's own model; another model is one line."""
+    import json
+    import shutil
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the default SD model: not here, and not fetched
+    monkeypatch.delenv("PERSONASEG_MODEL", raising=False)
+    store = tmp_path / "my store"  # a space, which the printed commands must quote
+    other = tmp_path / "other-model"
+    shutil.copytree(tiny_model_dir, other)
+    code, _, err = run("learn", photos, "--token", "<mymug>", "--class-word", "mug", "--model", tiny_model_dir,
+                       "--steps", 2, "--resolution", 32, "--grad-accum", 1, "--concepts-dir", store, "-q")
+    assert code == 130, err
+    resume = _hinted_command(err, "resume with:")
+    assert resume == ["personaseg", "learn", str(photos), "--token", "<mymug>", "--model",
+                      str(Path(tiny_model_dir).resolve()), "--concepts-dir", str(store), "--resume"]
+    ctrl_c_at_first_step.undo()
+    _one_error_line(*run("learn", photos, "--token", "<mymug>", "--model", other, "--concepts-dir", store,
+                         "--resume")[::2], "learned on", "resume without --model")
+    code, _, err = run("learn", photos, "--token", "<mymug>", "--concepts-dir", store, "--resume", "-q")
+    assert code == 0, err  # the checkpoint's model, not the default SD
+    use = _hinted_command(err, "use it:")
+    assert use == ["personaseg", "find", "<mymug>", "IMAGE", "--model", str(Path(tiny_model_dir).resolve()),
+                   "--concepts-dir", str(store)]
+    image = sorted(photos.iterdir())[0]
+    code, _, err = run("find", "<mymug>", image, "--concepts-dir", store, "--out", tmp_path / "out")
+    assert code == 0, err  # no --model: the concept's
+    assert (tmp_path / "out" / f"{image.stem}.mask.png").exists()
+    _one_error_line(*run("find", "<mymug>", image, "--model", other, "--concepts-dir", store, "--out",
+                         tmp_path / "out2")[::2], "<mymug> was learned on", str(other))
+    code, _, err = run("segment", image, "--labels", "<mymug>,cup", "--concepts-dir", store, "--out", tmp_path / "seg")
+    assert code == 0, err
+    legend = json.loads((tmp_path / "seg" / f"{image.stem}.legend.json").read_text())
+    assert "<mymug>, cup" in legend["prompt"] and legend["labels"]["1"] == "<mymug>"
+    code, _, err = run("explain", "cup", image, "--prompt", "a <mymug> and a {}", "--concepts-dir", store,
+                       "--out", tmp_path / "ex")
+    assert code == 0 and "a <mymug> and a cup" in err, err
+
+
+def test_learn_on_the_toy_model_takes_its_card_settings(run, tmp_path, ctrl_c_at_first_step):
+    """No --recipe: the toy card's fast settings (300 steps), and the resume hint names --model toy."""
+    from personaseg.toyworld.scenes import make_scene
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        Image.fromarray(make_scene(i, size=64).image).save(photos / f"{i}.png")
+    code, _, err = run("learn", photos, "--token", "<x>", "--class-word", "circle", "--model", "toy",
+                       "--concepts-dir", tmp_path / "store", "-q")
+    assert code == 130 and "interrupted at step 1/300;" in err, err  # not 1/3000: SD's TI
+    assert _hinted_command(err, "resume with:") == ["personaseg", "learn", str(photos), "--token", "<x>", "--model",
+                                                    "toy", "--concepts-dir", str(tmp_path / "store"), "--resume"]

@@ -62,6 +62,13 @@ def test_tiny_training_writes_a_pipeline(tiny_model):
         assert len(list(Path(learn["class_images"].replace("{class}", shape)).glob("*.png"))) == 32
 
 
+def test_training_writes_the_shipped_card(tiny_model):
+    """Retraining the toy model gives it the card shipped with it, byte for byte (issue 20: the written
+    card lacked contrast_pairs, which had been added to the shipped one by hand)."""
+    out, _ = tiny_model
+    assert (out / "personaseg.json").read_text() == (TOY_MODEL_DIR / "personaseg.json").read_text()
+
+
 def test_recipe_rejects_unknown_keys(tmp_path):
     bad = tmp_path / "r.toml"
     bad.write_text("stepz = 3\n")

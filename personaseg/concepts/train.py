@@ -79,11 +79,11 @@ def learn(
     # `accelerate launch` the main process holds the lock for all
     with store.lock(name) if os.environ.get("RANK", "0") == "0" else contextlib.nullcontext():
         return _learn(photos, name, token, store, config, model=model, pipe=pipe, force=force, resume=resume,
-                      progress=progress)
+                      progress=progress, concepts_dir=concepts_dir)
 
 
 def _learn(photos, name: str, token: str, store: ConceptStore, config: LearnConfig | None, *, model, pipe,
-           force: bool, resume: bool, progress: bool) -> Concept:
+           force: bool, resume: bool, progress: bool, concepts_dir: Path | None) -> Concept:
     ckpt = store.run_dir(name) / CHECKPOINT_FILE
     state = _previous_run(ckpt, token, force, resume)
     force = force or bool(state and state.get("force"))

@@ -2,14 +2,18 @@
 
 Named API endpoints (``gradio_client``): ``/find`` (image file, phrase or ``<concept>``, optional
 draws and seed -> mask PNG, overlay PNG, JSON record, token heat maps, status), ``/learn`` (photo
-files, token, class word, method, steps, replace -> status), ``/resume`` and ``/stop_learn``.
+files, token, class word, method, steps, replace -> status), ``/resume`` (photo files, token),
+``/stop_learn`` and ``/concepts`` (the store, as ``concepts list --json``).
 Errors are raised as ``gr.Error`` with the library's one-line message: the page shows it, a script
 gets it as an exception, and the server goes on serving.
 """
 
 from __future__ import annotations
 
+import html
+import os
 import queue
+import re
 import threading
 import time
 from typing import Any
@@ -24,9 +28,9 @@ Outline **your** object in photos: learn it from a few photos (**Learn**), then 
 Model: `{model}` · concepts in `{store}`"""
 
 
-def _number(value) -> int | None:
-    """A Number box: empty -> None (the model's default), else an int."""
-    if value is None or value == "":
+def _number(value, zero_is_default: bool = True) -> int | None:
+    """A Number box: empty (or 0, where 0 means "the model's default") -> None, else an int."""
+    if value is None or value == "" or (zero_is_default and int(value) == 0):
         return None
     return int(value)
 
@@ -55,17 +59,17 @@ def build_app(ws: Workspace) -> gr.Blocks:
 
     def find(image, phrase, draws, seed):
         try:
-            out, notes = ws.find(image, phrase, _number(draws), _number(seed))
+            out, notes = ws.find(image, phrase, _number(draws), _number(seed, zero_is_default=False))
         except PersonasegError as err:
-            raise gr.Error(str(err), print_exception=False) from None
+            raise _error(err) from None
         for note in notes:
-            gr.Warning(note)
+            gr.Warning(html.escape(note))
         r = out.summary
         if r["found"]:
-            status = (f"**{r['phrase']}** found: {r['area_fraction'] * 100:.1f} % of the image, "
+            status = (f"{_code(r['phrase'])} found: {r['area_fraction'] * 100:.1f} % of the image, "
                       f"presence {r['presence']:.4f}")
         else:
-            status = f"**{r['phrase']}**: not found (presence {r['presence']:.4f})"
+            status = f"{_code(r['phrase'])}: not found (presence {r['presence']:.4f})"
         if r["relative_presence"] is not None:
             status += f", {r['relative_presence']:.2f} of its presence on its own photos"
         return str(out.mask), str(out.overlay), str(out.record), str(out.heatmap), status
@@ -74,15 +78,18 @@ def build_app(ws: Workspace) -> gr.Blocks:
         """Learn in a thread and stream its progress; a page that goes away stops it with a checkpoint."""
         from ..concepts import LearnInterrupted
 
+        try:
+            job = ws.plan_learn(_files(photos), token, class_word, method, _number(steps), replace=bool(replace),
+                                resume=resume)
+        except PersonasegError as err:
+            raise _error(err) from None
         steps_seen: queue.Queue = queue.Queue()
         result: dict[str, Any] = {}
 
         def work():
             try:
                 with collecting_warnings() as notes:
-                    result["concept"] = ws.learn(
-                        _files(photos), token, class_word, method, _number(steps), replace=bool(replace),
-                        resume=resume, on_step=lambda *s: steps_seen.put(s))
+                    result["concept"] = ws.learn(job, on_step=lambda *s: steps_seen.put(s))
                 result["notes"] = notes
             except BaseException as err:  # noqa: BLE001 - handed to the request thread below
                 result["error"] = err
@@ -91,9 +98,9 @@ def build_app(ws: Workspace) -> gr.Blocks:
 
         thread = threading.Thread(target=work, name="personaseg-learn", daemon=True)
         thread.start()
-        done, start = False, time.perf_counter()
+        done, first = False, None  # (time, step) of the first step seen: the rate leaves out loading
         try:
-            yield "loading the model…"
+            yield f"loading the model to learn {_code(job.token)}…"
             while True:
                 item = steps_seen.get()
                 while item is not None and not steps_seen.empty():  # show the latest step only
@@ -101,27 +108,30 @@ def build_app(ws: Workspace) -> gr.Blocks:
                 if item is None:
                     break
                 step, total, loss = item
-                rate = step / max(time.perf_counter() - start, 1e-6)
-                yield f"learning **{token}**: step {step}/{total} · loss {loss:.4f} · {rate:.2f} steps/s"
+                first = first or (time.perf_counter(), step)
+                rate = (step - first[1]) / max(time.perf_counter() - first[0], 1e-6)
+                yield (f"learning {_code(job.token)}: step {step}/{total} · loss {loss:.4f}"
+                       + (f" · {rate:.2f} steps/s" if step > first[1] else ""))
             done = True
         finally:
             if not done:  # the page closed or the event was cancelled: stop after this step, keep a checkpoint
                 ws.stop_learn()
         err = result.get("error")
         if isinstance(err, LearnInterrupted):
-            yield (f"stopped: {err.message}. Press **Resume** to continue with the same photos, "
+            yield (f"stopped: {html.escape(err.message)}. Press **Resume** to continue with the same photos, "
                    "or tick *Replace* and press **Learn** to start over.")
             return
         if isinstance(err, PersonasegError):
-            raise gr.Error(str(err), print_exception=False)
+            yield f"{_code(job.token)} was not learned: {html.escape(_one_line(err))}"
+            raise _error(err)
         if err is not None:
             raise err
         concept = result["concept"]
         loss = concept.meta.get("final_loss")
-        text = (f"learned **{concept.token}** ({concept.method}, {concept.meta.get('steps')} steps"
+        text = (f"learned {_code(concept.token)} ({concept.method}, {concept.meta.get('steps')} steps"
                 + (f", final loss {loss:.4f}" if loss is not None else "") + "): pick it in **Find**.")
         for note in result.get("notes", []):
-            text += f"\n\n⚠ {note}"
+            text += f"\n\n⚠ {html.escape(note)}"
         yield text
 
     def resume_learn(photos, token):
@@ -137,12 +147,21 @@ def build_app(ws: Workspace) -> gr.Blocks:
         try:
             concepts = ws.concepts()
         except PersonasegError as err:
-            gr.Warning(str(err))
+            gr.Warning(html.escape(str(err)))
             concepts = []
         tokens = [c.token for c in concepts]
         rows = [[c.token, c.method, c.class_word or "-", c.meta.get("steps"), _loss(c), c.base_model or "-",
                  c.meta.get("created", "-")] for c in concepts]
         return gr.update(choices=tokens, value=None), gr.update(choices=tokens, value=None), rows
+
+    def list_concepts() -> list[dict]:
+        """The concepts in the store (`personaseg concepts list --json`)."""
+        try:
+            return [{"name": c.name, "token": c.token, "method": c.method, "vectors": c.num_vectors,
+                     "class_word": c.class_word, "base_model": c.base_model, "width": c.width,
+                     "steps": c.meta.get("steps"), "created": c.meta.get("created")} for c in ws.concepts()]
+        except PersonasegError as err:
+            raise _error(err) from None
 
     def pick(token):
         return token or gr.skip()
@@ -153,54 +172,57 @@ def build_app(ws: Workspace) -> gr.Blocks:
         try:
             c = ws.store.get(token)
         except PersonasegError as err:
-            raise gr.Error(str(err), print_exception=False) from None
+            raise _error(err) from None
         photos = ", ".join(p["file"] for p in c.meta.get("photos", [])) or "-"
         ref = c.meta.get("presence_ref")
-        text = (f"**{c.token}** in `{c.path}`: {c.method}, class word {c.class_word or '-'}, "
+        text = (f"{_code(c.token)} in `{c.path}`: {c.method}, class word {c.class_word or '-'}, "
                 f"{c.num_vectors} vector(s), {c.meta.get('steps')} steps, final loss {_loss(c)}, "
                 f"presence on its photos {ref if ref is None else f'{ref:.4f}'}; photos: {photos}")
         return c.meta, text
 
     def ask_delete(token):
         if not token:
-            raise gr.Error("pick a concept first", print_exception=False)
-        return gr.update(visible=True), f"Delete **{token}** from the store? This cannot be undone."
+            raise _error("pick a concept first")
+        return gr.update(visible=True), f"Delete {_code(token)} from the store? This cannot be undone."
 
     def delete(token):
         try:
             path = ws.remove(token)
         except PersonasegError as err:
-            raise gr.Error(str(err), print_exception=False) from None
-        gr.Info(f"removed {token} ({path})")
+            raise _error(err) from None
+        gr.Info(html.escape(f"removed {token} ({path})"))
         return gr.update(visible=False), None, ""
 
     def export(token, fmt):
         if not token:
-            raise gr.Error("pick a concept first", print_exception=False)
+            raise _error("pick a concept first")
         try:
             return str(ws.export(token, fmt))
         except PersonasegError as err:
-            raise gr.Error(str(err), print_exception=False) from None
+            raise _error(err) from None
 
     with gr.Blocks(title="personaseg", analytics_enabled=False) as demo:
         gr.Markdown(INTRO.format(model=ws.model or "(default)", store=ws.store.root))
         with gr.Tab("Find", id="find"):
             with gr.Row():
                 with gr.Column(scale=1):
-                    image = ImageUpload(label="Image", type="filepath", sources=["upload"], elem_id="find-image")
+                    image = ImageUpload(label="Image", type="filepath", sources=["upload"], height=280,
+                                        elem_id="find-image")
                     concept_pick = gr.Dropdown(label="A learned concept", choices=[], elem_id="find-concept")
                     phrase = gr.Textbox(label="…or a phrase", placeholder="mug, or <mymug>", max_lines=1,
                                         elem_id="find-phrase")
                     with gr.Accordion("Settings", open=False):
-                        draws = gr.Number(label="Noise draws (empty: the model's default)", precision=0,
-                                          minimum=1, elem_id="find-draws")
-                        seed = gr.Number(label="Seed (empty: 0)", precision=0, elem_id="find-seed")
+                        draws = gr.Number(0, label="Noise draws (0: the model's default)", precision=0, minimum=0,
+                                          elem_id="find-draws")
+                        seed = gr.Number(0, label="Seed", precision=0, minimum=0, elem_id="find-seed")
                     find_btn = gr.Button("Find", variant="primary", elem_id="find-button")
                 with gr.Column(scale=2):
                     find_status = gr.Markdown(elem_id="find-status")
                     with gr.Row():
-                        overlay_img = gr.Image(label="Overlay", format="png", interactive=False, elem_id="find-overlay")
-                        mask_img = gr.Image(label="Mask", format="png", interactive=False, elem_id="find-mask")
+                        overlay_img = gr.Image(label="Overlay", format="png", interactive=False, height=300,
+                                               elem_id="find-overlay")
+                        mask_img = gr.Image(label="Mask", format="png", interactive=False, height=300,
+                                            elem_id="find-mask")
                     heat_img = gr.Image(label="Heat map of each prompt token", format="png", interactive=False,
                                         elem_id="find-heatmap")
                     record_file = gr.File(label="JSON record (mask as COCO RLE)", interactive=False,
@@ -215,7 +237,7 @@ def build_app(ws: Workspace) -> gr.Blocks:
                                             elem_id="learn-class")
                     method = gr.Radio(["ti", "lora"], value="ti", label="Method (ti: Textual Inversion, lora: LoRA)",
                                       elem_id="learn-method")
-                    steps = gr.Number(label="Steps (empty: the model's default)", precision=0, minimum=1,
+                    steps = gr.Number(0, label="Steps (0: the model's default)", precision=0, minimum=0,
                                       elem_id="learn-steps")
                     replace = gr.Checkbox(label="Replace: learn an existing concept again / start an interrupted "
                                           "run over", value=False, elem_id="learn-replace")
@@ -255,6 +277,7 @@ def build_app(ws: Workspace) -> gr.Blocks:
                          ).then(concept_choices, outputs=lists, api_visibility="private")
         stop_btn.click(stop_learn, None, None, api_name="stop_learn", concurrency_limit=None,
                        concurrency_id="stop")
+        gr.api(list_concepts, api_name="concepts", concurrency_limit=None, concurrency_id="concepts")
         chosen.change(show, chosen, [meta, details], api_visibility="private")
         delete_btn.click(ask_delete, chosen, [confirm_row, confirm_text], api_visibility="private")
         no_btn.click(lambda: gr.update(visible=False), None, confirm_row, api_visibility="private")
@@ -262,6 +285,27 @@ def build_app(ws: Workspace) -> gr.Blocks:
                       concurrency_id="learn").then(concept_choices, outputs=lists, api_visibility="private")
         export_btn.click(export, [chosen, fmt], exported, api_visibility="private")
     return demo
+
+
+def _error(err) -> gr.Error:
+    """The page shows an error as HTML: escaped, so a ``<token>`` in it is not taken for a tag, and
+    an upload named by its own name, not its temporary path. It stays until closed; a script
+    (gradio_client) gets the same line, HTML-escaped."""
+    return gr.Error(html.escape(_one_line(err)), duration=None, print_exception=False)
+
+
+def _one_line(err) -> str:
+    """The error's line, an upload named by its own name (not its temporary folder)."""
+    text = str(err)
+    uploads = os.environ.get("GRADIO_TEMP_DIR")
+    if uploads:
+        text = re.sub(re.escape(uploads.rstrip("/")) + r"/[0-9a-f]+/", "", text)
+    return text
+
+
+def _code(text: str) -> str:
+    """``text`` as Markdown code: a ``<token>`` would otherwise be taken for an HTML tag and vanish."""
+    return "`" + str(text).replace("`", "'") + "`"
 
 
 def _loss(c) -> str:

@@ -72,6 +72,15 @@ def find_record(path: Path, phrase: str, r, image, mask_path: Path, seconds: flo
             "timings": {**{k: round(v, 4) for k, v in r.timings.items()}, "total_s": round(seconds, 4)}}
 
 
+@dataclass
+class LearnJob:
+    photos: list[Path]
+    token: str  # "<name>", checked
+    config: Any  # LearnConfig, or None to resume with the interrupted run's
+    force: bool = False
+    resume: bool = False
+
+
 class Workspace:
     """One model, one concept store, one scratch folder for results; one find and one learn at a time."""
 
@@ -147,12 +156,12 @@ class Workspace:
         return FindOutput(mask_path, overlay_path, record_path, heat_path, record), notes
 
     # ------------------------------------------------------------------ learn
-    def learn(self, photos: list[str | Path], token: str, class_word: str | None = None, method: str | None = None,
-              steps: int | None = None, *, replace: bool = False, resume: bool = False,
-              on_step: Callable[[int, int, float], None] | None = None):
-        """``personaseg learn PHOTOS --token T [--class-word W --method M --steps N] [--force | --resume]``,
-        told each step; :meth:`stop_learn` stops it after the step (checkpoint saved, resumable)."""
-        from ..concepts import LearnConfig, learn
+    def plan_learn(self, photos: list[str | Path], token: str, class_word: str | None = None,
+                   method: str | None = None, steps: int | None = None, *, replace: bool = False,
+                   resume: bool = False) -> LearnJob:
+        """Check a learn before it starts (fast, no model): ``personaseg learn PHOTOS --token T
+        [--class-word W --method M --steps N] [--force | --resume]``."""
+        from ..concepts import LearnConfig
         from ..concepts.checkpoint import CHECKPOINT_FILE
         from ..concepts.textual_inversion import parse_token
         from ..config import build_config
@@ -173,9 +182,15 @@ class Workspace:
             if interrupted:
                 raise ConceptError(f"an interrupted run of {token} exists",
                                    hint="press Resume to continue it, or tick 'Replace' to start over")
-        flags = {"class_word": (class_word or "").strip() or None, "method": method or None,
-                 "steps": int(steps) if steps else None}
+        flags = {"class_word": (class_word or "").strip() or None, "method": method or None, "steps": steps}
         config = None if resume else build_config(LearnConfig, None, flags)
+        return LearnJob(photos, token, config, force=replace and not resume, resume=resume)
+
+    def learn(self, job: LearnJob, on_step: Callable[[int, int, float], None] | None = None):
+        """Run a planned learn (``personaseg.learn``), told each step; :meth:`stop_learn` stops it
+        after the step in progress (checkpoint saved: resume it with ``plan_learn(..., resume=True)``)."""
+        from ..concepts import learn
+
         if not self._learn_lock.acquire(blocking=False):
             raise ConceptError("another learn is running", hint="wait for it to finish, or stop it")
         self._stop.clear()
@@ -186,8 +201,8 @@ class Workspace:
             return self._stop.is_set()
 
         try:
-            return learn(photos, token, config, model=self.model, concepts_dir=self.concepts_dir,
-                         force=replace and not resume, resume=resume, progress=told)
+            return learn(job.photos, job.token, job.config, model=self.model, concepts_dir=self.concepts_dir,
+                         force=job.force, resume=job.resume, progress=told)
         finally:
             self._learn_lock.release()
 

@@ -1,0 +1,275 @@
+"""The Gradio page: Find, Learn and Concepts tabs over a :class:`~personaseg.ui.workspace.Workspace`.
+
+Named API endpoints (``gradio_client``): ``/find`` (image file, phrase or ``<concept>``, optional
+draws and seed -> mask PNG, overlay PNG, JSON record, token heat maps, status), ``/learn`` (photo
+files, token, class word, method, steps, replace -> status), ``/resume`` and ``/stop_learn``.
+Errors are raised as ``gr.Error`` with the library's one-line message: the page shows it, a script
+gets it as an exception, and the server goes on serving.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from typing import Any
+
+import gradio as gr
+
+from ..errors import PersonasegError
+from .workspace import MAX_PHOTOS, Workspace, collecting_warnings
+
+INTRO = """# personaseg
+Outline **your** object in photos: learn it from a few photos (**Learn**), then find it (**Find**).
+Model: `{model}` · concepts in `{store}`"""
+
+
+def _number(value) -> int | None:
+    """A Number box: empty -> None (the model's default), else an int."""
+    if value is None or value == "":
+        return None
+    return int(value)
+
+
+def _files(value) -> list[str]:
+    if not value:
+        return []
+    items = value if isinstance(value, list) else [value]
+    return [str(getattr(v, "name", v)) for v in items]
+
+from gradio.events import Dependency
+
+class ImageUpload(gr.Image):
+    """``gr.Image`` handing the uploaded file to the handler as is: a file that is no image then fails in
+    ``load_image``, with the one line the CLI prints, instead of inside Gradio."""
+
+    is_template = True  # drawn by Gradio's own Image frontend
+
+    def preprocess(self, payload):
+        if payload is not None and getattr(payload, "path", None) and self.type == "filepath":
+            return str(payload.path)
+        return super().preprocess(payload)
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+def build_app(ws: Workspace) -> gr.Blocks:
+    """The page; ``ws`` does the work."""
+
+    def find(image, phrase, draws, seed):
+        try:
+            out, notes = ws.find(image, phrase, _number(draws), _number(seed))
+        except PersonasegError as err:
+            raise gr.Error(str(err), print_exception=False) from None
+        for note in notes:
+            gr.Warning(note)
+        r = out.summary
+        if r["found"]:
+            status = (f"**{r['phrase']}** found: {r['area_fraction'] * 100:.1f} % of the image, "
+                      f"presence {r['presence']:.4f}")
+        else:
+            status = f"**{r['phrase']}**: not found (presence {r['presence']:.4f})"
+        if r["relative_presence"] is not None:
+            status += f", {r['relative_presence']:.2f} of its presence on its own photos"
+        return str(out.mask), str(out.overlay), str(out.record), str(out.heatmap), status
+
+    def run_learn(photos, token, class_word, method, steps, replace, resume=False):
+        """Learn in a thread and stream its progress; a page that goes away stops it with a checkpoint."""
+        from ..concepts import LearnInterrupted
+
+        steps_seen: queue.Queue = queue.Queue()
+        result: dict[str, Any] = {}
+
+        def work():
+            try:
+                with collecting_warnings() as notes:
+                    result["concept"] = ws.learn(
+                        _files(photos), token, class_word, method, _number(steps), replace=bool(replace),
+                        resume=resume, on_step=lambda *s: steps_seen.put(s))
+                result["notes"] = notes
+            except BaseException as err:  # noqa: BLE001 - handed to the request thread below
+                result["error"] = err
+            finally:
+                steps_seen.put(None)
+
+        thread = threading.Thread(target=work, name="personaseg-learn", daemon=True)
+        thread.start()
+        done, start = False, time.perf_counter()
+        try:
+            yield "loading the model…"
+            while True:
+                item = steps_seen.get()
+                while item is not None and not steps_seen.empty():  # show the latest step only
+                    item = steps_seen.get()
+                if item is None:
+                    break
+                step, total, loss = item
+                rate = step / max(time.perf_counter() - start, 1e-6)
+                yield f"learning **{token}**: step {step}/{total} · loss {loss:.4f} · {rate:.2f} steps/s"
+            done = True
+        finally:
+            if not done:  # the page closed or the event was cancelled: stop after this step, keep a checkpoint
+                ws.stop_learn()
+        err = result.get("error")
+        if isinstance(err, LearnInterrupted):
+            yield (f"stopped: {err.message}. Press **Resume** to continue with the same photos, "
+                   "or tick *Replace* and press **Learn** to start over.")
+            return
+        if isinstance(err, PersonasegError):
+            raise gr.Error(str(err), print_exception=False)
+        if err is not None:
+            raise err
+        concept = result["concept"]
+        loss = concept.meta.get("final_loss")
+        text = (f"learned **{concept.token}** ({concept.method}, {concept.meta.get('steps')} steps"
+                + (f", final loss {loss:.4f}" if loss is not None else "") + "): pick it in **Find**.")
+        for note in result.get("notes", []):
+            text += f"\n\n⚠ {note}"
+        yield text
+
+    def resume_learn(photos, token):
+        yield from run_learn(photos, token, None, None, None, False, resume=True)
+
+    def stop_learn():
+        if ws.stop_learn():
+            gr.Info("stopping after this step (a checkpoint is saved)")
+        else:
+            gr.Info("no learn is running")
+
+    def concept_choices():
+        try:
+            concepts = ws.concepts()
+        except PersonasegError as err:
+            gr.Warning(str(err))
+            concepts = []
+        tokens = [c.token for c in concepts]
+        rows = [[c.token, c.method, c.class_word or "-", c.meta.get("steps"), _loss(c), c.base_model or "-",
+                 c.meta.get("created", "-")] for c in concepts]
+        return gr.update(choices=tokens, value=None), gr.update(choices=tokens, value=None), rows
+
+    def pick(token):
+        return token or gr.skip()
+
+    def show(token):
+        if not token:
+            return None, ""
+        try:
+            c = ws.store.get(token)
+        except PersonasegError as err:
+            raise gr.Error(str(err), print_exception=False) from None
+        photos = ", ".join(p["file"] for p in c.meta.get("photos", [])) or "-"
+        ref = c.meta.get("presence_ref")
+        text = (f"**{c.token}** in `{c.path}`: {c.method}, class word {c.class_word or '-'}, "
+                f"{c.num_vectors} vector(s), {c.meta.get('steps')} steps, final loss {_loss(c)}, "
+                f"presence on its photos {ref if ref is None else f'{ref:.4f}'}; photos: {photos}")
+        return c.meta, text
+
+    def ask_delete(token):
+        if not token:
+            raise gr.Error("pick a concept first", print_exception=False)
+        return gr.update(visible=True), f"Delete **{token}** from the store? This cannot be undone."
+
+    def delete(token):
+        try:
+            path = ws.remove(token)
+        except PersonasegError as err:
+            raise gr.Error(str(err), print_exception=False) from None
+        gr.Info(f"removed {token} ({path})")
+        return gr.update(visible=False), None, ""
+
+    def export(token, fmt):
+        if not token:
+            raise gr.Error("pick a concept first", print_exception=False)
+        try:
+            return str(ws.export(token, fmt))
+        except PersonasegError as err:
+            raise gr.Error(str(err), print_exception=False) from None
+
+    with gr.Blocks(title="personaseg", analytics_enabled=False) as demo:
+        gr.Markdown(INTRO.format(model=ws.model or "(default)", store=ws.store.root))
+        with gr.Tab("Find", id="find"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    image = ImageUpload(label="Image", type="filepath", sources=["upload"], elem_id="find-image")
+                    concept_pick = gr.Dropdown(label="A learned concept", choices=[], elem_id="find-concept")
+                    phrase = gr.Textbox(label="…or a phrase", placeholder="mug, or <mymug>", max_lines=1,
+                                        elem_id="find-phrase")
+                    with gr.Accordion("Settings", open=False):
+                        draws = gr.Number(label="Noise draws (empty: the model's default)", precision=0,
+                                          minimum=1, elem_id="find-draws")
+                        seed = gr.Number(label="Seed (empty: 0)", precision=0, elem_id="find-seed")
+                    find_btn = gr.Button("Find", variant="primary", elem_id="find-button")
+                with gr.Column(scale=2):
+                    find_status = gr.Markdown(elem_id="find-status")
+                    with gr.Row():
+                        overlay_img = gr.Image(label="Overlay", format="png", interactive=False, elem_id="find-overlay")
+                        mask_img = gr.Image(label="Mask", format="png", interactive=False, elem_id="find-mask")
+                    heat_img = gr.Image(label="Heat map of each prompt token", format="png", interactive=False,
+                                        elem_id="find-heatmap")
+                    record_file = gr.File(label="JSON record (mask as COCO RLE)", interactive=False,
+                                          elem_id="find-record")
+        with gr.Tab("Learn", id="learn"):
+            with gr.Row():
+                with gr.Column():
+                    photos = gr.File(label=f"Photos of your object (3-10, at most {MAX_PHOTOS})",
+                                     file_count="multiple", file_types=["image"], elem_id="learn-photos")
+                    token = gr.Textbox(label="Token", placeholder="<mymug>", max_lines=1, elem_id="learn-token")
+                    class_word = gr.Textbox(label="Class word (what it is)", placeholder="mug", max_lines=1,
+                                            elem_id="learn-class")
+                    method = gr.Radio(["ti", "lora"], value="ti", label="Method (ti: Textual Inversion, lora: LoRA)",
+                                      elem_id="learn-method")
+                    steps = gr.Number(label="Steps (empty: the model's default)", precision=0, minimum=1,
+                                      elem_id="learn-steps")
+                    replace = gr.Checkbox(label="Replace: learn an existing concept again / start an interrupted "
+                                          "run over", value=False, elem_id="learn-replace")
+                    with gr.Row():
+                        learn_btn = gr.Button("Learn", variant="primary", elem_id="learn-button")
+                        stop_btn = gr.Button("Stop", elem_id="learn-stop")
+                        resume_btn = gr.Button("Resume", elem_id="learn-resume")
+                with gr.Column():
+                    learn_status = gr.Markdown(elem_id="learn-status")
+        with gr.Tab("Concepts", id="concepts"):
+            table = gr.Dataframe(headers=["token", "method", "class word", "steps", "final loss", "base model",
+                                          "created"], interactive=False, elem_id="concepts-table")
+            with gr.Row():
+                chosen = gr.Dropdown(label="Concept", choices=[], elem_id="concepts-pick")
+                fmt = gr.Radio(["diffusers", "a1111"], value="diffusers", label="Export format")
+            with gr.Row():
+                export_btn = gr.Button("Export", elem_id="concepts-export")
+                delete_btn = gr.Button("Delete…", variant="stop", elem_id="concepts-delete")
+            with gr.Row(visible=False) as confirm_row:
+                confirm_text = gr.Markdown()
+                yes_btn = gr.Button("Yes, delete it", variant="stop", elem_id="concepts-delete-yes")
+                no_btn = gr.Button("Cancel", elem_id="concepts-delete-no")
+            exported = gr.File(label="Exported file", interactive=False)
+            details = gr.Markdown()
+            meta = gr.JSON(label="concept.json")
+
+        lists = [concept_pick, chosen, table]
+        demo.load(concept_choices, outputs=lists, api_visibility="private")
+        concept_pick.change(pick, concept_pick, phrase, api_visibility="private")
+        find_btn.click(find, [image, phrase, draws, seed], [mask_img, overlay_img, record_file, heat_img, find_status],
+                       api_name="find", concurrency_limit=1, concurrency_id="find")
+        learn_btn.click(run_learn, [photos, token, class_word, method, steps, replace], learn_status,
+                        api_name="learn", concurrency_limit=1, concurrency_id="learn"
+                        ).then(concept_choices, outputs=lists, api_visibility="private")
+        resume_btn.click(resume_learn, [photos, token], learn_status, api_name="resume",
+                         concurrency_limit=1, concurrency_id="learn"
+                         ).then(concept_choices, outputs=lists, api_visibility="private")
+        stop_btn.click(stop_learn, None, None, api_name="stop_learn", concurrency_limit=None,
+                       concurrency_id="stop")
+        chosen.change(show, chosen, [meta, details], api_visibility="private")
+        delete_btn.click(ask_delete, chosen, [confirm_row, confirm_text], api_visibility="private")
+        no_btn.click(lambda: gr.update(visible=False), None, confirm_row, api_visibility="private")
+        yes_btn.click(delete, chosen, [confirm_row, meta, details], api_visibility="private",
+                      concurrency_id="learn").then(concept_choices, outputs=lists, api_visibility="private")
+        export_btn.click(export, [chosen, fmt], exported, api_visibility="private")
+    return demo
+
+
+def _loss(c) -> str:
+    loss = c.meta.get("final_loss")
+    return f"{loss:.4f}" if isinstance(loss, (int, float)) else "-"

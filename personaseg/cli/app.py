@@ -12,6 +12,7 @@ import sys
 import warnings
 
 import typer
+from rich.markup import escape
 
 from ..errors import PersonasegError
 from . import bench, concepts, demo, explain, find, learn, segment, toyworld, ui
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     except PersonasegError as err:
         if os.environ.get("PERSONASEG_DEBUG"):
             raise
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)  # "[ui]" is no markup
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)

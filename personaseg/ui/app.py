@@ -42,16 +42,19 @@ def _files(value) -> list[str]:
     return [str(getattr(v, "name", v)) for v in items]
 
 
-class ImageUpload(gr.Image):
-    """``gr.Image`` handing the uploaded file to the handler as is: a file that is no image then fails in
-    ``load_image``, with the one line the CLI prints, instead of inside Gradio."""
+def _handed_as_is(image: gr.Image) -> gr.Image:
+    """Make a filepath ``gr.Image`` hand the uploaded file over as is: a file that is no image then fails
+    in ``load_image``, with the one line the CLI prints, not inside Gradio. (An instance attribute,
+    not a subclass: Gradio writes a .pyi beside the module of every component subclass.)"""
+    original = image.preprocess
 
-    is_template = True  # drawn by Gradio's own Image frontend
-
-    def preprocess(self, payload):
-        if payload is not None and getattr(payload, "path", None) and self.type == "filepath":
+    def preprocess(payload):
+        if payload is not None and getattr(payload, "path", None):
             return str(payload.path)
-        return super().preprocess(payload)
+        return original(payload)
+
+    image.preprocess = preprocess
+    return image
 
 
 def build_app(ws: Workspace) -> gr.Blocks:
@@ -206,8 +209,8 @@ def build_app(ws: Workspace) -> gr.Blocks:
         with gr.Tab("Find", id="find"):
             with gr.Row():
                 with gr.Column(scale=1):
-                    image = ImageUpload(label="Image", type="filepath", sources=["upload"], height=280,
-                                        elem_id="find-image")
+                    image = _handed_as_is(gr.Image(label="Image", type="filepath", sources=["upload"], height=280,
+                                                   elem_id="find-image"))
                     concept_pick = gr.Dropdown(label="A learned concept", choices=[], elem_id="find-concept")
                     phrase = gr.Textbox(label="…or a phrase", placeholder="mug, or <mymug>", max_lines=1,
                                         elem_id="find-phrase")

@@ -68,7 +68,7 @@ def serve(model: str | None = None, host: str = "127.0.0.1", port: int = 7860, *
             import gradio  # noqa: F401
         except ImportError:
             raise MissingExtraError("personaseg ui", "ui") from None
-        from .app import build_app
+        from .app import CSS, build_app
         from .workspace import MAX_UPLOAD, Workspace
 
         ws = Workspace(model, scratch / "results", concepts_dir, device, dtype)
@@ -80,7 +80,8 @@ def serve(model: str | None = None, host: str = "127.0.0.1", port: int = 7860, *
                 "app, read and change your concept store (no password, no TLS)")
         demo.launch(server_name=host, server_port=port, share=False, inbrowser=False, prevent_thread_lock=True,
                     max_file_size=MAX_UPLOAD, ssr_mode=False, show_error=True, quiet=True, footer_links=["api"],
-                    allowed_paths=[str(ws.scratch)], mcp_server=False, pwa=False, enable_monitoring=False)
+                    allowed_paths=[str(ws.scratch)], mcp_server=False, pwa=False, enable_monitoring=False,
+                    css=CSS)
         shown = f"[{host}]" if ":" in host else host
         say(f"personaseg ui on http://{shown}:{port} (model {model or '(default)'}, concepts in {ws.store.root}); "
             "Ctrl-C stops it")

@@ -57,6 +57,13 @@ def _handed_as_is(image: gr.Image) -> gr.Image:
     return image
 
 
+# small images (the toy model's 64 px) are drawn to the size of their box, pixels kept sharp; the files stay as made
+CSS = """
+#find-image img, #find-overlay img, #find-mask img { width: 100%; height: 100%; object-fit: contain;
+  image-rendering: pixelated; }
+"""
+
+
 def build_app(ws: Workspace) -> gr.Blocks:
     """The page; ``ws`` does the work."""
 
@@ -220,7 +227,7 @@ def build_app(ws: Workspace) -> gr.Blocks:
                         seed = gr.Number(0, label="Seed", precision=0, minimum=0, elem_id="find-seed")
                     find_btn = gr.Button("Find", variant="primary", elem_id="find-button")
                 with gr.Column(scale=2):
-                    find_status = gr.Markdown(elem_id="find-status")
+                    find_status = gr.Markdown(label="status", elem_id="find-status")
                     with gr.Row():
                         overlay_img = gr.Image(label="Overlay", format="png", interactive=False, height=300,
                                                elem_id="find-overlay")
@@ -249,7 +256,7 @@ def build_app(ws: Workspace) -> gr.Blocks:
                         stop_btn = gr.Button("Stop", elem_id="learn-stop")
                         resume_btn = gr.Button("Resume", elem_id="learn-resume")
                 with gr.Column():
-                    learn_status = gr.Markdown(elem_id="learn-status")
+                    learn_status = gr.Markdown(label="status", elem_id="learn-status")
         with gr.Tab("Concepts", id="concepts"):
             table = gr.Dataframe(headers=["token", "method", "class word", "steps", "final loss", "base model",
                                           "created"], interactive=False, elem_id="concepts-table")

@@ -149,7 +149,8 @@ class Workspace:
         save_png_atomic(mask_path, r.mask.astype(np.uint8) * 255)
         save_png_atomic(overlay_path, overlay(image, r.mask, phrase if r.found else f"{phrase}: not found"))
         heat_path = Path(f"{stem}.tokens.png")
-        save_png_atomic(heat_path, heatmap_grid(image, list(ex.maps), ex.tokens, tile=192))
+        titles = [t.replace("</w>", "") for t in ex.tokens]  # as `personaseg explain` titles them
+        save_png_atomic(heat_path, heatmap_grid(image, list(ex.maps), titles, tile=192))
         record = find_record(path.name, phrase, r, image, mask_path.name, time.perf_counter() - start)
         record_path = Path(f"{stem}.json")
         record_path.write_text(json.dumps(record) + "\n")

@@ -270,7 +270,7 @@ def build_app(ws: Workspace) -> gr.Blocks:
                 confirm_text = gr.Markdown()
                 yes_btn = gr.Button("Yes, delete it", variant="stop", elem_id="concepts-delete-yes")
                 no_btn = gr.Button("Cancel", elem_id="concepts-delete-no")
-            exported = gr.File(label="Exported file", interactive=False)
+            exported = gr.File(label="Exported file", interactive=False, elem_id="concepts-exported")
             details = gr.Markdown()
             meta = gr.JSON(label="concept.json")
 
@@ -288,7 +288,8 @@ def build_app(ws: Workspace) -> gr.Blocks:
         stop_btn.click(stop_learn, None, None, api_name="stop_learn", concurrency_limit=None,
                        concurrency_id="stop")
         gr.api(list_concepts, api_name="concepts", concurrency_limit=None, concurrency_id="concepts")
-        chosen.change(show, chosen, [meta, details], api_visibility="private")
+        chosen.change(show, chosen, [meta, details], api_visibility="private"
+                      ).then(lambda: gr.update(visible=False), None, confirm_row, api_visibility="private")  # re-ask
         delete_btn.click(ask_delete, chosen, [confirm_row, confirm_text], api_visibility="private")
         no_btn.click(lambda: gr.update(visible=False), None, confirm_row, api_visibility="private")
         yes_btn.click(delete, chosen, [confirm_row, meta, details], api_visibility="private",

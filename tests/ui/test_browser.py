@@ -313,6 +313,32 @@ def test_a_learn_can_be_stopped_resumed_and_outlives_a_closed_tab(world, server,
     _answers(server)
 
 
+def test_concepts_are_shown_exported_and_deleted_only_when_confirmed(world, server, page):
+    token, folder = world["token"], world["store"] / world["name"]
+    page.reload()  # the lists are filled when the page loads
+    _tab(page, "Concepts")
+    page.locator("#concepts-table").get_by_text(token).filter(visible=True).first.wait_for()
+    page.locator("#concepts-pick input").click()
+    page.get_by_role("option", name=token).click()
+    page.get_by_text(f"{token} in").first.wait_for()  # its settings, photos and presence reference
+    page.locator("#concepts-export").click()
+    _listed(page, "#concepts-exported", f"{world['name']}.safetensors")  # a TI embedding to download
+
+    page.locator("#concepts-delete").click()
+    page.get_by_text(f"Delete {token} from the store?").wait_for()
+    page.locator("#concepts-delete-no").click()
+    page.locator("#concepts-delete-yes").wait_for(state="hidden")
+    assert folder.exists() and token in [c["token"] for c in _answers(server)]
+    page.locator("#concepts-delete").click()
+    page.screenshot(path=str(world["shots"] / "delete.png"))
+    page.locator("#concepts-delete-yes").click()
+    page.locator("#concepts-delete-yes").wait_for(state="hidden")
+    deadline = time.monotonic() + 30
+    while folder.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not folder.exists() and token not in [c["token"] for c in _answers(server)]
+
+
 def test_stopping_removes_the_temporary_folder(world, server):
     assert any(world["tmp"].glob("personaseg-ui-*"))
     server["proc"].send_signal(signal.SIGTERM)

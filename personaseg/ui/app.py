@@ -183,9 +183,9 @@ def build_app(ws: Workspace) -> gr.Blocks:
             c = ws.store.get(token)
         except PersonasegError as err:
             raise _error(err) from None
-        photos = ", ".join(p["file"] for p in c.meta.get("photos", [])) or "-"
+        photos = html.escape(", ".join(p["file"] for p in c.meta.get("photos", [])) or "-")  # names as uploaded
         ref = c.meta.get("presence_ref")
-        text = (f"{_code(c.token)} in `{c.path}`: {c.method}, class word {c.class_word or '-'}, "
+        text = (f"{_code(c.token)} in {_code(c.path)}: {c.method}, class word {html.escape(c.class_word or '-')}, "
                 f"{c.num_vectors} vector(s), {c.meta.get('steps')} steps, final loss {_loss(c)}, "
                 f"presence on its photos {ref if ref is None else f'{ref:.4f}'}; photos: {photos}")
         return c.meta, text

@@ -253,6 +253,15 @@ def test_bad_input_gets_a_message_and_the_server_goes_on(world, server, page):
     page.locator("#find-button").click()
     _error_shown(page, f"{not_image.name} is not an image", world["shots"] / "bad-find.png")
     _answers(server)
+    # an upload over the size limit is refused before it reaches the app
+    from gradio_client import Client, handle_file
+
+    big = world["root"] / "big.png"
+    big.write_bytes(b"\0" * (26 * 1024 * 1024))
+    with pytest.raises(Exception, match="(?i)too large|exceeds|maximum"):
+        Client(server["url"], verbose=False).predict(handle_file(str(big)), "mug", api_name="/find")
+    big.unlink()
+    _answers(server)
     assert _store_digest(world["store"]) == before  # nothing lost or changed in the store
 
 

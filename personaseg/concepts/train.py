@@ -35,7 +35,7 @@ from .concept import Concept
 from .config import DEFAULT_RESOLUTION, TI_ONLY, LearnConfig, fill_template
 from .data import LearnWarning, PhotoSet, load_photos
 from .lora import check_text_encoder_lora, save_lora
-from .progress import learn_progress
+from .progress import StepCallback, learn_progress
 from .store import ConceptStore, now
 from .textual_inversion import EMBEDS_FILE, parse_token, save_embeds
 from .trainer import ContrastSpec, Trainer
@@ -63,7 +63,7 @@ def learn(
     concepts_dir: Path | None = None,
     force: bool = False,
     resume: bool = False,
-    progress: bool = True,
+    progress: bool | StepCallback = True,
 ) -> Concept:
     """Learn ``token`` (``"<mymug>"``) from ``photos`` and store it as a concept.
 
@@ -71,7 +71,9 @@ def learn(
     ``pipe``: a loaded ``StableDiffusionPipeline`` to train on; it is trained in place and restored
     on return (adapter and token rows removed, flags reset, tokenizer untouched). ``force`` replaces
     an existing concept or unfinished run; ``resume`` continues an interrupted run (``config=None``
-    takes the interrupted run's settings).
+    takes the interrupted run's settings). ``progress``: a bar on stderr, or a function called after
+    every step with ``(step, total, loss)`` (the mean of recent losses); when it returns True the run
+    stops after that step and saves a checkpoint, as Ctrl-C does (:class:`LearnInterrupted`).
     """
     name, token = parse_token(token)  # a name that cannot be a folder fails here, before any model loads
     store = ConceptStore(concepts_dir)
@@ -393,7 +395,8 @@ class _StopFlag:
         return bool(acc.reduce(flag, reduction="sum").item() > 0)  # all processes stop together
 
 
-def _loop(trainer: Trainer, start: int, losses: list[float], ckpt: Path, run: dict, progress: bool) -> list[float]:
+def _loop(trainer: Trainer, start: int, losses: list[float], ckpt: Path, run: dict,
+          progress: bool | StepCallback) -> list[float]:
     cfg, acc = trainer.cfg, trainer.acc
     saved_at = start if start else None
     base, t0 = run["train_seconds"], time.perf_counter()
@@ -405,7 +408,8 @@ def _loop(trainer: Trainer, start: int, losses: list[float], ckpt: Path, run: di
         acc.wait_for_everyone()
 
     resume_cmd = run["resume_command"]
-    with _StopFlag() as stop, learn_progress(run["token"], cfg.steps, start, progress and acc.is_main_process) as bar:
+    shown = progress if acc.is_main_process else False
+    with _StopFlag() as stop, learn_progress(run["token"], cfg.steps, start, shown) as bar:
         step = start
         try:
             for step in range(start, cfg.steps):
@@ -416,7 +420,8 @@ def _loop(trainer: Trainer, start: int, losses: list[float], ckpt: Path, run: di
                         hint="lower --lr, or use --mixed-precision bf16 or no",
                     )
                 losses = (losses + [loss])[-LOSS_WINDOW:]
-                bar.update(step + 1, sum(losses) / len(losses))
+                if bar.update(step + 1, sum(losses) / len(losses)):
+                    stop.hit = True  # the caller's progress function asked to stop: as a first Ctrl-C
                 if stop.requested(acc):
                     save(step + 1)
                     raise LearnInterrupted(

@@ -173,3 +173,21 @@ def test_resume_with_the_same_settings_on_a_model_whose_card_fills_some(tiny_sd,
     with pytest.raises(ConceptError, match=r"other settings \(templates \['a \{\}'\] -> \['x \{\}'\]\)"):
         learn(photos, "<b>", tiny_cfg(steps=2, templates=["x {}"]), model=str(model), concepts_dir=store_dir,
               resume=True, progress=False)
+
+
+def test_a_progress_function_sees_every_step_and_can_stop_the_run(pipe, photos, store_dir, tiny_cfg):
+    """What a web page or notebook uses: told (step, total, loss) each step; True stops with a checkpoint."""
+    seen = []
+
+    def told(step, total, loss):
+        seen.append((step, total))
+        return step == 2  # "stop" pressed during step 2
+
+    with pytest.raises(LearnInterrupted, match="interrupted at step 2/4"):
+        learn(photos, "<mymug>", tiny_cfg(steps=4), pipe=pipe, concepts_dir=store_dir, progress=told)
+    assert seen == [(1, 4), (2, 4)]
+    assert (store_dir / ".runs" / "mymug" / "checkpoint.safetensors").exists() and not (store_dir / "mymug").exists()
+    seen.clear()
+    concept = learn(photos, "<mymug>", None, pipe=pipe, concepts_dir=store_dir, resume=True, progress=lambda *a: seen.append(a))
+    assert [s[:2] for s in seen] == [(3, 4), (4, 4)] and all(s[2] > 0 for s in seen)
+    assert concept.meta["steps"] == 4

@@ -1,0 +1,324 @@
+"""The Gradio page: Find, Learn and Concepts tabs over a :class:`~personaseg.ui.workspace.Workspace`.
+
+Named API endpoints (``gradio_client``): ``/find`` (image file, phrase or ``<concept>``, optional
+draws and seed -> mask PNG, overlay PNG, JSON record, token heat maps, status), ``/learn`` (photo
+files, token, class word, method, steps, replace -> status), ``/resume`` (photo files, token),
+``/stop_learn`` and ``/concepts`` (the store, as ``concepts list --json``).
+Errors are raised as ``gr.Error`` with the library's one-line message: the page shows it, a script
+gets it as an exception, and the server goes on serving.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import queue
+import re
+import threading
+import time
+from typing import Any
+
+import gradio as gr
+
+from ..errors import PersonasegError
+from .workspace import MAX_PHOTOS, Workspace, collecting_warnings
+
+INTRO = """# personaseg
+Outline **your** object in photos: learn it from a few photos (**Learn**), then find it (**Find**).
+Model: `{model}` · concepts in `{store}`"""
+
+
+def _number(value, zero_is_default: bool = True) -> int | None:
+    """A Number box: empty (or 0, where 0 means "the model's default") -> None, else an int."""
+    if value is None or value == "" or (zero_is_default and int(value) == 0):
+        return None
+    return int(value)
+
+
+def _files(value) -> list[str]:
+    if not value:
+        return []
+    items = value if isinstance(value, list) else [value]
+    return [str(getattr(v, "name", v)) for v in items]
+
+
+def _handed_as_is(image: gr.Image) -> gr.Image:
+    """Make a filepath ``gr.Image`` hand the uploaded file over as is: a file that is no image then fails
+    in ``load_image``, with the one line the CLI prints, not inside Gradio. (An instance attribute,
+    not a subclass: Gradio writes a .pyi beside the module of every component subclass.)"""
+    original = image.preprocess
+
+    def preprocess(payload):
+        if payload is not None and getattr(payload, "path", None):
+            return str(payload.path)
+        return original(payload)
+
+    image.preprocess = preprocess
+    return image
+
+
+# small images (the toy model's 64 px) are drawn to the size of their box, pixels kept sharp; the files stay as made
+CSS = """
+#find-image img, #find-overlay img, #find-mask img { width: 100%; height: 100%; object-fit: contain;
+  image-rendering: pixelated; }
+"""
+
+
+def build_app(ws: Workspace) -> gr.Blocks:
+    """The page; ``ws`` does the work."""
+
+    def find(image, phrase, draws, seed):
+        try:
+            out, notes = ws.find(image, phrase, _number(draws), _number(seed, zero_is_default=False))
+        except PersonasegError as err:
+            raise _error(err) from None
+        for note in notes:
+            gr.Warning(html.escape(note))
+        r = out.summary
+        if r["found"]:
+            status = (f"{_code(r['phrase'])} found: {r['area_fraction'] * 100:.1f} % of the image, "
+                      f"presence {r['presence']:.4f}")
+        else:
+            status = f"{_code(r['phrase'])}: not found (presence {r['presence']:.4f})"
+        if r["relative_presence"] is not None:
+            status += f", {r['relative_presence']:.2f} of its presence on its own photos"
+        return str(out.mask), str(out.overlay), str(out.record), str(out.heatmap), status
+
+    def run_learn(photos, token, class_word, method, steps, replace, resume=False):
+        """Learn in a thread and stream its progress; a page that goes away stops it with a checkpoint."""
+        from ..concepts import LearnInterrupted
+
+        try:
+            job = ws.plan_learn(_files(photos), token, class_word, method, _number(steps), replace=bool(replace),
+                                resume=resume)
+        except PersonasegError as err:
+            raise _error(err) from None
+        steps_seen: queue.Queue = queue.Queue()
+        result: dict[str, Any] = {}
+
+        def work():
+            try:
+                with collecting_warnings() as notes:
+                    result["concept"] = ws.learn(job, on_step=lambda *s: steps_seen.put(s))
+                result["notes"] = notes
+            except BaseException as err:  # noqa: BLE001 - handed to the request thread below
+                result["error"] = err
+            finally:
+                steps_seen.put(None)
+
+        thread = threading.Thread(target=work, name="personaseg-learn", daemon=True)
+        thread.start()
+        done, first = False, None  # (time, step) of the first step seen: the rate leaves out loading
+        try:
+            yield f"loading the model to learn {_code(job.token)}…"
+            while True:
+                item = steps_seen.get()
+                while item is not None and not steps_seen.empty():  # show the latest step only
+                    item = steps_seen.get()
+                if item is None:
+                    break
+                step, total, loss = item
+                first = first or (time.perf_counter(), step)
+                rate = (step - first[1]) / max(time.perf_counter() - first[0], 1e-6)
+                yield (f"learning {_code(job.token)}: step {step}/{total} · loss {loss:.4f}"
+                       + (f" · {rate:.2f} steps/s" if step > first[1] else ""))
+            done = True
+        finally:
+            if not done:  # the page closed or the event was cancelled: stop after this step, keep a checkpoint
+                ws.stop_learn()
+        err = result.get("error")
+        if isinstance(err, LearnInterrupted):
+            yield (f"stopped: {html.escape(err.message)}. Press **Resume** to continue with the same photos, "
+                   "or tick *Replace* and press **Learn** to start over.")
+            return
+        if isinstance(err, PersonasegError):
+            yield f"{_code(job.token)} was not learned: {html.escape(_one_line(err))}"
+            raise _error(err)
+        if err is not None:
+            raise err
+        concept = result["concept"]
+        loss = concept.meta.get("final_loss")
+        text = (f"learned {_code(concept.token)} ({concept.method}, {concept.meta.get('steps')} steps"
+                + (f", final loss {loss:.4f}" if loss is not None else "") + "): pick it in **Find**.")
+        for note in result.get("notes", []):
+            text += f"\n\n⚠ {html.escape(note)}"
+        yield text
+
+    def resume_learn(photos, token):
+        yield from run_learn(photos, token, None, None, None, False, resume=True)
+
+    def stop_learn():
+        if ws.stop_learn():
+            gr.Info("stopping after this step (a checkpoint is saved)")
+        else:
+            gr.Info("no learn is running")
+
+    def concept_choices():
+        try:
+            concepts = ws.concepts()
+        except PersonasegError as err:
+            gr.Warning(html.escape(str(err)))
+            concepts = []
+        tokens = [c.token for c in concepts]
+        rows = [[c.token, c.method, c.class_word or "-", c.meta.get("steps"), _loss(c), c.base_model or "-",
+                 c.meta.get("created", "-")] for c in concepts]
+        return gr.update(choices=tokens, value=None), gr.update(choices=tokens, value=None), rows
+
+    def list_concepts() -> list[dict]:
+        """The concepts in the store (`personaseg concepts list --json`)."""
+        try:
+            return [{"name": c.name, "token": c.token, "method": c.method, "vectors": c.num_vectors,
+                     "class_word": c.class_word, "base_model": c.base_model, "width": c.width,
+                     "steps": c.meta.get("steps"), "created": c.meta.get("created")} for c in ws.concepts()]
+        except PersonasegError as err:
+            raise _error(err) from None
+
+    def pick(token):
+        return token or gr.skip()
+
+    def show(token):
+        if not token:
+            return None, ""
+        try:
+            c = ws.store.get(token)
+        except PersonasegError as err:
+            raise _error(err) from None
+        photos = html.escape(", ".join(p["file"] for p in c.meta.get("photos", [])) or "-")  # names as uploaded
+        ref = c.meta.get("presence_ref")
+        text = (f"{_code(c.token)} in {_code(c.path)}: {c.method}, class word {html.escape(c.class_word or '-')}, "
+                f"{c.num_vectors} vector(s), {c.meta.get('steps')} steps, final loss {_loss(c)}, "
+                f"presence on its photos {ref if ref is None else f'{ref:.4f}'}; photos: {photos}")
+        return c.meta, text
+
+    def ask_delete(token):
+        if not token:
+            raise _error("pick a concept first")
+        return gr.update(visible=True), f"Delete {_code(token)} from the store? This cannot be undone."
+
+    def delete(token):
+        try:
+            path = ws.remove(token)
+        except PersonasegError as err:
+            raise _error(err) from None
+        gr.Info(html.escape(f"removed {token} ({path})"))
+        return gr.update(visible=False), None, ""
+
+    def export(token, fmt):
+        if not token:
+            raise _error("pick a concept first")
+        try:
+            return str(ws.export(token, fmt))
+        except PersonasegError as err:
+            raise _error(err) from None
+
+    with gr.Blocks(title="personaseg", analytics_enabled=False) as demo:
+        gr.Markdown(INTRO.format(model=ws.model or "(default)", store=ws.store.root))
+        with gr.Tab("Find", id="find"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    image = _handed_as_is(gr.Image(label="Image", type="filepath", sources=["upload"], height=280,
+                                                   elem_id="find-image"))
+                    concept_pick = gr.Dropdown(label="A learned concept", choices=[], elem_id="find-concept")
+                    phrase = gr.Textbox(label="…or a phrase", placeholder="mug, or <mymug>", max_lines=1,
+                                        elem_id="find-phrase")
+                    with gr.Accordion("Settings", open=False):
+                        draws = gr.Number(0, label="Noise draws (0: the model's default)", precision=0, minimum=0,
+                                          elem_id="find-draws")
+                        seed = gr.Number(0, label="Seed", precision=0, minimum=0, elem_id="find-seed")
+                    find_btn = gr.Button("Find", variant="primary", elem_id="find-button")
+                with gr.Column(scale=2):
+                    find_status = gr.Markdown(label="status", elem_id="find-status")
+                    with gr.Row():
+                        overlay_img = gr.Image(label="Overlay", format="png", interactive=False, height=300,
+                                               elem_id="find-overlay")
+                        mask_img = gr.Image(label="Mask", format="png", interactive=False, height=300,
+                                            elem_id="find-mask")
+                    heat_img = gr.Image(label="Heat map of each prompt token", format="png", interactive=False,
+                                        elem_id="find-heatmap")
+                    record_file = gr.File(label="JSON record (mask as COCO RLE)", interactive=False,
+                                          elem_id="find-record")
+        with gr.Tab("Learn", id="learn"):
+            with gr.Row():
+                with gr.Column():
+                    photos = gr.File(label=f"Photos of your object (3-10, at most {MAX_PHOTOS})",
+                                     file_count="multiple", file_types=["image"], elem_id="learn-photos")
+                    token = gr.Textbox(label="Token", placeholder="<mymug>", max_lines=1, elem_id="learn-token")
+                    class_word = gr.Textbox(label="Class word (what it is)", placeholder="mug", max_lines=1,
+                                            elem_id="learn-class")
+                    method = gr.Radio(["ti", "lora"], value="ti", label="Method (ti: Textual Inversion, lora: LoRA)",
+                                      elem_id="learn-method")
+                    steps = gr.Number(0, label="Steps (0: the model's default)", precision=0, minimum=0,
+                                      elem_id="learn-steps")
+                    replace = gr.Checkbox(label="Replace: learn an existing concept again / start an interrupted "
+                                          "run over", value=False, elem_id="learn-replace")
+                    with gr.Row():
+                        learn_btn = gr.Button("Learn", variant="primary", elem_id="learn-button")
+                        stop_btn = gr.Button("Stop", elem_id="learn-stop")
+                        resume_btn = gr.Button("Resume", elem_id="learn-resume")
+                with gr.Column():
+                    learn_status = gr.Markdown(label="status", elem_id="learn-status")
+        with gr.Tab("Concepts", id="concepts"):
+            table = gr.Dataframe(headers=["token", "method", "class word", "steps", "final loss", "base model",
+                                          "created"], interactive=False, elem_id="concepts-table")
+            with gr.Row():
+                chosen = gr.Dropdown(label="Concept", choices=[], elem_id="concepts-pick")
+                fmt = gr.Radio(["diffusers", "a1111"], value="diffusers", label="Export format")
+            with gr.Row():
+                export_btn = gr.Button("Export", elem_id="concepts-export")
+                delete_btn = gr.Button("Delete…", variant="stop", elem_id="concepts-delete")
+            with gr.Row(visible=False) as confirm_row:
+                confirm_text = gr.Markdown()
+                yes_btn = gr.Button("Yes, delete it", variant="stop", elem_id="concepts-delete-yes")
+                no_btn = gr.Button("Cancel", elem_id="concepts-delete-no")
+            exported = gr.File(label="Exported file", interactive=False, elem_id="concepts-exported")
+            details = gr.Markdown()
+            meta = gr.JSON(label="concept.json")
+
+        lists = [concept_pick, chosen, table]
+        demo.load(concept_choices, outputs=lists, api_visibility="private")
+        concept_pick.change(pick, concept_pick, phrase, api_visibility="private")
+        find_btn.click(find, [image, phrase, draws, seed], [mask_img, overlay_img, record_file, heat_img, find_status],
+                       api_name="find", concurrency_limit=1, concurrency_id="find")
+        learn_btn.click(run_learn, [photos, token, class_word, method, steps, replace], learn_status,
+                        api_name="learn", concurrency_limit=1, concurrency_id="learn"
+                        ).then(concept_choices, outputs=lists, api_visibility="private")
+        resume_btn.click(resume_learn, [photos, token], learn_status, api_name="resume",
+                         concurrency_limit=1, concurrency_id="learn"
+                         ).then(concept_choices, outputs=lists, api_visibility="private")
+        stop_btn.click(stop_learn, None, None, api_name="stop_learn", concurrency_limit=None,
+                       concurrency_id="stop")
+        gr.api(list_concepts, api_name="concepts", concurrency_limit=None, concurrency_id="concepts")
+        chosen.change(show, chosen, [meta, details], api_visibility="private"
+                      ).then(lambda: gr.update(visible=False), None, confirm_row, api_visibility="private")  # re-ask
+        delete_btn.click(ask_delete, chosen, [confirm_row, confirm_text], api_visibility="private")
+        no_btn.click(lambda: gr.update(visible=False), None, confirm_row, api_visibility="private")
+        yes_btn.click(delete, chosen, [confirm_row, meta, details], api_visibility="private",
+                      concurrency_id="learn").then(concept_choices, outputs=lists, api_visibility="private")
+        export_btn.click(export, [chosen, fmt], exported, api_visibility="private")
+    return demo
+
+
+def _error(err) -> gr.Error:
+    """The page shows an error as HTML: escaped, so a ``<token>`` in it is not taken for a tag, and
+    an upload named by its own name, not its temporary path. It stays until closed; a script
+    (gradio_client) gets the same line, HTML-escaped."""
+    return gr.Error(html.escape(_one_line(err)), duration=None, print_exception=False)
+
+
+def _one_line(err) -> str:
+    """The error's line, an upload named by its own name (not its temporary folder)."""
+    text = str(err)
+    uploads = os.environ.get("GRADIO_TEMP_DIR")
+    if uploads:
+        text = re.sub(re.escape(uploads.rstrip("/")) + r"/[0-9a-f]+/", "", text)
+    return text
+
+
+def _code(text: str) -> str:
+    """``text`` as Markdown code: a ``<token>`` would otherwise be taken for an HTML tag and vanish."""
+    return "`" + str(text).replace("`", "'") + "`"
+
+
+def _loss(c) -> str:
+    loss = c.meta.get("final_loss")
+    return f"{loss:.4f}" if isinstance(loss, (int, float)) else "-"

@@ -1,0 +1,89 @@
+"""What `personaseg ui` does without a browser: its checks before anything loads, and that its find is
+`personaseg find` (same mask, same record) on the toy model. Needs no Gradio."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from personaseg.errors import ConceptError, InputError
+from personaseg.ui import is_loopback
+from personaseg.ui.workspace import MAX_PHOTOS, Workspace
+
+
+@pytest.mark.parametrize("host, loopback", [
+    ("127.0.0.1", True), ("127.4.5.6", True), ("localhost", True), ("::1", True), ("[::1]", True),
+    ("0.0.0.0", False), ("::", False), ("192.168.1.20", False), ("example.org", False),
+])
+def test_only_loopback_is_served_without_asking(host, loopback):
+    assert is_loopback(host) is loopback
+
+
+def test_other_hosts_need_allow_remote_and_a_busy_port_is_one_line(run, tmp_path, monkeypatch):
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    code, _, err = run("ui", "--host", "0.0.0.0", "--model", "toy")
+    assert code == 2 and "--allow-remote" in err and "Traceback" not in err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        code, _, err = run("ui", "--port", busy.getsockname()[1], "--model", "toy")
+    assert code == 2 and "cannot listen on 127.0.0.1" in err and "--port" in err
+    assert list(tmp_path.iterdir()) == []  # refused before making its temporary folder
+
+
+def test_without_the_extra_it_says_how_to_install_it_and_leaves_nothing(run, tmp_path, monkeypatch):
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    monkeypatch.setitem(sys.modules, "gradio", None)  # `import gradio` fails as if not installed
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code, _, err = run("ui", "--port", port, "--model", "toy")
+    assert code != 0 and "pip install 'personaseg[ui]'" in err
+    assert list(tmp_path.iterdir()) == []  # the temporary folder is removed on the way out
+
+
+def test_a_learn_is_checked_before_the_model_loads(tmp_path):
+    ws = Workspace("no-such-model", tmp_path / "scratch", tmp_path / "store")
+    photo = tmp_path / "p.png"
+    Image.new("RGB", (32, 32), "red").save(photo)
+    with pytest.raises(InputError, match="no photos"):
+        ws.plan_learn([], "<mymug>")
+    with pytest.raises(InputError, match=f"at most {MAX_PHOTOS}"):
+        ws.plan_learn([photo] * (MAX_PHOTOS + 1), "<mymug>")
+    for bad in ("<../../etc>", "<a/b>", "<my mug>", ""):
+        with pytest.raises(ConceptError):
+            ws.plan_learn([photo], bad)
+    (tmp_path / "store" / "mymug").mkdir(parents=True)
+    (tmp_path / "store" / "mymug" / "concept.json").write_text("{}")
+    with pytest.raises(ConceptError, match="already exists.*tick 'Replace'"):
+        ws.plan_learn([photo], "<mymug>")
+    job = ws.plan_learn([photo], "<mymug>", "mug", "lora", 7, replace=True)
+    assert job.force and job.config.steps == 7 and job.config.method == "lora" and job.config.class_word == "mug"
+    with pytest.raises(ConceptError, match="no interrupted run"):
+        ws.plan_learn([photo], "<mymug>", resume=True)
+
+
+@pytest.mark.slow  # two toy model loads: about 20 s on 2 busy cores
+def test_find_in_the_app_is_personaseg_find(run, tmp_path):
+    from personaseg.toyworld import make_scene
+
+    scene = tmp_path / "scene.png"
+    Image.fromarray(make_scene(3).image).save(scene)
+    ws = Workspace("toy", tmp_path / "scratch", tmp_path / "store")
+    with pytest.raises(InputError, match="notes.png"):  # no model needed to refuse a file that is no image
+        (tmp_path / "notes.png").write_text("not a picture")
+        ws.find(tmp_path / "notes.png", "circle")
+    out, _ = ws.find(scene, "circle", draws=2, seed=1)
+    code, stdout, _ = run("find", "circle", scene, "--model", "toy", "--draws", 2, "--seed", 1,
+                          "--out", tmp_path / "cli", "--json")
+    assert code == 0
+    cli = json.loads(stdout)
+    assert np.array_equal(np.asarray(Image.open(out.mask)), np.asarray(Image.open(tmp_path / "cli" / "scene.mask.png")))
+    assert out.summary.keys() == cli.keys() and out.summary["rle"] == cli["rle"]
+    assert json.loads(out.record.read_text())["presence"] == cli["presence"]
+    assert Image.open(out.overlay).size == Image.open(scene).size and out.heatmap.exists()

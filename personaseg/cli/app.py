@@ -14,7 +14,7 @@ import warnings
 import typer
 
 from ..errors import PersonasegError
-from . import bench, concepts, demo, explain, find, learn, segment, toyworld, track
+from . import bench, concepts, demo, explain, find, learn, segment, toyworld, track, video_bench
 from .common import err_console
 
 app = typer.Typer(
@@ -39,7 +39,7 @@ def _root() -> None:
     """Personalized segmentation with Stable Diffusion's attention (the T2M method)."""
 
 
-for module in (find, segment, explain, learn, concepts, bench, demo, toyworld, track):
+for module in (find, segment, explain, learn, concepts, bench, demo, toyworld, track, video_bench):
     module.register(app)
 
 

@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, DatasetError
+from ..errors import ConfigError, DatasetError, InputError
 from . import learning
 from .config import BASELINES, METHODS
 from .davis import VideoData, VideoTarget, open_video_dataset
 from .jf import frame_scores, summarize
-from .runner import SAMPLES, default_concepts_dir, progress_bar, start_rundir, warn
+from .runner import SAMPLES, default_concepts_dir, progress_bar, warn
 from .sharding import append_jsonl, is_main, merge_parts, part_path, read_jsonl, shard, wait
 
 MODES = ("temporal", "per-frame")
@@ -92,6 +92,19 @@ def record_key(r: dict[str, Any]) -> tuple[str, str, str]:
 
 def _merge_key(r: dict[str, Any]) -> tuple:
     return (*record_key(r), "error" in r)
+
+
+def start_rundir(rundir: Path, resume: bool) -> Path:
+    """As bench personal's: refuse to mix runs without --resume; fold a killed multi-process run's parts
+    (with this log's record key)."""
+    if is_main():
+        if ((rundir / SAMPLES).exists() or any(rundir.glob(SAMPLES + ".part*"))) and not resume:
+            raise InputError(f"{rundir} already holds a run ({SAMPLES})",
+                             hint="pass --resume to continue it, or choose another --out")
+        rundir.mkdir(parents=True, exist_ok=True)
+        merge_parts(rundir / SAMPLES, _merge_key)
+    wait()
+    return rundir
 
 
 def track_config(config: VideoBenchConfig, temporal: bool = True):

@@ -132,3 +132,25 @@ def test_config_checks():
         VideoBenchConfig(modes=["sometimes"])
     with pytest.raises(ConfigError):
         VideoBenchConfig(max_frames=0)
+
+
+def test_davis_root_with_two_objects_and_jpeg_frames(tmp_path):
+    seq = tmp_path / "JPEGImages" / "480p" / "dog-agility"
+    ann = tmp_path / "Annotations" / "480p" / "dog-agility"
+    seq.mkdir(parents=True)
+    ann.mkdir(parents=True)
+    for t in range(4):
+        Image.fromarray(np.full((30, 40, 3), 90 + t, np.uint8)).save(seq / f"{t:05d}.jpg")
+        labels = np.zeros((30, 40), np.uint8)
+        labels[5:15, 5 + t:15 + t] = 1
+        labels[18:28, 20:30] = 2
+        labels[0, :] = 255  # void
+        im = Image.fromarray(labels, "P")
+        im.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0] + [0, 0, 0] * 253)
+        im.save(ann / f"{t:05d}.png")
+    data = open_video_dataset(tmp_path)
+    assert [t.key for t in data.targets] == ["dog-agility/1", "dog-agility/2"] and not data.errors
+    first = data.targets[0]
+    assert first.concept.class_word == "dog" and first.from_first_frame
+    assert first.gt(3)[5:15, 8:18].all() and first.gt(3).sum() == 100
+    assert first.concept.photos[0].size == (14, 14)  # the box and a quarter on each side

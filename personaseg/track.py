@@ -16,8 +16,10 @@ Temporal mode (the default), three simple rules:
 
 1. *Attention averaged over neighbouring frames.* A frame runs only ``TrackConfig.draws`` noise
    draws (seeded by its index, so neighbours' noise differs), and the attention of the ``window``
-   frames on each side joins its own as extra draws: 2 draws x 5 frames stand in for 10 draws of
-   one frame, at a fifth of the UNet work. Objects move little from one frame to the next.
+   frames on each side joins its own as extra draws when presence is read: 2 draws x 5 frames stand
+   in for 10 draws of one frame, at a fifth of the UNet work. The outline is drawn from the frame's
+   own draws (the neighbours' smear a moving object; on the toy model masks need one draw, presence
+   more: benchmarks/RESULTS.md).
 2. *Presence hysteresis.* An object found in the previous frame stays found while its presence
    (and relative presence) clear ``hysteresis`` x find's thresholds; a lost object needs the full
    thresholds again. One weak frame does not drop it; an object that left the frame is dropped.
@@ -76,7 +78,7 @@ class FrameResult:
     phrase: str
     mask: np.ndarray  # (H, W) bool, empty when not found
     scores: np.ndarray  # (H, W) float32 in [0, 1]
-    presence: float  # as FindResult.presence (from the attention averaged over the window in temporal mode)
+    presence: float  # as FindResult.presence (temporal mode: read on the attention averaged over the window)
     found: bool
     relative_presence: float | None
     unet_rows: int  # UNet forwards (noise draws x prompts) run for this frame
@@ -201,33 +203,36 @@ def track(seg, frames: Iterable, phrase: str, prompt: str | None = None,
     out = 0  # position (in held) of the next frame to finish
     prev_found, prev_mask = False, None
 
+    def find_on(attn: dict) -> Any:
+        seg._attn.clear()
+        seg._attn.update(attn)
+        return seg.find(phrase, prompt)
+
     def finish(p: int) -> FrameResult:
         nonlocal prev_found, prev_mask
         me = held[p]
         start = time.perf_counter()
         near = [me] + [held[q] for q in range(max(0, p - window), min(len(held), p + window + 1)) if q != p]
         seg._image, seg._geom, seg._noisy = me.image, me.geom, me.noisy
-        seg._attn.clear()
-        seg._attn.update({k: _merged(near, k) for k in keys})
-        r = seg.find(phrase, prompt)  # find's own answer: presence, its rules, its pick
-        found, mask = r.found, r.mask
+        # find's own answer on the attention of the window: presence and its rules read over time
+        r = find_on({k: _merged(near, k) for k in keys})
+        found, mask, scores = r.found, r.mask, r.scores
         if temporal:
             found = r.found or (prev_found and _clears(r, seg.config, cfg.hysteresis))
-            if found and (not r.found or prev_mask is not None):
+            mask = np.zeros_like(r.mask)
+            if found:  # the outline from the frame's own draws: neighbours' would smear a moving object
                 with _settings(seg, min_presence=None, min_relative_presence=None):
-                    pick = r.mask if r.found else seg.find(phrase, prompt).mask
+                    own = find_on(me.attn)
+                    mask, scores = own.mask, own.scores
                     if prev_mask is not None:
                         with _settings(seg, keep="all"):
-                            every = seg.find(phrase, prompt).mask
-                        if pick.sum() < every.sum():  # find kept one region of several
+                            every = find_on(me.attn).mask
+                        if mask.sum() < every.sum():  # find kept one region of several
                             cont = continuing_region(every, prev_mask)
-                            pick = cont if cont is not None else pick
-                mask = pick
-            if not found:
-                mask = np.zeros_like(r.mask)
+                            mask = cont if cont is not None else mask
             prev_found, prev_mask = found, (mask if found else None)
         seg._attn.clear()
-        return FrameResult(index=me.index, time=me.time, phrase=phrase, mask=mask, scores=r.scores,
+        return FrameResult(index=me.index, time=me.time, phrase=phrase, mask=mask, scores=scores,
                            presence=r.presence, found=bool(found), relative_presence=r.relative_presence,
                            unet_rows=draws * len(keys), image=me.image,
                            timings={"unet_s": me.seconds, "t2m_s": time.perf_counter() - start})

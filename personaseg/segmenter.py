@@ -490,3 +490,14 @@ class Segmenter:
         maps = restore(t2m.minmax(maps), self._geom).clamp(0, 1)  # (T, H, W)
         return ExplainResult(text, tok.convert_ids_to_tokens([ids[p] for p in positions]),
                              maps.cpu().numpy().astype(np.float32))
+
+    def track(self, frames, phrase: str, prompt: str | None = None, config=None):
+        """Follow ``phrase`` through ``frames`` (images, paths or :class:`personaseg.video.Frame`s, e.g.
+        ``open_clip(path).frames()``); yields a :class:`personaseg.track.FrameResult` per frame, streaming.
+
+        ``config`` is a :class:`personaseg.track.TrackConfig` (default: temporal mode, see
+        :mod:`personaseg.track`). Each frame is found by :meth:`find`; the image set before is dropped.
+        """
+        from .track import track
+
+        return track(self, frames, phrase, prompt, config)

@@ -15,7 +15,7 @@ import click
 import typer
 
 from ..errors import PersonasegError
-from . import bench, concepts, demo, explain, find, learn, segment, toyworld, ui
+from . import bench, concepts, demo, explain, find, learn, segment, toyworld, track, ui, video_bench
 from .common import err_console, styled
 
 DEBUG_VAR = "PERSONASEG_DEBUG"  # set: tracebacks instead of one-line errors
@@ -44,7 +44,7 @@ def _root() -> None:
     """Personalized segmentation with Stable Diffusion's attention (the T2M method)."""
 
 
-for module in (find, segment, explain, learn, concepts, bench, demo, toyworld, ui):
+for module in (find, segment, explain, learn, concepts, bench, demo, toyworld, track, video_bench, ui):
     module.register(app)
 
 

@@ -1,0 +1,269 @@
+"""Follow a phrase or a learned concept through the frames of a clip (``Segmenter.track``).
+
+    >>> seg = Segmenter.from_pretrained("toy")
+    >>> for r in seg.track(open_clip("walk.mp4").frames(), "<mymug>"):
+    ...     r.index, r.time, r.found, r.mask.shape
+
+Each frame is found by :meth:`Segmenter.find` itself (so presence, the concept's presence
+reference, ``keep``, ``outline`` and the CRF mean what they mean for a photo); what ``track``
+adds is how the frames' attention is computed and, in temporal mode, how frames inform each other.
+
+Per-frame mode (``TrackConfig(temporal=False)``): every frame as ``find`` would see it as a still
+(the same ``FindConfig.draws`` and seed), only batched: ``batch`` frames x their draws go through
+the UNet per call, and the text is encoded once. Its masks equal ``set_image`` + ``find`` per frame.
+
+Temporal mode (the default), three simple rules:
+
+1. *Attention averaged over neighbouring frames.* A frame runs only ``TrackConfig.draws`` noise
+   draws (seeded by its index, so neighbours' noise differs), and the attention of the ``window``
+   frames on each side joins its own as extra draws when presence is read: 2 draws x 5 frames stand
+   in for 10 draws of one frame, at a fifth of the UNet work. The outline is drawn from the frame's
+   own draws (the neighbours' smear a moving object; on the toy model masks need one draw, presence
+   more: benchmarks/RESULTS.md).
+2. *Presence hysteresis.* An object found in the previous frame stays found while its presence
+   (and relative presence) clear ``hysteresis`` x find's thresholds; a lost object needs the full
+   thresholds again. One weak frame does not drop it; an object that left the frame is dropped.
+3. *The region that continues the object.* When find keeps one region of several (a concept), the
+   region overlapping the previous frame's mask most is kept instead of the one holding the
+   token's peak; with no overlap, find's own pick.
+
+``FrameResult.unet_rows`` counts the UNet forwards (draws x prompts) spent on a frame: the compute
+the two modes are compared by.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy import ndimage
+
+from .capture import QueryKey
+from .errors import ConfigError
+from .images import load_image, to_rgb
+
+
+@dataclass
+class TrackConfig:
+    """How ``track`` treats time. The find settings themselves are the segmenter's ``FindConfig``."""
+
+    temporal: bool = True  # the temporal rules of the module docstring; False: per-frame find
+    draws: int = 2  # temporal: noise draws per frame (per-frame mode uses FindConfig.draws)
+    window: int = 2  # temporal: frames on each side whose attention is averaged with the frame's own
+    hysteresis: float = 0.8  # temporal: a found object stays found down to this share of find's thresholds
+    batch: int = 8  # frames per UNet call (lower it to bound memory)
+
+    def __post_init__(self) -> None:
+        if self.draws < 1 or self.batch < 1 or self.window < 0:
+            raise ConfigError("track needs draws >= 1, batch >= 1 and window >= 0")
+        if not 0.0 < self.hysteresis <= 1.0:
+            raise ConfigError(f"hysteresis={self.hysteresis} out of range", hint="use a share in (0, 1], 1 = none")
+
+
+@dataclass
+class FrameResult:
+    """One frame of a tracked clip (arrays at the frame's size)."""
+
+    index: int  # the frame's position in the clip
+    time: float | None  # seconds from the clip's start (None when the frames came without times)
+    phrase: str
+    mask: np.ndarray  # (H, W) bool, empty when not found
+    scores: np.ndarray  # (H, W) float32 in [0, 1]
+    presence: float  # as FindResult.presence (temporal mode: read on the attention averaged over the window)
+    found: bool
+    relative_presence: float | None
+    unet_rows: int  # UNet forwards (noise draws x prompts) run for this frame
+    image: Image.Image = field(repr=False)  # the frame (RGB), for overlays
+    timings: dict[str, float] = field(default_factory=dict)  # seconds
+
+
+@dataclass
+class _Pending:
+    """A frame encoded and attended, waiting for its neighbours."""
+
+    index: int
+    time: float | None
+    image: Image.Image
+    geom: Any
+    noisy: torch.Tensor  # (d, C, h, w)
+    attn: dict  # (prompt, adapter) -> the segmenter's _Attention for this frame's d draws
+    seconds: float = 0.0  # encode + its share of the batched UNet calls
+
+
+@contextmanager
+def _settings(seg, **changes):
+    """The segmenter's FindConfig with ``changes`` for the duration (restored on exit)."""
+    old = seg.config
+    seg.config = dataclasses.replace(old, **changes)
+    try:
+        yield
+    finally:
+        seg.config = old
+
+
+def _frames(frames: Iterable) -> Iterator[tuple[int, float | None, Image.Image]]:
+    """(index, time, RGB image) from Frames, PIL images or paths."""
+    for i, f in enumerate(frames):
+        if hasattr(f, "image") and hasattr(f, "index"):
+            yield f.index, f.time, f.image
+        elif isinstance(f, (str, Path)):
+            yield i, None, load_image(f)
+        else:
+            yield i, None, to_rgb(f)
+
+
+def _passes(seg, image: Image.Image, phrase: str, prompt: str | None) -> list[tuple]:
+    """The UNet passes (prompt, adapter) a find of ``phrase`` runs, read off one find of one draw
+    (so track follows whatever find needs: the concept's prompt, its class word's, ...)."""
+    with _settings(seg, draws=1, draw_batch=1):
+        seg.set_image(image)
+        seg.find(phrase, prompt)
+        keys = list(seg._attn)
+    seg._attn.clear()
+    return keys
+
+
+def _attend(seg, batch: list[_Pending], keys: list[tuple], draws: int, rows_per_call: int) -> None:
+    """Run every pass for the batch's frames in batched UNet calls; store each frame's share."""
+    by_size: dict[tuple, list[_Pending]] = {}
+    for p in batch:  # a clip's frames share one size; a list of stills may not
+        by_size.setdefault(tuple(p.noisy.shape), []).append(p)
+    for group in by_size.values():
+        noisy = torch.cat([p.noisy for p in group])  # (B*d, C, h, w)
+        with _settings(seg, draws=len(noisy), draw_batch=rows_per_call):
+            for key in keys:
+                seg._noisy = noisy
+                seg._attn.clear()
+                att = seg._attention(*key)  # the segmenter's own pass, over B*d rows
+                for k, p in enumerate(group):
+                    rows = slice(k * draws, (k + 1) * draws)
+                    qk = att.self_qk
+                    p.attn[key] = dataclasses.replace(
+                        att, cross=[c[rows] for c in att.cross],
+                        self_qk=QueryKey(qk.q[rows], qk.k[rows], qk.scale) if qk is not None else None,
+                        seconds=att.seconds / len(group))
+                    p.seconds += att.seconds / len(group)
+        seg._attn.clear()
+
+
+def _merged(frames: list[_Pending], key: tuple) -> Any:
+    """One frame's attention with its neighbours' draws appended (same grids only)."""
+    own = frames[0].attn[key]
+    same = [f.attn[key] for f in frames if f.attn[key].grids == own.grids]
+    if len(same) == 1:
+        return own
+    qk = own.self_qk
+    return dataclasses.replace(
+        own, cross=[torch.cat([a.cross[i] for a in same]) for i in range(len(own.cross))],
+        self_qk=QueryKey(torch.cat([a.self_qk.q for a in same]), torch.cat([a.self_qk.k for a in same]), qk.scale)
+        if qk is not None else None)
+
+
+def _clears(r, cfg, factor: float) -> bool:
+    """Whether find's presence rules pass with every threshold scaled by ``factor``."""
+    if cfg.min_presence is not None and r.presence < factor * cfg.min_presence:
+        return False
+    if cfg.min_relative_presence is not None and r.relative_presence is not None:
+        return r.relative_presence >= factor * cfg.min_relative_presence
+    return True
+
+
+def continuing_region(every: np.ndarray, previous: np.ndarray) -> np.ndarray | None:
+    """The connected region (8-connectivity) of ``every`` overlapping ``previous`` most; None if none does."""
+    labels, n = ndimage.label(every, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return None
+    overlap = np.bincount(labels[previous & every], minlength=n + 1)[1:]  # (n,) pixels shared per region
+    if overlap.max() == 0:
+        return None
+    return labels == int(np.argmax(overlap)) + 1
+
+
+def track(seg, frames: Iterable, phrase: str, prompt: str | None = None,
+          config: TrackConfig | None = None) -> Iterator[FrameResult]:
+    """Yield a :class:`FrameResult` per frame of ``frames`` (Frames, PIL images or paths), streaming:
+    at most ``batch + window`` frames are held at once."""
+    cfg = config or TrackConfig()
+    temporal = cfg.temporal
+    draws = cfg.draws if temporal else seg.config.draws
+    window = cfg.window if temporal else 0
+    rows_per_call = max(seg.config.draw_batch, cfg.batch * draws)
+    stream = _frames(frames)
+    keys: list[tuple] | None = None
+    held: deque[_Pending] = deque()  # frames whose neighbours may still be needed
+    out = 0  # position (in held) of the next frame to finish
+    prev_found, prev_mask = False, None
+
+    def find_on(attn: dict) -> Any:
+        seg._attn.clear()
+        seg._attn.update(attn)
+        return seg.find(phrase, prompt)
+
+    def finish(p: int) -> FrameResult:
+        nonlocal prev_found, prev_mask
+        me = held[p]
+        start = time.perf_counter()
+        near = [me] + [held[q] for q in range(max(0, p - window), min(len(held), p + window + 1)) if q != p]
+        seg._image, seg._geom, seg._noisy = me.image, me.geom, me.noisy
+        # find's own answer on the attention of the window: presence and its rules read over time
+        r = find_on({k: _merged(near, k) for k in keys})
+        found, mask, scores = r.found, r.mask, r.scores
+        if temporal:
+            found = r.found or (prev_found and _clears(r, seg.config, cfg.hysteresis))
+            mask = np.zeros_like(r.mask)
+            if found:  # the outline from the frame's own draws: neighbours' would smear a moving object
+                with _settings(seg, min_presence=None, min_relative_presence=None):
+                    own = find_on(me.attn)
+                    mask, scores = own.mask, own.scores
+                    if prev_mask is not None:
+                        with _settings(seg, keep="all"):
+                            every = find_on(me.attn).mask
+                        if mask.sum() < every.sum():  # find kept one region of several
+                            cont = continuing_region(every, prev_mask)
+                            mask = cont if cont is not None else mask
+            prev_found, prev_mask = found, (mask if found else None)
+        seg._attn.clear()
+        return FrameResult(index=me.index, time=me.time, phrase=phrase, mask=mask, scores=scores,
+                           presence=r.presence, found=bool(found), relative_presence=r.relative_presence,
+                           unet_rows=draws * len(keys), image=me.image,
+                           timings={"unet_s": me.seconds, "t2m_s": time.perf_counter() - start})
+
+    done = False
+    while not done:
+        batch: list[_Pending] = []
+        for index, when, image in stream:
+            if keys is None:
+                keys = _passes(seg, image, phrase, prompt)
+            t0 = time.perf_counter()
+            seed = seg.config.seed + index if temporal else seg.config.seed  # neighbours' noise must differ
+            with _settings(seg, draws=draws, seed=seed):
+                seg.set_image(image)
+            batch.append(_Pending(index, when, seg._image, seg._geom, seg._noisy, {},
+                                  time.perf_counter() - t0))
+            if len(batch) == cfg.batch:
+                break
+        else:
+            done = True
+        if batch:
+            _attend(seg, batch, keys, draws, rows_per_call)
+            held.extend(batch)
+        while out < len(held) and (done or out + window < len(held)):
+            yield finish(out)
+            out += 1
+            while out > window:  # nobody needs the oldest frame any more
+                held.popleft()
+                out -= 1
+    seg._noisy = None  # the segmenter holds no frame: set_image before find again
+    seg._attn.clear()
+
+
+__all__ = ["FrameResult", "TrackConfig", "continuing_region", "track"]

@@ -1,0 +1,156 @@
+"""`bench video` bookkeeping with a fake learn and a fake tracker whose figures are known: the learned
+token reads the ground truth (J = F = 1, absent frames reported absent); the class word marks every
+coloured pixel (every object: wrong beside distractors and when the instance is out of view)."""
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from personaseg.bench.davis import open_video_dataset
+from personaseg.bench.video import VideoBenchConfig, run_video
+from personaseg.errors import ConfigError, InputError
+from personaseg.toyworld.video import make_video_bench
+
+from .fakes import FakeSegmenter, install
+
+
+@dataclass
+class _Frame:
+    index: int
+    time: float | None
+    mask: np.ndarray
+    found: bool
+    presence: float = 1.0
+    relative_presence: float | None = None
+    unet_rows: int = 1
+
+
+class FakeTracker(FakeSegmenter):
+    tracks: list = []
+
+    def track(self, frames, phrase, prompt=None, config=None):
+        FakeTracker.tracks.append((phrase, config.temporal))
+        for i, path in enumerate(frames):
+            if phrase.startswith("<"):
+                ann = Path(str(path).replace("JPEGImages", "Annotations")).with_suffix(".png")
+                mask = np.asarray(Image.open(ann)) == 1
+            else:
+                a = np.asarray(Image.open(path).convert("RGB")).astype(int)
+                mask = (a.max(-1) - a.min(-1)) > 100  # every coloured object
+            yield _Frame(i, None, mask, bool(mask.any()), unet_rows=2 if config.temporal else 10)
+
+
+@pytest.fixture
+def fakes(monkeypatch):
+    install(monkeypatch)
+    import personaseg.segmenter as segmenter
+
+    monkeypatch.setattr(segmenter, "Segmenter", FakeTracker)
+    FakeTracker.tracks = []
+
+
+@pytest.fixture(scope="module")
+def toy_videos(tmp_path_factory):
+    return make_video_bench(tmp_path_factory.mktemp("v") / "toy", seed=4, sequences=3, frames=8).root
+
+
+def _cfg(tmp_path, **kw):
+    return VideoBenchConfig(**{"model": "fake", "out": tmp_path / "run", "concepts_dir": tmp_path / "cc",
+                               "modes": ["temporal", "per-frame"], **kw})
+
+
+def test_report_figures_subsets_and_timing(fakes, toy_videos, tmp_path):
+    rep = run_video(toy_videos, _cfg(tmp_path), progress=False)
+    assert set(rep["results"]) == {"ti", "class-word"} and set(rep["modes"]) == {"temporal", "per-frame"}
+    for mode in ("temporal", "per-frame"):
+        ti, cw = rep["modes"][mode]["ti"], rep["modes"][mode]["class-word"]
+        assert set(ti) == {"all", "alone", "distractor", "leaves"}
+        assert ti["all"]["J"] == ti["all"]["F"] == ti["all"]["J&F"] == 1.0 and ti["all"]["n"] == 3
+        assert ti["leaves"]["absent_reported"] == 1.0 and ti["leaves"]["absent_frames"] > 0
+        assert cw["leaves"]["absent_reported"] == 0.0  # the class word always finds something
+        assert cw["distractor"]["J&F"] < ti["distractor"]["J&F"] - 0.15
+        assert rep["per_sequence"][mode]["ti"]  # "seq/obj" -> J, F, J&F
+    t = rep["timing"]
+    assert t["temporal"]["ti"]["unet_rows_per_frame"] == 2 and t["per-frame"]["ti"]["unet_rows_per_frame"] == 10
+    assert t["temporal"]["ti"]["frames"] == 24 and t["temporal"]["ti"]["frames_per_s"] > 0
+    assert rep["dataset"]["protocol"].startswith("photos")
+    lines = (tmp_path / "run" / "samples.jsonl").read_text().splitlines()
+    assert len(lines) == 3 * 2 * 2  # targets x modes x methods
+    assert "## J&F (temporal)" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_resume_skips_scored_targets_and_a_rerun_without_it_refuses(fakes, toy_videos, tmp_path):
+    run_video(toy_videos, _cfg(tmp_path, limit=1), progress=False)
+    n = len(FakeTracker.tracks)
+    rep = run_video(toy_videos, _cfg(tmp_path, resume=True), progress=False)
+    assert len(FakeTracker.tracks) - n == 2 * 2 * 2  # only the two targets not scored yet
+    assert rep["dataset"]["n_targets"] == 3
+    with pytest.raises(InputError, match="--resume"):
+        run_video(toy_videos, _cfg(tmp_path), progress=False)
+
+
+def test_save_masks_writes_one_png_per_frame(fakes, toy_videos, tmp_path):
+    run_video(toy_videos, _cfg(tmp_path, limit=1, save_masks=True, modes=["temporal"]), progress=False)
+    seq = open_video_dataset(toy_videos).targets[0].seq
+    assert len(list((tmp_path / "run" / "masks" / "ti" / seq / "1").glob("*.png"))) == 8
+
+
+def test_a_sequence_without_annotations_is_one_line_and_the_rest_is_scored(fakes, toy_videos, tmp_path, run):
+    root = tmp_path / "toy"
+    shutil.copytree(toy_videos, root)
+    seq = sorted((root / "Annotations" / "480p").iterdir())[0]
+    shutil.rmtree(seq)
+    code, out, err = run("bench", "video", root, "--model", "fake", "--out", tmp_path / "run",
+                         "--concepts-dir", tmp_path / "cc")
+    assert code == 1 and "Traceback" not in err
+    assert [line for line in err.splitlines() if seq.name in line] == [
+        next(line for line in err.splitlines() if "annotations" in line and seq.name in line)]
+    rep = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert rep["dataset"]["n_targets"] == 2 and rep["skipped"][0]["target"] == seq.name
+    assert "report.md" in out
+
+
+def test_first_frame_protocol_without_photos(toy_videos, tmp_path):
+    root = tmp_path / "davis"
+    shutil.copytree(toy_videos, root)
+    shutil.rmtree(root / "photos")
+    (root / "meta.json").unlink()
+    data = open_video_dataset(root)
+    t = data.targets[0]
+    assert t.from_first_frame and list(t.scored) == list(range(1, 7))  # DAVIS: first and last not scored
+    assert t.concept.class_word == t.seq.split("-")[0] and len(t.concept.photos) == 2
+    assert t.tags == [] and t.gt(0).any()
+
+
+def test_config_checks():
+    with pytest.raises(ConfigError):
+        VideoBenchConfig(modes=["sometimes"])
+    with pytest.raises(ConfigError):
+        VideoBenchConfig(max_frames=0)
+
+
+def test_davis_root_with_two_objects_and_jpeg_frames(tmp_path):
+    seq = tmp_path / "JPEGImages" / "480p" / "dog-agility"
+    ann = tmp_path / "Annotations" / "480p" / "dog-agility"
+    seq.mkdir(parents=True)
+    ann.mkdir(parents=True)
+    for t in range(4):
+        Image.fromarray(np.full((30, 40, 3), 90 + t, np.uint8)).save(seq / f"{t:05d}.jpg")
+        labels = np.zeros((30, 40), np.uint8)
+        labels[5:15, 5 + t:15 + t] = 1
+        labels[18:28, 20:30] = 2
+        labels[0, :] = 255  # void
+        im = Image.fromarray(labels, "P")
+        im.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0] + [0, 0, 0] * 253)
+        im.save(ann / f"{t:05d}.png")
+    data = open_video_dataset(tmp_path)
+    assert [t.key for t in data.targets] == ["dog-agility/1", "dog-agility/2"] and not data.errors
+    first = data.targets[0]
+    assert first.concept.class_word == "dog" and first.from_first_frame
+    assert first.gt(3)[5:15, 8:18].all() and first.gt(3).sum() == 100
+    assert first.concept.photos[0].size == (14, 14)  # the box and a quarter on each side

@@ -1,0 +1,109 @@
+"""`personaseg track` on a tiny random model: outputs per clip, --json, part of a clip, bad input."""
+
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from personaseg.video import open_clip, write_video
+
+
+def _images(n, size=(56, 40), seed=0):
+    rng = np.random.default_rng(seed)
+    return [Image.fromarray((rng.random((size[1], size[0], 3)) * 255).astype("uint8")) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    d = tmp_path_factory.mktemp("clips")
+    write_video(d / "walk.mp4", _images(6), fps=10)
+    (d / "frames").mkdir()
+    for i, im in enumerate(_images(4, seed=1)):
+        im.save(d / "frames" / f"f{i}.png")  # f0 .. f3
+    return d
+
+
+def test_outputs_json_and_frame_rate(run, tiny_model_dir, clips, tmp_path):
+    out = tmp_path / "out"
+    code, stdout, err = run("track", "mug", clips / "walk.mp4", clips / "frames", "--model", tiny_model_dir,
+                            "--out", out, "--json", "--draws", "2", "--fps", "5")
+    assert code == 0, err
+    records = [json.loads(line) for line in stdout.splitlines()]
+    assert [r["frame"] for r in records] == list(range(6)) + list(range(4))
+    r = records[7]
+    assert set(r) >= {"frame", "time", "found", "presence", "rle", "bbox"} and r["time"] == pytest.approx(0.2)
+    assert r["rle"]["size"] == [40, 56] and r["video"].endswith("frames")
+    assert sorted(p.name for p in (out / "walk" / "masks").iterdir()) == [f"{i:05d}.png" for i in range(6)]
+    assert Image.open(out / "frames" / "masks" / "00003.png").size == (56, 40)
+    video = open_clip(out / "walk.overlay.mp4")
+    assert video.fps == pytest.approx(10) and len(list(video.frames())) == 6
+    assert "frames/s" in err and not list(out.glob(".*"))  # no temp folders left
+
+
+def test_every_start_end(run, tiny_model_dir, clips, tmp_path):
+    code, stdout, err = run("track", "mug", clips / "walk.mp4", "--model", tiny_model_dir, "--out", tmp_path,
+                            "--json", "--draws", "1", "--every", "2", "--start", "0.1", "--end", "0.55",
+                            "--no-temporal")
+    assert code == 0, err
+    assert [json.loads(line)["frame"] for line in stdout.splitlines()] == [1, 3, 5]
+    assert open_clip(tmp_path / "walk.overlay.mp4").fps == pytest.approx(5)  # fps / every
+
+
+def test_bad_clips_are_one_line_each_and_the_good_one_is_kept(run, tiny_model_dir, clips, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "junk.mp4").write_bytes(b"not a video" * 50)
+    with av.open(str(bad / "sound.m4a"), "w", format="mp4") as o:  # audio only
+        s = o.add_stream("aac", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 8000
+        for p in [*s.encode(frame), *s.encode()]:
+            o.mux(p)
+    (bad / "empty").mkdir()
+    (bad / "mixed").mkdir()
+    _images(1, (56, 40))[0].save(bad / "mixed" / "0.png")
+    _images(1, (40, 40))[0].save(bad / "mixed" / "1.png")
+    with av.open(str(bad / "cut.mp4"), "w", format="mp4", options={"movflags": "faststart"}) as o:
+        s = o.add_stream("mpeg4", rate=10)  # index first: a cut file opens, then ends early
+        s.width, s.height, s.pix_fmt = 56, 40, "yuv420p"
+        for im in _images(20):
+            for p in s.encode(av.VideoFrame.from_image(im)):
+                o.mux(p)
+        for p in s.encode():
+            o.mux(p)
+    cut = (bad / "cut.mp4").read_bytes()
+    (bad / "cut.mp4").write_bytes(cut[:int(len(cut) * 0.6)])
+    out = tmp_path / "out"
+    names = ["junk.mp4", "sound.m4a", "empty", "mixed", "cut.mp4"]
+    code, _, err = run("track", "mug", *[bad / n for n in names], clips / "walk.mp4", "--model", tiny_model_dir,
+                       "--out", out, "--draws", "1")
+    assert code == 2 and "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 5
+    for line, why in zip(errors, ["not a readable video", "no video stream", "no frames", "1.png: frame is 40x40",
+                                  "truncated"]):
+        assert why in line, line
+    assert len(list((out / "walk" / "masks").iterdir())) == 6 and (out / "walk.overlay.mp4").is_file()
+    assert sorted(p.name for p in out.iterdir()) == ["walk", "walk.overlay.mp4"]  # nothing half-written
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--every", "0"], "--every 0 must be >= 1"),
+    (["--start", "5"], "--start 5 s is past the end"),
+    (["--start", "0.4", "--end", "0.2"], "is not after --start"),
+])
+def test_bad_ranges(run, tiny_model_dir, clips, tmp_path, args, message):
+    code, _, err = run("track", "mug", clips / "walk.mp4", "--model", tiny_model_dir, "--out", tmp_path / "o",
+                       "--draws", "1", *args)
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "o" / "walk").exists() and not (tmp_path / "o" / "walk.overlay.mp4").exists()
+
+
+def test_an_earlier_run_is_not_replaced_without_force(run, tiny_model_dir, clips, tmp_path):
+    (tmp_path / "walk").mkdir()
+    (tmp_path / "walk" / "mine.txt").write_text("keep")
+    code, _, err = run("track", "mug", clips / "walk.mp4", "--model", tiny_model_dir, "--out", tmp_path)
+    assert code == 2 and "--force" in err and (tmp_path / "walk" / "mine.txt").read_text() == "keep"

@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.text import Text
 
 from ..errors import InputError, PersonasegError
-from .common import check_out_dir, err_console, make_segmenter, one_line_warnings
+from .common import check_out_dir, err_console, make_segmenter, one_line_warnings, styled
 from .options import ConceptsDirOpt, DeviceOpt, DtypeOpt, ModelOpt, SeedOpt
 
 
@@ -181,7 +181,7 @@ def track(
                 frames, found = _track_clip(seg, path, phrase, args, out, as_json, bar)
             except PersonasegError as err:
                 failed += 1
-                bar.console.print(f"[bold red]error:[/] {err}", highlight=False)
+                bar.console.print(styled("error:", "bold red", str(err)))
                 continue
             seconds = time.perf_counter() - t0
             bar.console.print(f"{stem}: {frames} frames ({found} with {phrase}), {frames / seconds:.2f} frames/s "

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from .bench import Method, _list, _pct, _set, bench_app
-from .common import console, one_line_warnings
+from .common import console, one_line_warnings, styled
 from .options import DeviceOpt, DtypeOpt, ModelOpt, SeedOpt
 from .toyworld import toy_app
 
@@ -53,6 +53,14 @@ def video(
     Writes RUNDIR/report.json (results[method][subset]: J, F, J&F; subsets all and each tag), report.md
     and samples.jsonl (one line per mode, method and target; --resume continues from it). A bad
     sequence is one warning line and is left out (the exit code is then 1).
+
+    Examples:
+
+      personaseg bench video toy-videos --model toy --out runs/toy-video
+
+      personaseg bench video toy-videos --model toy --modes temporal,per-frame --out runs/toy-video
+
+      personaseg bench video DAVIS --split val --out runs/davis
     """
     from ..bench.sharding import is_main
     from ..bench.video import VideoBenchConfig, run_video
@@ -88,7 +96,7 @@ def _print(report: dict[str, Any], out: Path) -> None:
                           _pct(rows["all"]["absent_reported"]), "-" if fps is None else f"{fps:.2f}")
         console.print(table)
     if report["skipped"]:
-        console.print(f"[yellow]{len(report['skipped'])} sequence(s) skipped[/] (listed in report.md)")
+        console.print(styled(f"{len(report['skipped'])} sequence(s) skipped", "yellow", "(listed in report.md)"))
     console.print(f"report: {out / 'report.md'}, {out / 'report.json'}")
 
 
@@ -99,7 +107,14 @@ def make_video_bench_cmd(
     frames: Annotated[int, typer.Option("--frames", help="Frames per clip.")] = 24,
     photos: Annotated[int, typer.Option("--photos", help="Photos of each instance to learn from.")] = 4,
 ) -> None:
-    """Write toy video sequences (DAVIS 2017 layout) with photos of each personal instance."""
+    """Write toy video sequences (DAVIS 2017 layout) with photos of each personal instance.
+
+    Examples:
+
+      personaseg toyworld make-video-bench --seed 7 --out toy-videos
+
+      personaseg toyworld make-video-bench --seed 7 --out toy-videos --sequences 6 --frames 24
+    """
     from ..toyworld.video import make_video_bench
 
     s = make_video_bench(out, seed=seed, sequences=sequences, frames=frames, photos=photos)

@@ -34,17 +34,13 @@ CONCEPT = re.compile(r"<[^<>|\s]+>")  # a learned concept in a phrase or prompt 
 def concept_model(texts: list[str | None], concepts_dir: Path | None = None) -> str | None:
     """The model the first learned concept named in ``texts`` (phrases, labels, prompts) was learned
     on, from its concept.json: what a command loads when no model is named. None when no concept
-    is named or it records no model (imported); an unknown concept fails later, where it is used."""
+    is named or it records no model (imported); an unknown concept is a :class:`ConceptError`."""
     from .concepts import ConceptStore
-    from .errors import PersonasegError
 
     store = ConceptStore(concepts_dir)
     for text in texts:
         for name in CONCEPT.findall(text or ""):
-            try:
-                model = store.get(name).base_model
-            except PersonasegError:
-                continue
+            model = store.get(name).base_model  # an unknown concept: one line now, not after a model load
             if model:
                 return model
     return None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -169,7 +170,7 @@ class Concept:
             raise ConceptError(
                 f"concept {self.token} was learned on a text encoder of width {self.width} "
                 f"({self.base_model or 'unknown model'}), but this model's is {width}",
-                hint=f"learn it again on this model: personaseg learn PHOTOS --token {self.token} --model M",
+                hint=f"learn it again on this model: personaseg learn PHOTOS --token {shlex.quote(self.token)} --model M",
             )
         self.check_model(str(getattr(pipe, "name_or_path", "") or ""))
 
@@ -185,7 +186,7 @@ class Concept:
             return
         raise ConceptError(
             f"concept {self.token} was learned on {self.base_model}, not on {here}",
-            hint=f"leave --model out (a concept's own model is the default) or use --model {self.base_model}; "
+            hint=f"leave --model out (a concept's own model is the default) or use --model {shlex.quote(self.base_model)}; "
             f"or learn it again on {here}",
         )
 
@@ -231,7 +232,7 @@ class Concept:
             raise ConceptError(
                 f"LoRA concept {self.token} was learned on a UNet with cross-attention width {want}, "
                 f"but this model's is {cross}",
-                hint=f"learn it again on this model: personaseg learn PHOTOS --token {self.token} --method lora",
+                hint=f"learn it again on this model: personaseg learn PHOTOS --token {shlex.quote(self.token)} --method lora",
             )
         adapters = pipe.get_list_adapters() if hasattr(pipe, "get_list_adapters") else {}
         if any(self.name in names for names in adapters.values()):

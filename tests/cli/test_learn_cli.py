@@ -156,6 +156,8 @@ def test_resume_and_find_take_the_model_the_concept_was_learned_on(run, photos, 
     assert (tmp_path / "out" / f"{image.stem}.mask.png").exists()
     _one_error_line(*run("find", "<mymug>", image, "--model", other, "--concepts-dir", store, "--out",
                          tmp_path / "out2")[::2], "<mymug> was learned on", str(other))
+    _one_error_line(*run("find", "<nope>", image, "--concepts-dir", store, "--out", tmp_path / "out3")[::2],
+                    "unknown concept <nope>")  # before loading the default model, which is not here
     code, _, err = run("segment", image, "--labels", "<mymug>,cup", "--concepts-dir", store, "--out", tmp_path / "seg")
     assert code == 0, err
     legend = json.loads((tmp_path / "seg" / f"{image.stem}.legend.json").read_text())

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import shlex
-import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -19,13 +19,14 @@ Temporal mode (the default), three simple rules:
    frames on each side joins its own as extra draws when presence is read: 2 draws x 5 frames stand
    in for 10 draws of one frame, at a fifth of the UNet work. The outline is drawn from the frame's
    own draws (the neighbours' smear a moving object; on the toy model masks need one draw, presence
-   more: benchmarks/RESULTS.md).
+   more: benchmarks/RESULTS.md), kept where the window's mask agrees (a few draws of a phrase whose
+   object is gone outline noise).
 2. *Presence hysteresis.* An object found in the previous frame stays found while its presence
    (and relative presence) clear ``hysteresis`` x find's thresholds; a lost object needs the full
    thresholds again. One weak frame does not drop it; an object that left the frame is dropped.
 3. *The region that continues the object.* When find keeps one region of several (a concept), the
-   region overlapping the previous frame's mask most is kept instead of the one holding the
-   token's peak; with no overlap, find's own pick.
+   region of the window's mask overlapping the previous frame's mask most is kept instead of the one
+   holding the token's peak; with no overlap, find's own pick.
 
 ``FrameResult.unet_rows`` counts the UNet forwards (draws x prompts) spent on a frame: the compute
 the two modes are compared by.
@@ -214,23 +215,28 @@ def track(seg, frames: Iterable, phrase: str, prompt: str | None = None,
         start = time.perf_counter()
         near = [me] + [held[q] for q in range(max(0, p - window), min(len(held), p + window + 1)) if q != p]
         seg._image, seg._geom, seg._noisy = me.image, me.geom, me.noisy
-        # find's own answer on the attention of the window: presence and its rules read over time
-        r = find_on({k: _merged(near, k) for k in keys})
+        # find's own answer on the attention of the window: presence, its rules and its pick read over time
+        merged = {k: _merged(near, k) for k in keys}
+        r = find_on(merged)
         found, mask, scores = r.found, r.mask, r.scores
         if temporal:
             found = r.found or (prev_found and _clears(r, seg.config, cfg.hysteresis))
             mask = np.zeros_like(r.mask)
-            if found:  # the outline from the frame's own draws: neighbours' would smear a moving object
+            if found:
                 with _settings(seg, min_presence=None, min_relative_presence=None):
-                    own = find_on(me.attn)
-                    mask, scores = own.mask, own.scores
+                    pick = r.mask if r.found else find_on(merged).mask
                     if prev_mask is not None:
                         with _settings(seg, keep="all"):
-                            every = find_on(me.attn).mask
-                        if mask.sum() < every.sum():  # find kept one region of several
+                            every = find_on(merged).mask
+                        if pick.sum() < every.sum():  # find kept one region of several
                             cont = continuing_region(every, prev_mask)
-                            mask = cont if cont is not None else mask
-            prev_found, prev_mask = found, (mask if found else None)
+                            pick = cont if cont is not None else pick
+                    # the outline from the frame's own draws (the window's smears a moving object),
+                    # kept where the window agrees (alone, a few draws also outline noise)
+                    with _settings(seg, keep="all"):
+                        own = find_on(me.attn)
+                    mask, scores = own.mask & pick, own.scores
+            prev_found, prev_mask = found, (mask if found and mask.any() else None)
         seg._attn.clear()
         return FrameResult(index=me.index, time=me.time, phrase=phrase, mask=mask, scores=scores,
                            presence=r.presence, found=bool(found), relative_presence=r.relative_presence,

@@ -50,7 +50,7 @@ def video(
 ) -> None:
     """Learn each object of ROOT, track it through its sequence, score J, F and J&F (DAVIS's measures).
 
-    Writes RUNDIR/report.json (results[method][subset]: J, F, J&F; subsets all and each tag), report.md
+    Writes RUNDIR/report.json (results\\[method]\\[subset]: J, F, J&F; subsets all and each tag), report.md
     and samples.jsonl (one line per mode, method and target; --resume continues from it). A bad
     sequence is one warning line and is left out (the exit code is then 1).
 

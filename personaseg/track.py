@@ -12,7 +12,8 @@ Per-frame mode (``TrackConfig(temporal=False)``): every frame as ``find`` would 
 (the same ``FindConfig.draws`` and seed), only batched: ``batch`` frames x their draws go through
 the UNet per call, and the text is encoded once. Its masks equal ``set_image`` + ``find`` per frame.
 
-Temporal mode (the default), three simple rules:
+Temporal mode (``temporal=True``, ``track --temporal``; off by default, since on the toy clips it
+lost to per-frame find where the object leaves: benchmarks/RESULTS.md), three simple rules:
 
 1. *Attention averaged over neighbouring frames.* A frame runs only ``TrackConfig.draws`` noise
    draws (seeded by its index, so neighbours' noise differs), and the attention of the ``window``
@@ -57,7 +58,8 @@ from .images import load_image, to_rgb
 class TrackConfig:
     """How ``track`` treats time. The find settings themselves are the segmenter's ``FindConfig``."""
 
-    temporal: bool = True  # the temporal rules of the module docstring; False: per-frame find
+    temporal: bool = False  # the temporal rules of the module docstring (off by default: on the toy clips they
+    # lost to per-frame find, benchmarks/RESULTS.md); False: per-frame find
     draws: int = 2  # temporal: noise draws per frame (per-frame mode uses FindConfig.draws)
     window: int = 2  # temporal: frames on each side whose attention is averaged with the frame's own
     hysteresis: float = 0.8  # temporal: a found object stays found down to this share of find's thresholds

@@ -45,8 +45,8 @@ def test_per_frame_mode_is_find_batched(seg, frames):
 @pytest.fixture(scope="module")
 def windowed(seg, frames):
     """Temporal runs of one draw per frame, without and with a window of one frame each side."""
-    return (list(seg.track(frames, "mug", config=TrackConfig(draws=1, window=0))),
-            list(seg.track(frames, "mug", config=TrackConfig(draws=1, window=1))))
+    return (list(seg.track(frames, "mug", config=TrackConfig(temporal=True, draws=1, window=0))),
+            list(seg.track(frames, "mug", config=TrackConfig(temporal=True, draws=1, window=1))))
 
 
 def test_temporal_uses_fewer_draws_and_averages_neighbours(windowed):
@@ -65,7 +65,7 @@ def test_streaming_holds_at_most_batch_plus_window_frames(seg, frames):
             pulled.append(i)
             yield f
 
-    cfg = TrackConfig(draws=1, window=2, batch=3)
+    cfg = TrackConfig(temporal=True, draws=1, window=2, batch=3)
     ahead = []
     for n, r in enumerate(seg.track(clip(), "mug", config=cfg)):
         assert r.index == n
@@ -79,8 +79,8 @@ def test_hysteresis_keeps_a_weakening_object(seg, frames, windowed):
     p = [r.presence for r in windowed[1]]
     k = next(i for i in range(len(p) - 1) if 0.8 * p[i] < p[i + 1] < p[i])  # presence dips after frame k
     strict = Segmenter(seg.pipe, seg.card, FindConfig(draws=3, long_side=64, min_presence=p[k]))
-    off = list(strict.track(frames, "mug", config=TrackConfig(draws=1, window=1, hysteresis=1.0)))
-    on = list(strict.track(frames, "mug", config=TrackConfig(draws=1, window=1, hysteresis=0.8)))
+    off = list(strict.track(frames, "mug", config=TrackConfig(temporal=True, draws=1, window=1, hysteresis=1.0)))
+    on = list(strict.track(frames, "mug", config=TrackConfig(temporal=True, draws=1, window=1, hysteresis=0.8)))
     assert [r.presence for r in on] == pytest.approx(p)
     assert off[k].found and not off[k + 1].found and not off[k + 1].mask.any()
     assert on[k].found and on[k + 1].found and on[k + 1].mask.any()  # one weak frame does not drop it

@@ -4,7 +4,8 @@ Examples:
 
     personaseg track "<mydog>" walk.mp4 --out tracked
     personaseg track mug cooking.mov --every 2 --start 10 --end 40 --json > mug.jsonl
-    personaseg track "<mymug>" ./frames/ --fps 30 --no-temporal     # a folder of frames, sorted by name
+    personaseg track "<mymug>" ./frames/ --fps 30                   # a folder of frames, sorted by name
+    personaseg track "<mydog>" long-walk.mp4 --temporal             # a fifth of the UNet work per frame
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ def track(
     end: Annotated[Optional[float], typer.Option("--end", help="Stop at this second (not included).")] = None,
     temporal: Annotated[bool, typer.Option("--temporal/--no-temporal", help="Temporal reasoning: attention averaged "
                         "over neighbouring frames (fewer draws each), presence hysteresis, the region continuing "
-                        "the previous frame's object. --no-temporal: per-frame find.")] = True,
+                        "the previous frame's object, at a fifth of the UNet work. Off by default: on the toy clips it lost to "
+                        "per-frame find where the object leaves (benchmarks/RESULTS.md).")] = False,
     draws_per_frame: Annotated[Optional[int], typer.Option("--draws-per-frame", help="Temporal: noise draws per "
                                "frame (default 2).")] = None,
     window: Annotated[Optional[int], typer.Option("--window", help="Temporal: neighbouring frames on each side "
@@ -144,7 +146,9 @@ def track(
 
       personaseg track mug cooking.mov --every 2 --start 10 --end 40 --json > mug.jsonl
 
-      personaseg track '<mymug>' ./frames/ --fps 30 --no-temporal
+      personaseg track '<mymug>' ./frames/ --fps 30
+
+      personaseg track '<mydog>' long-walk.mp4 --temporal
     """
     from ..video import collect_clips
 

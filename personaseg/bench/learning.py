@@ -20,6 +20,8 @@ from PIL import Image
 
 from ..config import build_config, to_dict
 from ..images import save_png_atomic
+from ..errors import DatasetError
+from .config import MASKED, learned_method
 from .datasets import ConceptSpec
 
 
@@ -30,7 +32,12 @@ class LearnJob:
     concept: ConceptSpec
     method: str  # "ti" | "lora"
     config: Any  # LearnConfig with the concept's class word
-    token: str  # "<bench-NAME-METHOD-HASH>", derived from photos + config + model
+    token: str  # "<bench-NAME-METHOD-HASH>", derived from photos (and masks) + config + model
+    row: str = ""  # the report row it serves: the method, or "ti+masks" (learned with the photos' masks)
+
+    @property
+    def masks(self) -> bool:
+        return self.row.endswith(MASKED)
 
 
 def learn_config(method: str, overrides: dict[str, Any], class_word: str, seed: int | None):
@@ -50,7 +57,7 @@ def _photo_bytes(photo: Any) -> bytes:
     return buf.getvalue()
 
 
-def concept_token(spec: ConceptSpec, method: str, config: Any, model_id: str) -> str:
+def concept_token(spec: ConceptSpec, method: str, config: Any, model_id: str, masks: bool = False) -> str:
     """The cache key as a concept token: same photos, settings and model -> same token.
 
     A local model counts by its contents (:func:`personaseg.models.model_fingerprint`): concepts
@@ -61,6 +68,10 @@ def concept_token(spec: ConceptSpec, method: str, config: Any, model_id: str) ->
     h = hashlib.sha256()
     for photo in spec.photos:
         h.update(hashlib.sha256(_photo_bytes(photo)).digest())
+    if masks:  # the masks it learned from
+        for mask in spec.masks or []:
+            h.update(hashlib.sha256(_photo_bytes(mask) if mask is not None else b"-").digest())
+        method = method + "-masks"
     h.update(json.dumps(to_dict(config.resolved()), sort_keys=True, default=str).encode())
     h.update(model_id.encode())
     h.update(model_fingerprint(model_id).encode())
@@ -70,12 +81,19 @@ def concept_token(spec: ConceptSpec, method: str, config: Any, model_id: str) ->
 
 def plan(concepts: list[ConceptSpec], methods: list[str], overrides: dict[str, Any], seed: int | None,
          model_id: str) -> list[LearnJob]:
-    """One job per (concept, learned method), in a fixed order (every process computes the same)."""
+    """One job per (concept, learned row), in a fixed order (every process computes the same).
+    A ``METHOD+masks`` row learns with the photos' masks; a concept without any is a DatasetError."""
     jobs = []
     for spec in concepts:
-        for method in methods:
+        for row in methods:
+            method = learned_method(row)
+            masks = row.endswith(MASKED)
+            if masks and not spec.masks:
+                raise DatasetError(f"{spec.source}: concept {spec.name!r} has no photo masks for --photo-masks",
+                                   hint="add masks/<photo stem>.png beside its photos (PerSeg: Annotations/<obj>/), "
+                                        "or leave --photo-masks out")
             cfg = learn_config(method, overrides, spec.class_word, seed)
-            jobs.append(LearnJob(spec, method, cfg, concept_token(spec, method, cfg, model_id)))
+            jobs.append(LearnJob(spec, method, cfg, concept_token(spec, method, cfg, model_id, masks), row))
     return jobs
 
 
@@ -101,10 +119,16 @@ def run_job(job: LearnJob, model: str | None, concepts_dir: Path, stage: Path, h
         photos = [p if isinstance(p, (str, Path)) else _stage(p, stage / job.concept.name, i)
                   for i, p in enumerate(job.concept.photos)]
         resume = (ConceptStore(concepts_dir).run_dir(job.token) / CHECKPOINT_FILE).exists()
-        learn(photos, job.token, job.config, model=model, concepts_dir=concepts_dir, resume=resume,
-              progress=False)
-    return {"concept": job.concept.name, "method": job.method, "token": job.token, "cached": hit,
-            "learn_s": 0.0 if hit else time.perf_counter() - start}
+        extra = {}
+        if job.masks:  # photo -> its mask file (photos without one are learned unguided)
+            extra["masks"] = {str(p): m for p, m in zip(photos, job.concept.masks) if m is not None}
+        concept = learn(photos, job.token, job.config, model=model, concepts_dir=concepts_dir, resume=resume,
+                        progress=False, **extra)
+    else:
+        concept = ConceptStore(concepts_dir).get(job.token)
+    return {"concept": job.concept.name, "method": job.row or job.method, "token": job.token, "cached": hit,
+            "learn_s": 0.0 if hit else time.perf_counter() - start,
+            "concept_learn_s": (getattr(concept, "meta", None) or {}).get("learn_seconds")}
 
 
 def _stage(image: Image.Image, folder: Path, i: int) -> Path:

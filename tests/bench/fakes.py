@@ -48,12 +48,16 @@ class FakeStore:
 
 
 LEARN_CALLS: list[str] = []
+MASKS_GIVEN: dict[str, dict] = {}  # token -> the masks learn was given
 
 
 def fake_learn(photos, token, config=None, *, model=None, concepts_dir=None, force=False, resume=False,
-               progress=True):
+               progress=True, masks=None):
     assert photos and all(Path(p).is_file() for p in photos)
     LEARN_CALLS.append(token)
+    if masks is not None:
+        assert all(Path(m).is_file() for m in masks.values())
+        MASKS_GIVEN[token] = masks
     name = token.strip("<>")
     (Path(concepts_dir) / name).mkdir(parents=True, exist_ok=True)
     (Path(concepts_dir) / name / "done").write_text("ok")
@@ -124,6 +128,7 @@ def install(monkeypatch):
     monkeypatch.setattr(concepts, "LearnConfig", LearnConfig, raising=False)
     monkeypatch.setattr(segmenter, "Segmenter", FakeSegmenter)
     LEARN_CALLS.clear()
+    MASKS_GIVEN.clear()
     FakeSegmenter.finds = []
 
 

@@ -2,6 +2,7 @@
 sharding over (thread-)processes, report schema."""
 
 import json
+from pathlib import Path
 import shutil
 import threading
 
@@ -173,3 +174,43 @@ def test_reference_note_only_when_some_concept_find_had_no_reference():
     assert reference_note({"absent": absent}) is None
     absent["lora"] = {"fp_rate": 1.0, "n": 4, "n_without_reference": 3}
     assert reference_note({"absent": absent}).startswith("No relative presence for 3 lora sample(s)")
+
+
+def test_photo_masks_add_a_row_learned_from_the_masks(fakes, mug19, tmp_path):
+    from .fakes import MASKS_GIVEN
+
+    rep = run_personal(mug19, _cfg(tmp_path, photo_masks=True, baselines=["ti", "class-word"]), progress=False)
+    assert list(rep["results"]) == ["ti+masks", "ti", "class-word"]
+    assert rep["results"]["ti+masks"]["all"]["mIoU"] == 1.0
+    tokens = [t for c in rep["concepts"].values() for t in c["tokens"].values()]
+    assert len(set(tokens)) == 4 and sorted(MASKS_GIVEN) == sorted(t for t in tokens if "-ti-masks-" in t)
+    for masks in MASKS_GIVEN.values():  # every photo with its own mask, matched by stem
+        assert sorted((Path(p).stem, Path(m).parent.name, Path(m).stem) for p, m in masks.items()) == \
+            [("00", "masks", "00"), ("01", "masks", "01")]
+    assert all(isinstance(r["learn_s"], float) for r in rep["results"].values())
+
+
+def test_shots_and_photo_masks_on_perseg_and_mug19(fakes, mug19, tmp_path):
+    from .fakes import MASKS_GIVEN
+
+    perseg = examples.make_perseg(tmp_path / "perseg")
+    rep = run_personal(perseg, _cfg(tmp_path, out=tmp_path / "p", shots=1, photo_masks=True), progress=False)
+    assert list(rep["results"]) == ["ti+masks", "class-word"] and rep["results"]["ti+masks"]["perseg"]["n"] == 4
+    for masks in MASKS_GIVEN.values():  # PerSAM's protocol: 00.jpg with Annotations/<obj>/00.png
+        ((photo, mask),) = masks.items()
+        assert Path(photo).name == "00.jpg" and Path(mask).parts[-3:-1] == ("Annotations", Path(photo).parent.name)
+    MASKS_GIVEN.clear()
+    rep = run_personal(mug19, _cfg(tmp_path, out=tmp_path / "m", shots=1, photo_masks=True), progress=False)
+    assert all(c["photos"] == 1 for c in rep["concepts"].values())
+    assert all(len(m) == 1 for m in MASKS_GIVEN.values()) and len(MASKS_GIVEN) == 2
+
+
+def test_photo_masks_without_masks_is_one_line(fakes, mug19, tmp_path):
+    from personaseg.errors import DatasetError
+
+    root = tmp_path / "nomasks"
+    shutil.copytree(mug19, root)
+    for folder in root.glob("concepts/*/masks"):
+        shutil.rmtree(folder)
+    with pytest.raises(DatasetError, match="has no photo masks for --photo-masks"):
+        run_personal(root, _cfg(tmp_path, photo_masks=True), progress=False)

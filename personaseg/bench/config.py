@@ -15,6 +15,7 @@ from ..errors import ConfigError
 
 METHODS = ("ti", "lora")  # learned concepts (see personaseg.concepts)
 MASKED = "+masks"  # a method's row learned with the photos' masks ("ti+masks"), beside its plain row
+GUIDES = (MASKED, "+box", "+click")  # rows learned from the photos' masks, their boxes, a click inside each
 BASELINES = ("class-word",) + METHODS  # what --baselines accepts besides the method itself
 LAYOUTS = ("auto", "mug19", "perseg", "hf")  # dataset layouts, see data/README.md
 
@@ -33,6 +34,8 @@ class BenchConfig:
     limit: int | None = None  # score only the first N samples (in dataset order)
     shots: int | None = None  # the first k photos of each concept learn it (PerSeg: of its images, the rest are tests; None: PerSeg 1, else all)
     photo_masks: bool = False  # learn from the photos' masks too: the method's row becomes METHOD+masks
+    photo_boxes: bool = False  # learn from each photo mask's bounding box (the model draws the mask): a METHOD+box row
+    photo_clicks: bool = False  # learn from a click inside each photo mask (its most interior pixel): a METHOD+click row
     split: str = "test"  # Hugging Face datasets: the split to read
     out: Path = Path("runs/bench")  # RUNDIR: samples.jsonl, report.json, report.md, grid.png
     resume: bool = False  # continue a run in `out`, skipping samples already scored
@@ -62,13 +65,19 @@ class BenchConfig:
     @property
     def methods(self) -> list[str]:
         """The method first (``ti+masks`` with photo masks), then each baseline once (the report's row order)."""
-        first = self.method + MASKED if self.photo_masks else self.method
-        return list(dict.fromkeys([first, *self.baselines]))
+        on = (self.photo_masks, self.photo_boxes, self.photo_clicks)
+        first = [self.method + g for g, flag in zip(GUIDES, on) if flag] or [self.method]
+        return list(dict.fromkeys([*first, *self.baselines]))
+
+
+def row_guide(row: str) -> str:
+    """How a report row's concepts were shown their object: "+masks", "+box", "+click" or ""."""
+    return next((g for g in GUIDES if row.endswith(g)), "")
 
 
 def learned_method(row: str) -> str | None:
-    """The learn method of a report row (``ti`` for ``ti`` and ``ti+masks``), None for a baseline."""
-    base = row[: -len(MASKED)] if row.endswith(MASKED) else row
+    """The learn method of a report row (``ti`` for ``ti``, ``ti+masks``, ``ti+box``), None for a baseline."""
+    base = row[: len(row) - len(row_guide(row))]
     return base if base in METHODS else None
 
 

@@ -7,7 +7,7 @@ the paper's), ``grid.png`` (image | ground truth | each method's prediction).
      "version": "...", "model": "...", "wall_s": ...,
      "provenance": {"version", "git_commit", "git_dirty", "model", "model_fingerprint"},
      "dataset": {"root", "layout", "n_samples", "n_concepts", "tags"},
-     "results": {METHOD: {"all": ROW, TAG: ROW, ..., "learn_s": ...}},  # ROW: see metrics.summarize
+     "results": {METHOD: {"all": ROW, TAG: ROW, ..., "learn_s": ..., "learn_cpu_s": ...}},  # ROW: see metrics.summarize
      "per_concept": {METHOD: {CONCEPT: ROW}},
      "absent": {METHOD: {"fp_rate": ..., "n": ..., "n_without_reference": ...}},  # the last: ti/lora only
      "skipped": [{"image", "concept", "error"}],
@@ -20,7 +20,8 @@ holds ``n_skipped`` (bad samples of that group, not in its figures but never dro
 ``learn_seconds`` (its whole ``learn`` call: loading, training, presence; stored in concept.json, so
 a concept taken from the cache counts what it cost when it was learned; 0 for a baseline and for
 concepts learned before it was stored). A ``METHOD+masks`` row (``--photo-masks``) learned from the
-photos' masks.
+photos' masks. ``learn_cpu_s``: the same in CPU seconds of the learning process (steadier than
+the wall on a shared machine).
 ``n_without_reference``: a learned concept's finds (present or absent) that had no relative presence,
 so ``min_relative_presence`` could not say "not found" (see :func:`reference_note`).
 
@@ -161,8 +162,9 @@ def build_report(data: BenchData, samples: list[Sample], methods: list[str], rec
         "timing": timing(records, learned, run, num_processes()),
     }
     for m, r in report["results"].items():  # what each method's accuracy cost, cached or not
-        per_concept = {x["concept"]: x.get("concept_learn_s") or 0.0 for x in learned if x["method"] == m}
-        r["learn_s"] = float(sum(per_concept[c] for c in used if c in per_concept))
+        for key, field in (("learn_s", "concept_learn_s"), ("learn_cpu_s", "concept_learn_cpu_s")):
+            per_concept = {x["concept"]: x.get(field) or 0.0 for x in learned if x["method"] == m}
+            r[key] = float(sum(per_concept[c] for c in used if c in per_concept))
     return report
 
 

@@ -62,6 +62,8 @@ def personal(
     limit: Annotated[Optional[int], typer.Option(help="Only the first N samples.")] = None,
     shots: Annotated[Optional[int], typer.Option(help="Photos per concept that learn it: the first K (PerSeg: of its images, the rest are tests; default 1 there, all elsewhere).")] = None,
     photo_masks: Annotated[bool, typer.Option("--photo-masks", help="Learn from the photos' masks too (concepts/<name>/masks/<stem>.png; PerSeg: Annotations/<obj>/): the method's row becomes METHOD+masks; --baselines ti adds the plain row.")] = False,
+    photo_boxes: Annotated[bool, typer.Option("--photo-boxes", help="Learn from each photo mask's bounding box instead (the model draws the mask): a METHOD+box row.")] = False,
+    photo_clicks: Annotated[bool, typer.Option("--photo-clicks", help="Learn from a click inside each photo mask (its most interior pixel): a METHOD+click row.")] = False,
     split: Annotated[str, typer.Option(help="Hugging Face datasets: the split to score.")] = "test",
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (RUNDIR).")] = Path("runs/bench"),
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out, skipping scored samples.")] = False,
@@ -91,7 +93,8 @@ def personal(
     config = BenchConfig(
         layout=layout.value, model=model, method=method.value, baselines=_list(baselines),
         learn=_set(learn, steps=steps, resolution=resolution, seed=seed), find=_set(find, draws=draws),
-        subsets=_list(subset) or None, limit=limit, shots=shots, photo_masks=photo_masks, split=split, out=out, resume=resume,
+        subsets=_list(subset) or None, limit=limit, shots=shots, photo_masks=photo_masks,
+        photo_boxes=photo_boxes, photo_clicks=photo_clicks, split=split, out=out, resume=resume,
         save_masks=save_masks, strict=strict, device=device, dtype=dtype, seed=seed,
         concepts_dir=concepts_dir, grid=grid,
     )

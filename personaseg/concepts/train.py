@@ -82,7 +82,7 @@ def learn(
     ``boxes`` / ``clicks`` photo -> ``(x0, y0, x1, y1)`` / ``(x, y)`` (or ``"PHOTO=..."`` strings),
     made into masks by the model (the class word's region) and saved in the concept's ``masks/``.
     """
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     name, token = parse_token(token)
     store = ConceptStore(concepts_dir)
     ckpt = store.run_dir(name) / CHECKPOINT_FILE
@@ -177,6 +177,7 @@ def learn(
                 meta.update(presence_ref=ref, presence_ref_at=at, class_presence_ref=class_ref)
                 _warn_if_weak(token, cfg, ref, class_ref)
             meta["learn_seconds"] = round(time.perf_counter() - t_start, 3)  # the whole call: loading, training, presence
+            meta["learn_cpu_seconds"] = round(time.process_time() - cpu_start, 3)  # the same in CPU time (steadier on a shared machine)
             store.write_meta(tmp, meta)
         shutil.rmtree(store.run_dir(name), ignore_errors=True)
     acc.wait_for_everyone()

@@ -187,7 +187,12 @@ def test_photo_masks_add_a_row_learned_from_the_masks(fakes, mug19, tmp_path):
     for masks in MASKS_GIVEN.values():  # every photo with its own mask, matched by stem
         assert sorted((Path(p).stem, Path(m).parent.name, Path(m).stem) for p, m in masks.items()) == \
             [("00", "masks", "00"), ("01", "masks", "01")]
-    assert all(isinstance(r["learn_s"], float) for r in rep["results"].values())
+    # each concept's learn call, cached or not; nothing for the baseline
+    assert rep["results"]["ti+masks"]["learn_s"] == rep["results"]["ti"]["learn_s"] == 2 * 1.5
+    assert rep["results"]["ti"]["learn_cpu_s"] == 2 * 1.25 and rep["results"]["class-word"]["learn_s"] == 0.0
+    again = run_personal(mug19, _cfg(tmp_path, out=tmp_path / "again", photo_masks=True, baselines=["ti"]),
+                         progress=False)
+    assert again["results"]["ti"]["learn_s"] == 3.0 and all(r["cached"] for r in read_jsonl(tmp_path / "again" / "learn.jsonl"))
 
 
 def test_shots_and_photo_masks_on_perseg_and_mug19(fakes, mug19, tmp_path):
@@ -214,3 +219,23 @@ def test_photo_masks_without_masks_is_one_line(fakes, mug19, tmp_path):
         shutil.rmtree(folder)
     with pytest.raises(DatasetError, match="has no photo masks for --photo-masks"):
         run_personal(root, _cfg(tmp_path, photo_masks=True), progress=False)
+
+
+def test_photo_boxes_and_clicks_come_from_the_photo_masks(fakes, mug19, tmp_path):
+    from personaseg.bench.datasets import mask_array
+
+    from .fakes import MASKS_GIVEN
+
+    rep = run_personal(mug19, _cfg(tmp_path, photo_boxes=True, photo_clicks=True, shots=1), progress=False)
+    assert list(rep["results"]) == ["ti+box", "ti+click", "class-word"]
+    boxes = {t: v for t, v in MASKS_GIVEN.items() if "-ti-box-" in t}
+    clicks = {t: v for t, v in MASKS_GIVEN.items() if "-ti-click-" in t}
+    assert len(boxes) == len(clicks) == 2
+    for given in boxes.values():
+        ((photo, box),) = given.items()
+        m = mask_array(Path(photo).parent.parent / "masks" / Path(photo).name, "")
+        ys, xs = m.nonzero()
+        assert list(box) == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+    for given in clicks.values():
+        ((photo, (x, y)),) = given.items()
+        assert mask_array(Path(photo).parent.parent / "masks" / Path(photo).name, "")[y, x]

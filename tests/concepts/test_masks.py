@@ -98,6 +98,7 @@ def test_learn_with_masks_records_them(photos, tmp_path, tiny_sd, tiny_cfg):
     assert meta["steps"] == 1 and meta["config"]["steps"] == 1 and meta["config"]["guided_steps"] == 1
     assert meta["config"]["attention_weight"] == 1.0 and meta["config"]["masked_loss"] is True
     assert (concept.path / "masks" / "mug0.png").is_file()
+    assert meta["learn_seconds"] >= meta["train_seconds"] > 0 and meta["learn_cpu_seconds"] > 0
 
 
 def test_guidance_losses_reach_the_token_and_follow_the_mask(photos, tmp_path, tiny_sd, tiny_cfg):

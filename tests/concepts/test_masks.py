@@ -183,3 +183,34 @@ def test_learn_from_a_click_saves_the_derived_mask(photos, tmp_path, tiny_sd, ti
     assert meta["derived_masks"] == ["masks/mug1.png"] and meta["masks"][1]["source"] == "click 10,10"
     saved = np.asarray(Image.open(concept.path / "masks" / "mug1.png")) > 0
     assert saved.shape == (56, 40) and saved.sum() == 15 * 15
+
+
+def test_resume_with_masks_ends_where_an_uninterrupted_run_ends(pipe, photos, tmp_path, tiny_cfg, monkeypatch):
+    import signal
+
+    from personaseg.concepts.train import LearnInterrupted
+    from personaseg.errors import ConceptError
+
+    _mask(tmp_path / "m", "mug1.png", SIZES["mug1"])
+    cfg = tiny_cfg(steps=3, batch_size=2, lr=1e-2)
+    kw = dict(pipe=pipe, progress=False, masks=tmp_path / "m")
+    straight = learn(photos, "<mymug>", cfg, concepts_dir=tmp_path / "a", **kw)
+    original = Trainer.train_step
+
+    def step(self, i):
+        loss = original(self, i)
+        if i == 0:
+            signal.raise_signal(signal.SIGINT)
+        return loss
+
+    monkeypatch.setattr(Trainer, "train_step", step)
+    with pytest.raises(LearnInterrupted):
+        learn(photos, "<mymug>", cfg, concepts_dir=tmp_path / "b", **kw)
+    monkeypatch.undo()
+    with pytest.raises(ConceptError, match="masks differ"):
+        learn(photos, "<mymug>", None, pipe=pipe, concepts_dir=tmp_path / "b", resume=True, progress=False)
+    resumed = learn(photos, "<mymug>", None, concepts_dir=tmp_path / "b", resume=True, **kw)
+    from safetensors.torch import load_file
+
+    a, b = (load_file(c.path / "learned_embeds.safetensors") for c in (straight, resumed))
+    assert all(torch.equal(a[k], b[k]) for k in a)

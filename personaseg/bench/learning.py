@@ -25,6 +25,11 @@ from .config import learned_method, row_guide
 from .datasets import ConceptSpec
 
 
+# LearnConfig fields added after concepts were cached: left unset they do not enter the key, so a
+# concept learned before they existed (same photos, settings, model) is still found in the cache.
+NEWER_FIELDS = ("attention_weight", "masked_loss", "guided_steps")
+
+
 @dataclass
 class LearnJob:
     """One concept to learn (or reuse) with one method."""
@@ -73,7 +78,8 @@ def concept_token(spec: ConceptSpec, method: str, config: Any, model_id: str, gu
         for mask in spec.masks or []:
             h.update(hashlib.sha256(_photo_bytes(mask) if mask is not None else b"-").digest())
         method = method + "-" + guide.lstrip("+")
-    h.update(json.dumps(to_dict(config.resolved()), sort_keys=True, default=str).encode())
+    settings = {k: v for k, v in to_dict(config.resolved()).items() if not (k in NEWER_FIELDS and v is None)}
+    h.update(json.dumps(settings, sort_keys=True, default=str).encode())
     h.update(model_id.encode())
     h.update(model_fingerprint(model_id).encode())
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", spec.name).strip("-.") or "concept"

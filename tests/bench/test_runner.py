@@ -239,3 +239,27 @@ def test_photo_boxes_and_clicks_come_from_the_photo_masks(fakes, mug19, tmp_path
     for given in clicks.values():
         ((photo, (x, y)),) = given.items()
         assert mask_array(Path(photo).parent.parent / "masks" / Path(photo).name, "")[y, x]
+
+
+def test_cache_keys_of_plain_concepts_did_not_move(tmp_path):
+    """Guidance fields left unset stay out of the cache key, so a plain concept cached before they
+    existed keeps its token (checked by hand on toy seed 1414: the four tokens of
+    benchmarks/results/toy-pairs2-ti-seed1414.json come out again); set, they change it."""
+    import dataclasses
+    import hashlib
+
+    from personaseg.bench.datasets import ConceptSpec
+    from personaseg.bench.learning import NEWER_FIELDS, concept_token, learn_config
+    from personaseg.config import to_dict
+    from personaseg.models import model_fingerprint
+
+    (tmp_path / "p.png").write_bytes(b"photo")
+    spec = ConceptSpec("mug", "mug", [tmp_path / "p.png"], "here")
+    cfg = learn_config("ti", {"steps": 300}, "mug", None)
+    old = {k: v for k, v in to_dict(cfg.resolved()).items() if k not in NEWER_FIELDS}  # the key before them
+    h = hashlib.sha256(hashlib.sha256(b"photo").digest())
+    h.update(json.dumps(old, sort_keys=True, default=str).encode())
+    h.update(b"tiny")
+    h.update(model_fingerprint("tiny").encode())
+    assert concept_token(spec, "ti", cfg, "tiny") == f"<bench-mug-ti-{h.hexdigest()[:10]}>"
+    assert concept_token(spec, "ti", dataclasses.replace(cfg, guided_steps=50), "tiny") != concept_token(spec, "ti", cfg, "tiny")

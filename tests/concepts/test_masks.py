@@ -214,3 +214,20 @@ def test_resume_with_masks_ends_where_an_uninterrupted_run_ends(pipe, photos, tm
 
     a, b = (load_file(c.path / "learned_embeds.safetensors") for c in (straight, resumed))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_lora_learns_with_masks_too(photos, tmp_path, tiny_sd, tiny_cfg, monkeypatch):
+    """Both guidance losses run for LoRA: the attention loss reaches the adapter and the token rows."""
+    seen = {}
+    original = Trainer.attention_loss
+
+    def spy(self, maps, b):
+        loss = original(self, maps, b)
+        seen["loss"] = float(loss)
+        return loss
+
+    monkeypatch.setattr(Trainer, "attention_loss", spy)
+    _mask(tmp_path / "m", "mug2.png", SIZES["mug2"])
+    concept = learn(photos, "<mymug>", tiny_cfg(method="lora", steps=2, batch_size=3), model=str(tiny_sd),
+                    concepts_dir=tmp_path / "c", progress=False, masks=tmp_path / "m")
+    assert concept.method == "lora" and concept.meta["masks"][2] is not None and seen["loss"] > 0

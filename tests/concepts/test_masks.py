@@ -223,7 +223,7 @@ def test_lora_learns_with_masks_too(photos, tmp_path, tiny_sd, tiny_cfg, monkeyp
 
     def spy(self, maps, b):
         loss = original(self, maps, b)
-        seen["loss"] = float(loss)
+        seen["loss"] = float(loss.detach())
         return loss
 
     monkeypatch.setattr(Trainer, "attention_loss", spy)

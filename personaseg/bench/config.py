@@ -14,6 +14,8 @@ from ..config import load_recipe
 from ..errors import ConfigError
 
 METHODS = ("ti", "lora")  # learned concepts (see personaseg.concepts)
+MASKED = "+masks"  # a method's row learned with the photos' masks ("ti+masks"), beside its plain row
+GUIDES = (MASKED, "+box", "+click")  # rows learned from the photos' masks, their boxes, a click inside each
 BASELINES = ("class-word",) + METHODS  # what --baselines accepts besides the method itself
 LAYOUTS = ("auto", "mug19", "perseg", "hf")  # dataset layouts, see data/README.md
 
@@ -30,7 +32,10 @@ class BenchConfig:
     find: dict[str, Any] = field(default_factory=dict)  # FindConfig overrides (recipe < flags)
     subsets: list[str] | None = None  # keep only samples carrying one of these tags (None: all)
     limit: int | None = None  # score only the first N samples (in dataset order)
-    shots: int = 1  # PerSeg: the first k images of each object are its photos (PerSAM: 1)
+    shots: int | None = None  # the first k photos of each concept learn it (PerSeg: of its images, the rest are tests; None: PerSeg 1, else all)
+    photo_masks: bool = False  # learn from the photos' masks too: the method's row becomes METHOD+masks
+    photo_boxes: bool = False  # learn from each photo mask's bounding box (the model draws the mask): a METHOD+box row
+    photo_clicks: bool = False  # learn from a click inside each photo mask (its most interior pixel): a METHOD+click row
     split: str = "test"  # Hugging Face datasets: the split to read
     out: Path = Path("runs/bench")  # RUNDIR: samples.jsonl, report.json, report.md, grid.png
     resume: bool = False  # continue a run in `out`, skipping samples already scored
@@ -52,15 +57,28 @@ class BenchConfig:
                 raise ConfigError(f"unknown baseline {name!r}", hint="use " + ", ".join(BASELINES))
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"--limit {self.limit} must be >= 1")
-        if self.shots < 1:
+        if self.shots is not None and self.shots < 1:
             raise ConfigError(f"--shots {self.shots} must be >= 1")
         self.out = Path(self.out)
         self.concepts_dir = Path(self.concepts_dir) if self.concepts_dir else None
 
     @property
     def methods(self) -> list[str]:
-        """The method first, then each baseline once (the report's row order)."""
-        return list(dict.fromkeys([self.method, *self.baselines]))
+        """The method first (``ti+masks`` with photo masks), then each baseline once (the report's row order)."""
+        on = (self.photo_masks, self.photo_boxes, self.photo_clicks)
+        first = [self.method + g for g, flag in zip(GUIDES, on) if flag] or [self.method]
+        return list(dict.fromkeys([*first, *self.baselines]))
+
+
+def row_guide(row: str) -> str:
+    """How a report row's concepts were shown their object: "+masks", "+box", "+click" or ""."""
+    return next((g for g in GUIDES if row.endswith(g)), "")
+
+
+def learned_method(row: str) -> str | None:
+    """The learn method of a report row (``ti`` for ``ti``, ``ti+masks``, ``ti+box``), None for a baseline."""
+    base = row[: len(row) - len(row_guide(row))]
+    return base if base in METHODS else None
 
 
 def read_recipe(path: str | Path | None) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -33,6 +33,7 @@ class ConceptSpec:
     class_word: str  # its category ("mug"): the class-word baseline's prompt and learn's class_word
     photos: list[Any]  # Paths to image files, or PIL images (HF datasets)
     source: str  # where it was defined, for messages
+    masks: list[Any] | None = None  # per photo: its object mask (a file), None where it has none; None: no masks at all
 
 
 @dataclass
@@ -122,15 +123,17 @@ def mask_array(mask: Any, where: str) -> np.ndarray:
 # --------------------------------------------------------------------------- layouts
 
 
-def open_dataset(root: str | Path, layout: str = "auto", *, shots: int = 1, split: str = "test",
+def open_dataset(root: str | Path, layout: str = "auto", *, shots: int | None = None, split: str = "test",
                  subsets: list[str] | None = None) -> BenchData:
-    """Read a benchmark in ``layout`` (``auto`` guesses from the files), filter it by subset tags."""
+    """Read a benchmark in ``layout`` (``auto`` guesses from the files), filter it by subset tags.
+    ``shots``: each concept learns from its first k photos (PerSeg: of its images; default 1 there,
+    all photos elsewhere)."""
     if layout == "auto":
         layout = detect_layout(root)
     if layout == "mug19":
-        data = read_mug19(root)
+        data = read_mug19(root, shots=shots)
     elif layout == "perseg":
-        data = read_perseg(root, shots=shots)
+        data = read_perseg(root, shots=shots or 1)
     elif layout == "hf":
         data = read_hf(root, split=split)
     else:
@@ -178,8 +181,9 @@ def _photos(folder: Path) -> list[Path]:
         if folder.is_dir() else []
 
 
-def read_mug19(root: str | Path) -> BenchData:
-    """``concepts/<name>/{photos/*, concept.toml}`` + ``test/{images/*, masks/*, index.jsonl}``."""
+def read_mug19(root: str | Path, shots: int | None = None) -> BenchData:
+    """``concepts/<name>/{photos/*, masks/*, concept.toml}`` + ``test/{images/*, masks/*, index.jsonl}``:
+    a photo's optional mask is ``masks/<photo stem>.png``; ``shots``: the first k photos only."""
     root = Path(root)
     index = root / "test" / "index.jsonl"
     if not index.is_file():
@@ -212,7 +216,7 @@ def read_mug19(root: str | Path) -> BenchData:
         test = root / "test"
         samples.append(Sample(image, concept, subset, where, _inside(test, image, where), _inside(test, mask, where)))
         needed.setdefault(concept, where)
-    concepts = {name: _mug19_concept(root / "concepts" / name, name, where) for name, where in needed.items()}
+    concepts = {name: _mug19_concept(root / "concepts" / name, name, where, shots) for name, where in needed.items()}
     _check_unique(samples, str(index))
     return BenchData("mug19", str(root), concepts, samples)
 
@@ -236,18 +240,30 @@ def _inside(base: Path, rel: str, where: str) -> Path:
     return path
 
 
-def _mug19_concept(folder: Path, name: str, used_at: str) -> ConceptSpec:
+def _mug19_concept(folder: Path, name: str, used_at: str, shots: int | None = None) -> ConceptSpec:
     if not folder.is_dir():
         raise DatasetError(f"{used_at}: concept {name!r} has no folder {folder}", hint="add concepts/<name>/photos/")
     photos = _photos(folder / "photos")
     if not photos:
         raise DatasetError(f"{folder / 'photos'}: concept {name!r} has no photos", hint="add a few images of it")
+    if shots is not None:
+        if len(photos) < shots:
+            raise DatasetError(f"{folder / 'photos'}: {len(photos)} photo(s), fewer than --shots {shots}",
+                               hint="lower --shots or add photos")
+        photos = photos[:shots]
     meta_path = folder / "concept.toml"
     meta = read_toml(meta_path) if meta_path.is_file() else {}
     class_word = meta.get("class_word")
     if not class_word or not isinstance(class_word, str):
         raise DatasetError(f"{meta_path}: no class_word for concept {name!r}", hint='write class_word = "mug"')
-    return ConceptSpec(name, str(class_word), photos, str(folder))
+    return ConceptSpec(name, str(class_word), photos, str(folder), _photo_masks(photos, folder / "masks"))
+
+
+def _photo_masks(photos: list[Path], folder: Path) -> list[Path | None] | None:
+    """Each photo's ``folder/<stem>.png`` where it exists; None when no photo has one."""
+    masks = [folder / f"{p.stem}.png" for p in photos]
+    masks = [m if m.is_file() else None for m in masks]
+    return masks if any(masks) else None
 
 
 def perseg_class_word(obj: str) -> str:
@@ -275,7 +291,8 @@ def read_perseg(root: str | Path, shots: int = 1) -> BenchData:
                 f"{obj_dir}: {len(files)} image(s), need more than --shots {shots}",
                 hint="lower --shots or add images",
             )
-        concepts[obj] = ConceptSpec(obj, str(overrides.get(obj, perseg_class_word(obj))), files[:shots], str(obj_dir))
+        concepts[obj] = ConceptSpec(obj, str(overrides.get(obj, perseg_class_word(obj))), files[:shots], str(obj_dir),
+                                    _photo_masks(files[:shots], masks_dir / obj))
         for img in files[shots:]:
             samples.append(Sample(
                 f"{obj}/{img.name}", obj, ["perseg"], str(img), img, masks_dir / obj / (img.stem + ".png"),

@@ -46,7 +46,9 @@ def make_mug19(out: str | Path, seed: int = 0, size: int = 64, photos: int = 2) 
         (folder / "photos").mkdir(parents=True, exist_ok=True)
         (folder / "concept.toml").write_text(f'class_word = "{word}"\n')
         for k in range(photos):
-            save_png_atomic(folder / "photos" / f"{k:02d}.png", _scene(rng, size, [(SHAPE[word], colour)])[0])
+            image, masks = _scene(rng, size, [(SHAPE[word], colour)])
+            save_png_atomic(folder / "photos" / f"{k:02d}.png", image)
+            save_png_atomic(folder / "masks" / f"{k:02d}.png", masks[0])  # what --photo-masks reads
         other = next(c for c in COLOURS if c != colour)
         cases = [("alone", [(SHAPE[word], colour)], 0),
                  ("distractor", [(SHAPE[word], other), (SHAPE[word], colour)], 1),

@@ -20,7 +20,14 @@ from PIL import Image
 
 from ..config import build_config, to_dict
 from ..images import save_png_atomic
+from ..errors import DatasetError
+from .config import learned_method, row_guide
 from .datasets import ConceptSpec
+
+
+# LearnConfig fields added after concepts were cached: left unset they do not enter the key, so a
+# concept learned before they existed (same photos, settings, model) is still found in the cache.
+NEWER_FIELDS = ("attention_weight", "masked_loss", "guided_steps")
 
 
 @dataclass
@@ -30,7 +37,13 @@ class LearnJob:
     concept: ConceptSpec
     method: str  # "ti" | "lora"
     config: Any  # LearnConfig with the concept's class word
-    token: str  # "<bench-NAME-METHOD-HASH>", derived from photos + config + model
+    token: str  # "<bench-NAME-METHOD-HASH>", derived from photos (and masks) + config + model
+    row: str = ""  # the report row it serves: the method, or "ti+masks" / "ti+box" / "ti+click"
+
+    @property
+    def guide(self) -> str:
+        """"+masks", "+box", "+click": learned from the photos' masks, their boxes, a click in each; "": plain."""
+        return row_guide(self.row)
 
 
 def learn_config(method: str, overrides: dict[str, Any], class_word: str, seed: int | None):
@@ -50,7 +63,7 @@ def _photo_bytes(photo: Any) -> bytes:
     return buf.getvalue()
 
 
-def concept_token(spec: ConceptSpec, method: str, config: Any, model_id: str) -> str:
+def concept_token(spec: ConceptSpec, method: str, config: Any, model_id: str, guide: str = "") -> str:
     """The cache key as a concept token: same photos, settings and model -> same token.
 
     A local model counts by its contents (:func:`personaseg.models.model_fingerprint`): concepts
@@ -61,7 +74,12 @@ def concept_token(spec: ConceptSpec, method: str, config: Any, model_id: str) ->
     h = hashlib.sha256()
     for photo in spec.photos:
         h.update(hashlib.sha256(_photo_bytes(photo)).digest())
-    h.update(json.dumps(to_dict(config.resolved()), sort_keys=True, default=str).encode())
+    if guide:  # the masks it learned from (or their boxes, or a click in each)
+        for mask in spec.masks or []:
+            h.update(hashlib.sha256(_photo_bytes(mask) if mask is not None else b"-").digest())
+        method = method + "-" + guide.lstrip("+")
+    settings = {k: v for k, v in to_dict(config.resolved()).items() if not (k in NEWER_FIELDS and v is None)}
+    h.update(json.dumps(settings, sort_keys=True, default=str).encode())
     h.update(model_id.encode())
     h.update(model_fingerprint(model_id).encode())
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", spec.name).strip("-.") or "concept"
@@ -70,12 +88,19 @@ def concept_token(spec: ConceptSpec, method: str, config: Any, model_id: str) ->
 
 def plan(concepts: list[ConceptSpec], methods: list[str], overrides: dict[str, Any], seed: int | None,
          model_id: str) -> list[LearnJob]:
-    """One job per (concept, learned method), in a fixed order (every process computes the same)."""
+    """One job per (concept, learned row), in a fixed order (every process computes the same).
+    A ``METHOD+masks`` row learns with the photos' masks; a concept without any is a DatasetError."""
     jobs = []
     for spec in concepts:
-        for method in methods:
+        for row in methods:
+            method = learned_method(row)
+            guide = row_guide(row)
+            if guide and not spec.masks:
+                raise DatasetError(f"{spec.source}: concept {spec.name!r} has no photo masks for --photo-masks",
+                                   hint="add masks/<photo stem>.png beside its photos (PerSeg: Annotations/<obj>/), "
+                                        "or leave --photo-masks out")
             cfg = learn_config(method, overrides, spec.class_word, seed)
-            jobs.append(LearnJob(spec, method, cfg, concept_token(spec, method, cfg, model_id)))
+            jobs.append(LearnJob(spec, method, cfg, concept_token(spec, method, cfg, model_id, guide), row))
     return jobs
 
 
@@ -101,10 +126,41 @@ def run_job(job: LearnJob, model: str | None, concepts_dir: Path, stage: Path, h
         photos = [p if isinstance(p, (str, Path)) else _stage(p, stage / job.concept.name, i)
                   for i, p in enumerate(job.concept.photos)]
         resume = (ConceptStore(concepts_dir).run_dir(job.token) / CHECKPOINT_FILE).exists()
-        learn(photos, job.token, job.config, model=model, concepts_dir=concepts_dir, resume=resume,
-              progress=False)
-    return {"concept": job.concept.name, "method": job.method, "token": job.token, "cached": hit,
-            "learn_s": 0.0 if hit else time.perf_counter() - start}
+        extra = _guidance(job, photos)
+        concept = learn(photos, job.token, job.config, model=model, concepts_dir=concepts_dir, resume=resume,
+                        progress=False, **extra)
+    else:
+        concept = ConceptStore(concepts_dir).get(job.token)
+    return {"concept": job.concept.name, "method": job.row or job.method, "token": job.token, "cached": hit,
+            "learn_s": 0.0 if hit else time.perf_counter() - start,
+            "concept_learn_s": (getattr(concept, "meta", None) or {}).get("learn_seconds"),
+            "concept_learn_cpu_s": (getattr(concept, "meta", None) or {}).get("learn_cpu_seconds")}
+
+
+def _guidance(job: LearnJob, photos: list[Path]) -> dict[str, Any]:
+    """learn's masks / boxes / clicks for a guided job: photo -> its mask file, the mask's bounding
+    box, or its most interior pixel (photos without a mask are learned unguided)."""
+    if not job.guide:
+        return {}
+    pairs = [(str(p), m) for p, m in zip(photos, job.concept.masks) if m is not None]
+    if job.guide == "+masks":
+        return {"masks": dict(pairs)}
+    from ..masks import bbox
+    from .datasets import mask_array
+
+    if job.guide == "+box":
+        return {"boxes": {p: bbox(mask_array(m, str(m))) for p, m in pairs}}
+    return {"clicks": {p: interior_point(mask_array(m, str(m))) for p, m in pairs}}
+
+
+def interior_point(mask) -> tuple[int, int]:
+    """(x, y) of the mask pixel farthest from its border: where a user clicks on the object."""
+    import numpy as np
+    from scipy import ndimage
+
+    dist = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]  # (H, W), 0 outside
+    y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    return int(x), int(y)
 
 
 def _stage(image: Image.Image, folder: Path, i: int) -> Path:

@@ -7,7 +7,7 @@ the paper's), ``grid.png`` (image | ground truth | each method's prediction).
      "version": "...", "model": "...", "wall_s": ...,
      "provenance": {"version", "git_commit", "git_dirty", "model", "model_fingerprint"},
      "dataset": {"root", "layout", "n_samples", "n_concepts", "tags"},
-     "results": {METHOD: {"all": ROW, TAG: ROW, ...}},          # ROW: see metrics.summarize
+     "results": {METHOD: {"all": ROW, TAG: ROW, ..., "learn_s": ..., "learn_cpu_s": ...}},  # ROW: see metrics.summarize
      "per_concept": {METHOD: {CONCEPT: ROW}},
      "absent": {METHOD: {"fp_rate": ..., "n": ..., "n_without_reference": ...}},  # the last: ti/lora only
      "skipped": [{"image", "concept", "error"}],
@@ -16,6 +16,12 @@ the paper's), ``grid.png`` (image | ground truth | each method's prediction).
 
 IoU-type figures are fractions in [0, 1] (report.md shows them x100, as papers do). Each ROW also
 holds ``n_skipped`` (bad samples of that group, not in its figures but never dropped silently).
+``results[METHOD]["learn_s"]``: what learning the method's concepts cost, the sum of each concept's
+``learn_seconds`` (its whole ``learn`` call: loading, training, presence; stored in concept.json, so
+a concept taken from the cache counts what it cost when it was learned; 0 for a baseline and for
+concepts learned before it was stored). A ``METHOD+masks`` row (``--photo-masks``) learned from the
+photos' masks. ``learn_cpu_s``: the same in CPU seconds of the learning process (steadier than
+the wall on a shared machine).
 ``n_without_reference``: a learned concept's finds (present or absent) that had no relative presence,
 so ``min_relative_presence`` could not say "not found" (see :func:`reference_note`).
 
@@ -36,7 +42,7 @@ import numpy as np
 
 from ..config import to_dict
 from ..images import atomic_write, save_png_atomic
-from .config import METHODS
+from .config import learned_method
 from .datasets import BenchData, Sample
 from .metrics import THRESHOLDS, summarize
 
@@ -95,7 +101,7 @@ def results_table(samples: list[Sample], methods: list[str], records: list[dict[
         concepts = dict.fromkeys(s.concept for s in samples)
         per_concept[m] = {c: row([r for r in recs if r["concept"] == c]) for c in concepts}
         absent[m] = {"fp_rate": results[m]["all"]["fp_rate"], "n": results[m]["all"]["n_absent"]}
-        if m in METHODS:  # a learned concept: how many finds could not apply the presence rule
+        if learned_method(m):  # a learned concept: how many finds could not apply the presence rule
             absent[m]["n_without_reference"] = sum(
                 1 for r in recs if "error" not in r and r.get("relative_presence") is None)
         for r in recs:
@@ -157,6 +163,10 @@ def build_report(data: BenchData, samples: list[Sample], methods: list[str], rec
                          "tokens": tokens.get(c, {})} for c in used},
         "timing": timing(records, learned, run, num_processes()),
     }
+    for m, r in report["results"].items():  # what each method's accuracy cost, cached or not
+        for key, field in (("learn_s", "concept_learn_s"), ("learn_cpu_s", "concept_learn_cpu_s")):
+            per_concept = {x["concept"]: x.get(field) or 0.0 for x in learned if x["method"] == m}
+            r[key] = float(sum(per_concept[c] for c in used if c in per_concept))
     return report
 
 
@@ -192,6 +202,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {m} | " + " | ".join(_pct(res[m][g]["mIoU"]) for g in groups)
                      + f" | {_pct(res[m]['all']['objIoU'])} |")
     lines += ["", OBJIOU_NOTE]
+    lines += ["", "Learning cost (each concept's whole learn call, cached or not): "
+              + ", ".join(f"{m} {res[m].get('learn_s', 0.0):.1f} s" for m in methods if learned_method(m)) + "."]
     lines += ["", "## All metrics (samples with the concept present)", "",
               "| method | " + " | ".join(COLUMNS) + " | n | skipped |", "|---" * (len(COLUMNS) + 3) + "|"]
     for m in methods:

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import DatasetError, InputError
 from . import learning
-from .config import METHODS, BenchConfig
+from .config import BenchConfig, learned_method
 from .datasets import BenchData, Sample, open_dataset
 from .metrics import sample_metrics
 from .sharding import append_jsonl, is_main, merge_parts, part_path, process_device, read_jsonl, shard, wait
@@ -89,7 +89,7 @@ def run_personal(root: str | Path, config: BenchConfig, *, progress: bool = True
     done = {record_key(r) for r in read_jsonl(rundir / SAMPLES) if "error" not in r}
     pending = [s for s in samples if any((m, s.image, s.concept) not in done for m in methods)]
     used = list(dict.fromkeys(s.concept for s in samples))
-    jobs = learning.plan([data.concepts[c] for c in used], [m for m in methods if m in METHODS],
+    jobs = learning.plan([data.concepts[c] for c in used], [m for m in methods if learned_method(m)],
                          config.learn, config.seed, model_id)
     grid_keys = reporting.grid_samples(samples) if config.grid else set()
     run_id = time.strftime("%Y%m%dT%H%M%S")
@@ -111,7 +111,7 @@ def run_personal(root: str | Path, config: BenchConfig, *, progress: bool = True
                 bar.advance(task)
         wait()
         learn_wall = time.perf_counter() - t_learn
-        tokens = {(j.concept.name, j.method): j.token for j in jobs}
+        tokens = {(j.concept.name, j.row): j.token for j in jobs}
 
         # 2. find and score (each process its share of the samples)
         t_load = time.perf_counter()
@@ -137,7 +137,7 @@ def run_personal(root: str | Path, config: BenchConfig, *, progress: bool = True
         report = reporting.build_report(
             data, samples, methods, read_jsonl(rundir / SAMPLES), read_jsonl(rundir / LEARNED),
             config=config, find_config=seg.config, model_id=model_id, run=run_info,
-            learn_configs={j.method: j.config for j in jobs},
+            learn_configs={j.row: j.config for j in jobs},
         )
         reporting.write_report(rundir, report, data, samples, methods, grid=config.grid)
     wait()
@@ -160,7 +160,7 @@ def score_sample(seg, sample: Sample, methods: list[str], data: BenchData, token
     encode_s = time.perf_counter() - t0
     out = []
     for i, method in enumerate(methods):
-        phrase = tokens[(sample.concept, method)] if method in METHODS else data.concepts[sample.concept].class_word
+        phrase = tokens[(sample.concept, method)] if learned_method(method) else data.concepts[sample.concept].class_word
         t0 = time.perf_counter()
         r = seg.find(phrase)
         find_s = time.perf_counter() - t0 + (encode_s if i == 0 else 0.0)

@@ -5,6 +5,8 @@ Examples:
     personaseg bench personal data/mug19 --model stable-diffusion-v1-5/stable-diffusion-v1-5 --out runs/mug19
     personaseg bench personal data/toy-bench --model toy --method ti --baselines class-word,lora
     personaseg bench personal data/PerSeg --layout perseg --shots 1 --limit 20
+    personaseg bench personal data/PerSeg --shots 1 --photo-masks        # PerSAM's protocol: 00.jpg + its mask
+    personaseg bench personal data/toy-bench --model toy --photo-masks --baselines ti,class-word
     personaseg bench personal user/my-hf-dataset --layout hf --split test
     personaseg bench voc VOCdevkit/VOC2012 --split train --crf
     accelerate launch -m personaseg bench personal data/mug19 --out runs/mug19   # one share per GPU
@@ -62,7 +64,10 @@ def personal(
     layout: Annotated[Layout, typer.Option(help="Dataset layout (auto: from the files).")] = Layout.auto,
     subset: Annotated[Optional[str], typer.Option(help="Only samples with one of these comma-separated tags.")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Only the first N samples.")] = None,
-    shots: Annotated[int, typer.Option(help="PerSeg: photos per object that learn it (the rest are tests).")] = 1,
+    shots: Annotated[Optional[int], typer.Option(help="Photos per concept that learn it: the first K (PerSeg: of its images, the rest are tests; default 1 there, all elsewhere).")] = None,
+    photo_masks: Annotated[bool, typer.Option("--photo-masks", help="Learn from the photos' masks too (concepts/<name>/masks/<stem>.png; PerSeg: Annotations/<obj>/): the method's row becomes METHOD+masks; --baselines ti adds the plain row.")] = False,
+    photo_boxes: Annotated[bool, typer.Option("--photo-boxes", help="Learn from each photo mask's bounding box instead (the model draws the mask): a METHOD+box row.")] = False,
+    photo_clicks: Annotated[bool, typer.Option("--photo-clicks", help="Learn from a click inside each photo mask (its most interior pixel): a METHOD+click row.")] = False,
     split: Annotated[str, typer.Option(help="Hugging Face datasets: the split to score.")] = "test",
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (RUNDIR).")] = Path("runs/bench"),
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out, skipping scored samples.")] = False,
@@ -106,7 +111,8 @@ def personal(
     config = BenchConfig(
         layout=layout.value, model=model, method=method.value, baselines=_list(baselines),
         learn=_set(learn, steps=steps, resolution=resolution, seed=seed), find=_set(find, draws=draws),
-        subsets=_list(subset) or None, limit=limit, shots=shots, split=split, out=out, resume=resume,
+        subsets=_list(subset) or None, limit=limit, shots=shots, photo_masks=photo_masks,
+        photo_boxes=photo_boxes, photo_clicks=photo_clicks, split=split, out=out, resume=resume,
         save_masks=save_masks, strict=strict, device=device, dtype=dtype, seed=seed,
         concepts_dir=concepts_dir, grid=grid,
     )

@@ -7,6 +7,8 @@ Examples:
     personaseg learn ./photos --token '<mymug>' --model toy       # the toy card's fast settings
     personaseg learn ./photos --token '<mymug>' --model toy --method lora --recipe lora-cpu
     personaseg learn ./photos --token '<mymug>' --resume          # after Ctrl-C: the run's model and settings
+    personaseg learn ./photos --token '<mymug>' --class-word mug --masks ./masks   # masks/<photo stem>.png
+    personaseg learn ./photos --token '<mymug>' --class-word mug --click mug1.jpg=120,80 --box mug2.jpg=10,20,200,180
     accelerate launch -m personaseg learn ./photos --token '<mymug>' --mixed-precision fp16
 """
 
@@ -57,6 +59,12 @@ def learn(
     class_images: Annotated[Optional[Path], typer.Option(help="Folder of class images for the LoRA prior or TI contrast; {class} is replaced by the class word (default: generated).")] = None,
     checkpoint_every: Annotated[Optional[int], typer.Option(help="Save a resumable checkpoint every N steps (500).")] = None,
     seed: SeedOpt = None,
+    masks: Annotated[Optional[Path], typer.Option(help="Folder of object masks, one per photo named <photo stem>.png (white = object); photos without one are learned unguided. A <stem>.mask.png beside a photo is read too.")] = None,
+    box: Annotated[Optional[list[str]], typer.Option(help="PHOTO=X0,Y0,X1,Y1: a box around the object in a photo (pixels as displayed); the class word's region in it becomes the mask. Repeatable.")] = None,
+    click: Annotated[Optional[list[str]], typer.Option(help="PHOTO=X,Y: a click on the object in a photo; the class word's region holding it becomes the mask. Repeatable.")] = None,
+    attention_weight: Annotated[Optional[float], typer.Option(help="Masks: weight of the loss pulling the token's map onto them (0: off; default: the model card's, else 1).")] = None,
+    masked_loss: Annotated[Optional[bool], typer.Option("--masked-loss/--no-masked-loss", help="Masks: learn the object's pixels only (default: the model card's, else on).", show_default=False)] = None,
+    guided_steps: Annotated[Optional[int], typer.Option(help="Optimizer steps when a photo has a mask, box or click (default: the model card's, else --steps).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run of this token.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing concept or unfinished run.")] = False,
     concepts_dir: ConceptsDirOpt = None,
@@ -79,6 +87,8 @@ def learn(
       personaseg learn ./photos --token '<mymug>' --model toy --method lora --recipe lora-cpu
 
       personaseg learn ./photos --token '<mymug>' --resume
+
+      personaseg learn ./photos --token '<mymug>' --class-word mug --masks ./masks
     """
     from ..concepts import LearnConfig
     from ..concepts import learn as learn_concept
@@ -93,6 +103,7 @@ def learn(
         "class_images": str(class_images) if class_images else None,
         "contrast_images": str(contrast_images) if contrast_images else None,
         "checkpoint_every": checkpoint_every, "seed": seed,
+        "attention_weight": attention_weight, "masked_loss": masked_loss, "guided_steps": guided_steps,
     }
     recipe_values = load_recipe(recipe) if recipe else None
     given = recipe_values or any(v is not None for v in flags.values())
@@ -101,6 +112,7 @@ def learn(
         concept = learn_concept(
             photos if len(photos) > 1 else photos[0], token, config, model=model,
             concepts_dir=concepts_dir, force=force, resume=resume, progress=not quiet,
+            masks=masks, boxes=box, clicks=click,
         )
     from accelerate import PartialState
 

@@ -73,6 +73,9 @@ class LearnConfig:
     contrast_hardest: int | None = None  # TI contrast: draw from the N images of its pool (contrast_images, else the class images) the token lights most, re-ranked every contrast_mine_every steps; None: the model card's, else 0 (all, uniformly)
     contrast_pairs: int | None = None  # TI contrast: photos (and as many pool images) read per step; None: the model card's, else batch_size
     contrast_mine_every: int = 50  # TI contrast: steps between re-rankings of the pool (contrast_hardest > 0)
+    attention_weight: float | None = None  # masks (boxes, clicks): weight of the loss pulling the token's find map (find's blocks and timestep) onto each photo's mask; None: the model card's, else 1.0 (0: off)
+    masked_loss: bool | None = None  # masks: the denoising loss counts the object's latent cells only (Break-A-Scene); None: the model card's, else true
+    guided_steps: int | None = None  # optimizer steps when a photo has a mask, box or click (guidance learns faster); None: the model card's, else steps
     class_images: str | None = None  # folder of class images ({class}: the class word); None: generate them with the model
     contrast_images: str | None = None  # TI contrast: images the token must stay off, all of them (folders, globs; {class}: the class word); None: the class images
     num_class_images: int = 100  # class images to use / generate (diffusers default 100)
@@ -123,6 +126,10 @@ class LearnConfig:
             if given:
                 raise ConfigError(f"{given[0]} applies to Textual Inversion only",
                                   hint=f"use --method ti, or leave {given[0]} out")
+        if (self.attention_weight or 0.0) < 0:
+            raise ConfigError(f"attention_weight={self.attention_weight} must be >= 0", hint="use 0 (off) or more")
+        if self.guided_steps is not None and self.guided_steps < 1:
+            raise ConfigError(f"guided_steps={self.guided_steps} must be >= 1")
         if self.checkpoint_every < 0:
             raise ConfigError("checkpoint_every must be >= 0 (0: no periodic checkpoints)")
         for name in ("find_prompt", "lora_prompt"):

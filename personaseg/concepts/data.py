@@ -19,6 +19,7 @@ from PIL import Image
 
 from ..errors import InputError, PersonasegWarning
 from ..images import collect_images, load_image
+from .masks import MASK_SUFFIX, PhotoMasks, is_mask_file
 
 # diffusers examples/textual_inversion: imagenet_templates_small (object mode).
 TI_TEMPLATES = [
@@ -44,6 +45,7 @@ class PhotoSet:
     pixels: torch.Tensor  # (N, 3, R, R) in [-1, 1]
     paths: list[Path]  # the files read, in order
     hashes: list[str]  # sha256 of each file's bytes
+    masks: "PhotoMasks | None" = None  # where the object is in each photo (learn's masks, boxes, clicks)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -76,6 +78,10 @@ def load_photos(photos: str | Path | list, resolution: int, what: str = "photos"
         raise InputError(f"no images found in {where}", hint=hint) from err
     for note in notes:
         warnings.warn(note, LearnWarning, stacklevel=2)
+    paths = [p for p in paths if not is_mask_file(p)]  # <stem>.mask.png beside a photo is its mask, not a photo
+    if not paths:
+        raise InputError(f"only masks (*{MASK_SUFFIX}) in {', '.join(map(str, inputs))}, no photos",
+                         hint="give the photos; their masks beside them are found by name")
     tensors, used, hashes = [], [], []
     for p in paths:
         try:

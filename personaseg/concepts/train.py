@@ -29,17 +29,20 @@ import torch
 
 from .. import __version__
 from ..config import build_config, to_dict
-from ..errors import ConceptError, ConfigError
+from ..errors import ConceptError, ConfigError, InputError
+from ..images import save_png_atomic
 from .checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from .concept import Concept
 from .config import DEFAULT_RESOLUTION, TI_ONLY, LearnConfig, fill_template
 from .data import LearnWarning, PhotoSet, load_photos
 from .lora import check_text_encoder_lora, save_lora
+from .masks import Guidance
 from .progress import StepCallback, learn_progress
 from .store import ConceptStore, now
 from .textual_inversion import EMBEDS_FILE, parse_token, save_embeds
 from .trainer import ContrastSpec, Trainer
 
+MASKS_DIR = "masks"  # a concept's folder: the masks it was learned with (given, or drawn from a box or click)
 LOSS_WINDOW = 50  # final_loss = mean loss of the last this many steps
 # A learned token whose presence on its own photos is below this share of its class word's is
 # "dead": on the toy benchmarks (seeds 202 and 303, 11 tokens) working TI tokens scored 2.5-5.4x
@@ -64,6 +67,9 @@ def learn(
     force: bool = False,
     resume: bool = False,
     progress: bool | StepCallback = True,
+    masks: str | Path | dict | None = None,
+    boxes: dict | list[str] | None = None,
+    clicks: dict | list[str] | None = None,
 ) -> Concept:
     """Learn ``token`` (``"<mymug>"``) from ``photos`` and store it as a concept.
 
@@ -74,18 +80,28 @@ def learn(
     takes the interrupted run's settings). ``progress``: a bar on stderr, or a function called after
     every step with ``(step, total, loss)`` (the mean of recent losses); when it returns True the run
     stops after that step and saves a checkpoint, as Ctrl-C does (:class:`LearnInterrupted`).
+
+    Where the object is (optional, see :mod:`personaseg.concepts.masks`): ``masks`` a folder of
+    ``<photo stem>.png`` or a dict photo -> mask (a ``<stem>.mask.png`` beside a photo is read too);
+    ``boxes`` / ``clicks`` photo -> ``(x0, y0, x1, y1)`` / ``(x, y)`` (or ``"PHOTO=..."`` strings),
+    made into masks by the model (the class word's region) and saved in the concept's ``masks/``.
     """
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     name, token = parse_token(token)  # a name that cannot be a folder fails here, before any model loads
     store = ConceptStore(concepts_dir)
     # one learn of a token at a time (its checkpoint and its concept folder are its own); under
     # `accelerate launch` the main process holds the lock for all
     with store.lock(name) if os.environ.get("RANK", "0") == "0" else contextlib.nullcontext():
         return _learn(photos, name, token, store, config, model=model, pipe=pipe, force=force, resume=resume,
-                      progress=progress, concepts_dir=concepts_dir)
+                      progress=progress, concepts_dir=concepts_dir, pointers=(masks, boxes, clicks),
+                      started=(t_start, cpu_start))
 
 
 def _learn(photos, name: str, token: str, store: ConceptStore, config: LearnConfig | None, *, model, pipe,
-           force: bool, resume: bool, progress: bool, concepts_dir: Path | None) -> Concept:
+           force: bool, resume: bool, progress: bool | StepCallback, concepts_dir: Path | None,
+           pointers: tuple, started: tuple[float, float]) -> Concept:
+    masks, boxes, clicks = pointers
+    t_start, cpu_start = started
     ckpt = store.run_dir(name) / CHECKPOINT_FILE
     state = _previous_run(ckpt, token, force, resume)
     force = force or bool(state and state.get("force"))
@@ -106,6 +122,10 @@ def _learn(photos, name: str, token: str, store: ConceptStore, config: LearnConf
     if cfg.method == "lora" and cfg.lora_train_text_encoder:
         check_text_encoder_lora()
     photo_set = load_photos(photos, cfg.resolution or DEFAULT_RESOLUTION)  # bad photos fail before the model loads
+    guidance = Guidance(photo_set.paths, masks, boxes, clicks)  # so do bad masks, boxes and clicks
+    if guidance.pointers and not cfg.class_word:
+        raise InputError("a --box or --click is read with the class word's map, and no --class-word was given",
+                         hint="add --class-word (what the object is, e.g. mug)")
     if state is not None and state["photos"] != photo_set.hashes:
         raise ConceptError(
             f"the photos differ from those of the interrupted run of {token}",
@@ -123,17 +143,28 @@ def _learn(photos, name: str, token: str, store: ConceptStore, config: LearnConf
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", LearnWarning)  # the skipped files were reported above
             photo_set = load_photos(photos, cfg.resolution)
+    derived = guidance.derive(_class_finder(pipe, card, cfg.class_word)) if guidance.pointers else {}
+    photo_set.masks = guidance.photo_masks(cfg.resolution)
+    if photo_set.masks is not None:
+        cfg = _guidance_defaults(cfg)
+    mask_record = photo_set.masks.record() if photo_set.masks is not None else None
+    if state is not None and state.get("masks") != mask_record:
+        raise ConceptError(
+            f"the masks differ from those of the interrupted run of {token}",
+            hint="resume with the same masks, boxes and clicks, or start over with --force",
+        )
     if state is not None and not owns_pipe and state.get("base_model") != base_model:  # a pipe given: its name
         raise ConceptError(
             f"the interrupted run of {token} learned on {state.get('base_model')}, not {base_model}",
             hint="resume it on the same model, or start over with --force",
         )
-    contrast = _contrast_spec(pipe, card, acc) if cfg.contrast_weight else None  # find's blocks and timestep
+    attend = photo_set.masks is not None and bool(cfg.attention_weight)
+    contrast = _contrast_spec(pipe, card, acc) if cfg.contrast_weight or attend else None  # refuses before class images
     class_set = None
-    if contrast is not None and cfg.contrast_images:
+    if cfg.contrast_weight and cfg.contrast_images:
         class_set = load_photos(cfg.contrast_images.replace("{class}", cfg.class_word or ""), cfg.resolution,
                                 what="contrast images")
-    elif (cfg.method == "lora" and cfg.prior_preservation) or contrast is not None:
+    elif (cfg.method == "lora" and cfg.prior_preservation) or cfg.contrast_weight:
         from .prior import class_photos
 
         class_set = class_photos(pipe, cfg, store.root, base_model, progress and acc.is_main_process)
@@ -141,7 +172,10 @@ def _learn(photos, name: str, token: str, store: ConceptStore, config: LearnConf
     run = {"token": token, "force": force, "photos": photo_set.hashes, "config": to_dict(cfg),
            "base_model": base_model, "train_seconds": float(state.get("train_seconds", 0.0)) if state else 0.0,
            "resume_command": _command("learn", *_photo_args(photos), "--token", token, *_model_args(base_model),
-                                      *_store_args(concepts_dir), "--resume")}
+                                      *_store_args(concepts_dir), "--resume"),
+           "masks": mask_record}
+    if photo_set.masks is not None and cfg.guided_steps:  # guidance learns in fewer steps (the config keeps both)
+        cfg = dataclasses.replace(cfg, steps=cfg.guided_steps)
     with Trainer(pipe, token, cfg, acc, photo_set, class_set, copy_text_encoder=copy_te, contrast=contrast) as trainer:
         start, losses = 0, []
         if state is not None:
@@ -152,19 +186,49 @@ def _learn(photos, name: str, token: str, store: ConceptStore, config: LearnConf
         width = trainer.base_embedding.weight.shape[-1]
     if acc.is_main_process:
         meta = _meta(name, token, cfg, base_model, width, pipe, photo_set, losses, run["train_seconds"])
+        if mask_record is not None:
+            meta["masks"] = mask_record
         with store.writing(name, force=force) as tmp:
             save_embeds(tmp / EMBEDS_FILE, token, result["rows"])
+            for i, mask in sorted(guidance.masks.items()):  # what guided it, for the user to look at
+                save_png_atomic(tmp / MASKS_DIR / f"{photo_set.paths[i].stem}.png", mask.astype("uint8") * 255)
+            if derived:
+                meta["derived_masks"] = [f"{MASKS_DIR}/{photo_set.paths[i].stem}.png" for i in sorted(derived)]
             if cfg.method == "lora":
                 save_lora(tmp, result["unet_lora"], result["unet_meta"], result.get("te_lora"), result.get("te_meta"))
             store.write_meta(tmp, meta)
             if card is not None and cfg.measure_presence:  # a pipeline we loaded: we may add the token
                 ref, at, class_ref = presence_on_photos(pipe, card, tmp, photo_set.paths)
                 meta.update(presence_ref=ref, presence_ref_at=at, class_presence_ref=class_ref)
-                store.write_meta(tmp, meta)
                 _warn_if_weak(token, cfg, ref, class_ref)
+            meta["learn_seconds"] = round(time.perf_counter() - t_start, 3)  # the whole call: loading, training, presence
+            meta["learn_cpu_seconds"] = round(time.process_time() - cpu_start, 3)  # the same in CPU time (steadier on a shared machine)
+            store.write_meta(tmp, meta)
         shutil.rmtree(store.run_dir(name), ignore_errors=True)
     acc.wait_for_everyone()
     return store.get(name)
+
+
+def _class_finder(pipe, card, class_word: str):
+    """``path -> bool (H, W)``: the class word's mask on a photo, as ``find`` draws it with the
+    model's defaults (every region), from which a box or click picks the object."""
+    from ..config import FindConfig
+    from ..segmenter import Segmenter
+
+    seg = Segmenter(pipe, card, FindConfig(keep="all"))
+
+    def find_class(path: Path):
+        seg.set_image(path)
+        return seg.find(class_word).mask
+
+    find_class.class_word = class_word
+    return find_class
+
+
+def _guidance_defaults(cfg: LearnConfig) -> LearnConfig:
+    """The guidance settings neither the user nor the model card set: attention loss 1.0, masked loss on."""
+    fills = {k: v for k, v in (("attention_weight", 1.0), ("masked_loss", True)) if getattr(cfg, k) is None}
+    return dataclasses.replace(cfg, **fills) if fills else cfg
 
 
 def _previous_run(ckpt: Path, token: str, force: bool, resume: bool) -> dict | None:

@@ -93,14 +93,26 @@ class Batch:
     latents: torch.Tensor  # (B, 4, h, w) clean latents
     noise: torch.Tensor  # (B, 4, h, w)
     timesteps: torch.Tensor  # (B,)
+    masks: torch.Tensor | None = None  # (B, h, w) the object's share of each latent cell (1: unguided or class image)
+    guided: torch.Tensor | None = None  # (B,) bool: the sample's photo has a mask
 
 
 @dataclass
 class ContrastSpec:
-    """Where ``find`` reads presence: the cross-attention modules (with grid factors) and t."""
+    """Where ``find`` reads presence and maps: the cross-attention modules (with grid factors) and t.
+    Read by TI contrast and by the attention loss of masked photos."""
 
     cross: list[tuple[str, int]]  # (attention module name, grid factor of its block)
     timestep: int
+
+
+def _mse(pred: torch.Tensor, target: torch.Tensor, masks: torch.Tensor | None) -> torch.Tensor:
+    """Mean squared error; with ``masks`` (B, h, w) each latent cell weighted by its object share,
+    so a masked photo's background is not learned (Break-A-Scene's masked loss)."""
+    if masks is None:
+        return F.mse_loss(pred, target)
+    w = masks[:, None].to(pred.dtype)  # (B, h, w) -> (B, 1, h, w), broadcast over channels
+    return ((pred - target) ** 2 * w).sum() / (w.sum() * pred.shape[1]).clamp_min(1e-8)
 
 
 class Trainer:
@@ -113,6 +125,11 @@ class Trainer:
         self.photos, self.class_photos = photos, class_photos
         self.prior = class_photos is not None and cfg.method == "lora" and cfg.prior_preservation
         self.contrast = contrast if cfg.contrast_weight and class_photos is not None else None
+        self.find_spec = contrast  # find's blocks and timestep (contrast, attention loss)
+        masks = photos.masks
+        # guidance by the photos' masks: the token's find map pulled onto them, the denoising loss on the object only
+        self.attention = bool(masks is not None and contrast is not None and cfg.attention_weight)
+        self.masked = bool(masks is not None and cfg.masked_loss)
         self.hardest: torch.Tensor | None = None  # indices of the class images contrast draws from (None: all)
         self.copy_text_encoder = copy_text_encoder
         self.name = token.strip("<>")
@@ -224,6 +241,10 @@ class Trainer:
 
         self.scaling = vae.config.scaling_factor
         self.mean, self.std = encode(self.photos.pixels)
+        if self.photos.masks is not None:  # (N, R, R) -> (N, 2, h, w): each latent cell's object share, and mirrored
+            small = F.interpolate(self.photos.masks.masks[:, None], size=self.mean.shape[-2:], mode="area")[:, 0]
+            self.mask_lat = torch.stack([small, small.flip(-1)], dim=1)
+            self.guided = self.photos.masks.guided
         if self.class_photos is not None:
             self.class_mean, self.class_std = encode(self.class_photos.pixels)
 
@@ -237,7 +258,7 @@ class Trainer:
         templates = (cfg.templates or TI_TEMPLATES) if cfg.method == "ti" else [cfg.lora_prompt]
         self.prompt_ids = self._ids([fill_template(t, text, cfg.class_word) for t in templates])  # (P, T)
         self.class_ids = self._ids([f"a photo of a {cfg.class_word}"])  # (1, T)
-        if self.contrast is not None:  # the prompt find reads the concept with, and the token's positions in it
+        if self.find_spec is not None:  # the prompt find reads the concept with, and the token's positions in it
             self.find_ids = self._ids([fill_template(cfg.find_prompt, text, cfg.class_word)])  # (1, T)
             subs = set(self.tokenizer.convert_tokens_to_ids(self.subs))
             self.find_positions = [i for i, t in enumerate(self.find_ids[0].tolist()) if t in subs]
@@ -245,12 +266,14 @@ class Trainer:
     def batch(self, first: int) -> Batch:
         """Micro-batch of samples ``first .. first+B-1``; every draw is seeded by the sample index."""
         cfg, n = self.cfg, len(self.photos)
-        ids, lat, noise, ts = [], [], [], []
+        ids, lat, noise, ts, masks = [], [], [], [], []
         T = self.noise_scheduler.config.num_train_timesteps
         for s in range(first, first + cfg.batch_size):
             g = sample_generator(cfg.seed, s)
             i = photo_index(cfg.seed, s, n)
             flip = int(torch.rand((), generator=g) < cfg.flip_p)
+            if self.masked:
+                masks.append(self.mask_lat[i, flip])
             ids.append(self.prompt_ids[int(torch.randint(len(self.prompt_ids), (), generator=g))])
             lat.append(self.mean[i, flip] + self.std[i, flip] * torch.randn(self.mean.shape[2:], generator=g))
             noise.append(torch.randn(self.mean.shape[2:], generator=g))
@@ -264,9 +287,12 @@ class Trainer:
                 lat.append(self.class_mean[j, flip] + self.class_std[j, flip] * torch.randn(self.class_mean.shape[2:], generator=g))
                 noise.append(torch.randn(self.class_mean.shape[2:], generator=g))
                 ts.append(torch.randint(T, (), generator=g))
+                if self.masked:
+                    masks.append(torch.ones(self.class_mean.shape[-2:]))
         dev = self.acc.device
         return Batch(torch.stack(ids).to(dev), (torch.stack(lat) * self.scaling).to(dev),
-                     torch.stack(noise).to(dev), torch.stack(ts).to(dev))
+                     torch.stack(noise).to(dev), torch.stack(ts).to(dev),
+                     torch.stack(masks).to(dev) if masks else None)
 
     # ------------------------------------------------------------------ training
 
@@ -280,32 +306,44 @@ class Trainer:
             target = b.noise
         pred = self.model(b.input_ids, noisy, b.timesteps).float()
         if not self.prior:
-            return F.mse_loss(pred, target.float())
+            return _mse(pred, target.float(), b.masks)
         pred, prior_pred = pred.chunk(2)  # (2B, ...) -> instance, class
         target, prior_target = target.float().chunk(2)
-        return F.mse_loss(pred, target) + self.cfg.prior_weight * F.mse_loss(prior_pred, prior_target)
+        masks = b.masks.chunk(2)[0] if b.masks is not None else None
+        return _mse(pred, target, masks) + self.cfg.prior_weight * F.mse_loss(prior_pred, prior_target)
 
     def contrast_batch(self, first: int, n: int | None = None) -> Batch:
         """``n`` photos then ``n`` class images (default ``contrast_pairs``, else the batch size),
-        noised to find's timestep; seeded by the sample index."""
+        noised to find's timestep; seeded by the sample index. Without contrast (the attention loss
+        alone) the photos only, the same ones. The photos carry their masks when they have some."""
         cfg = self.cfg
         n = n or cfg.contrast_pairs or cfg.batch_size
         lat, noise = ([], []), ([], [])  # (photos, class images)
+        masks, guided = [], []
         for s in range(first, first + n):
             g = sample_generator(cfg.seed, s, stream=3)
-            picks = ((self.mean, self.std, photo_index(cfg.seed, s, len(self.photos))),
-                     (self.class_mean, self.class_std, self.class_pick(g)))
+            i = photo_index(cfg.seed, s, len(self.photos))
+            picks = [(self.mean, self.std, i)]
+            if self.contrast is not None:
+                picks.append((self.class_mean, self.class_std, self.class_pick(g)))
             for side, (mean, std, k) in enumerate(picks):
                 flip = int(torch.rand((), generator=g) < cfg.flip_p)
+                if side == 0 and self.attention:
+                    masks.append(self.mask_lat[i, flip])
+                    guided.append(bool(self.guided[i]))
                 lat[side].append(mean[k, flip] + std[k, flip] * torch.randn(mean.shape[2:], generator=g))
                 noise[side].append(torch.randn(mean.shape[2:], generator=g))
-        return self._find_batch(lat[0] + lat[1], noise[0] + noise[1])
+        b = self._find_batch(lat[0] + lat[1], noise[0] + noise[1])
+        if masks:
+            b.masks = torch.stack(masks).to(b.latents.device)  # (n, h, w): the photos only
+            b.guided = torch.tensor(guided)
+        return b
 
     def _find_batch(self, lat: list[torch.Tensor], noise: list[torch.Tensor]) -> Batch:
         """Unscaled latents and their noise as a batch read the way find reads: its prompt, its timestep."""
         dev, n = self.acc.device, len(lat)
         return Batch(self.find_ids.expand(n, -1).to(dev), (torch.stack(lat) * self.scaling).to(dev),
-                     torch.stack(noise).to(dev), torch.full((n,), self.contrast.timestep, dtype=torch.long, device=dev))
+                     torch.stack(noise).to(dev), torch.full((n,), self.find_spec.timestep, dtype=torch.long, device=dev))
 
     def class_pick(self, g: torch.Generator) -> int:
         """A class image for contrast: any, or one of the hardest once they are mined."""
@@ -316,17 +354,33 @@ class Trainer:
     def contrast_presence(self, b: Batch) -> torch.Tensor:
         """``(n,)`` the token's presence in each sample of ``b``, read as ``find`` reads it: the peak of
         its cross-attention map over find's blocks, at find's timestep, with find's prompt."""
+        return self.token_maps(b).flatten(1).max(dim=1).values
+
+    def token_maps(self, b: Batch) -> torch.Tensor:
+        """``(n, h, w)`` the token's cross-attention map in each sample of ``b`` on find's finest grid,
+        read as ``find`` reads it (its blocks, timestep and prompt; not normalised)."""
         from ..capture import AttentionCapture
         from ..t2m import cross_map, finest_grid
 
-        names = [m for m, _ in self.contrast.cross]
+        names = [m for m, _ in self.find_spec.cross]
         noisy = self.noise_scheduler.add_noise(b.latents, b.noise, b.timesteps)
         with AttentionCapture(self.pipe.unet, cross=names) as cap:  # the forward stops after the last one
             cap.run(lambda: self.contrast_model(b.input_ids, noisy, b.timesteps))
         h, w = noisy.shape[-2:]
-        grids = [(h // f, w // f) for _, f in self.contrast.cross]
-        maps = cross_map([cap.cross(m) for m in names], grids, finest_grid(grids), self.find_positions)  # (n, h, w)
-        return maps.flatten(1).max(dim=1).values
+        grids = [(h // f, w // f) for _, f in self.find_spec.cross]
+        return cross_map([cap.cross(m) for m in names], grids, finest_grid(grids), self.find_positions)  # (n, h, w)
+
+    def attention_loss(self, maps: torch.Tensor, b: Batch) -> torch.Tensor:
+        """How far the token's min-max normalised map (what find thresholds) is from each guided
+        photo's mask on the same grid: mean squared error over the guided photos (SLiMe, OVAM)."""
+        from ..t2m import minmax
+
+        keep = b.guided.to(maps.device)
+        if not bool(keep.any()):
+            return maps.sum() * 0.0
+        photos = maps[: len(keep)][keep]  # (g, h, w)
+        target = F.interpolate(b.masks[keep][:, None].float(), size=photos.shape[-2:], mode="area")[:, 0]
+        return F.mse_loss(minmax(photos), target)
 
     @torch.no_grad()
     def mine_hardest(self) -> torch.Tensor:
@@ -349,7 +403,11 @@ class Trainer:
         presence on the photos, plus how far its presence on the photos fell below that start. A
         token that lights up every object of its class is what fails on distractor scenes; the
         second term keeps it from the easy way out, drawing no attention anywhere (measured)."""
-        pos, neg = self.contrast_presence(b).clamp_min(1e-6).chunk(2)
+        return self._contrast_term(self.contrast_presence(b))
+
+    def _contrast_term(self, presence: torch.Tensor) -> torch.Tensor:
+        """contrast_loss from the ``(2n,)`` presences of a contrast batch (photos, then class images)."""
+        pos, neg = presence.clamp_min(1e-6).chunk(2)
         start = self.contrast_start
         return (F.relu(neg.log() - math.log(self.cfg.contrast_ratio * start)).mean()
                 + F.relu(math.log(start) - pos.log()).mean())
@@ -365,8 +423,13 @@ class Trainer:
             b = self.batch(first)
             with acc.accumulate(self.model):
                 loss = self.loss(b)
-                if self.contrast is not None:
-                    loss = loss + cfg.contrast_weight * self.contrast_loss(self.contrast_batch(first))
+                if self.contrast is not None or self.attention:  # one find-style forward serves both
+                    cb = self.contrast_batch(first)
+                    maps = self.token_maps(cb)  # (n photos [+ n class images], h, w)
+                    if self.contrast is not None:
+                        loss = loss + cfg.contrast_weight * self._contrast_term(maps.flatten(1).max(dim=1).values)
+                    if self.attention:
+                        loss = loss + cfg.attention_weight * self.attention_loss(maps, cb)
                 acc.backward(loss)
                 if acc.sync_gradients and cfg.max_grad_norm:
                     acc.clip_grad_norm_(self.trainable, cfg.max_grad_norm)

@@ -4,6 +4,7 @@ Each concept is a personal instance, one (shape, colour, pattern) combination; i
 the shape. Layout (see data/README.md)::
 
     concepts/<name>/photos/*.png      the instance alone: varied position, size, background
+    concepts/<name>/masks/*.png       each photo's 0/255 mask of the instance (same stem)
     concepts/<name>/concept.toml      class_word = "ring"
     test/images/<stem>.png
     test/masks/<stem>/<name>.png      0/255 visible pixels of the instance (empty when absent)
@@ -129,8 +130,9 @@ def make_bench(
             names.append(name)
             folder = tmp / "concepts" / name
             for p in range(photos):
-                image, _ = draw(place([spec], rng), rng)
+                image, masks = draw(place([spec], rng), rng)
                 _save_png(image, folder / "photos" / f"{p:02d}.png")
+                _save_png(masks[0].astype(np.uint8) * 255, folder / "masks" / f"{p:02d}.png")
             (folder / "concept.toml").write_text(f'class_word = "{spec[0]}"\n')
             for i in range(scenes):
                 subset = ("alone", "distractor", "absent")[i % 3]

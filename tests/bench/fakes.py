@@ -7,6 +7,7 @@ objects of any colour: wrong on distractor and absent samples). So the expected 
 
 from __future__ import annotations
 
+import json
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,20 +45,30 @@ class FakeStore:
         name = token.strip("<>")
         if not self.exists(token):
             raise ConceptError(f"unknown concept {token}")
-        return FakeConcept(name, token, name.split("-")[-2])
+        meta = self.root / name / "meta.json"
+        return FakeConcept(name, token, name.split("-")[-2], json.loads(meta.read_text()) if meta.exists() else {})
 
 
 LEARN_CALLS: list[str] = []
+MASKS_GIVEN: dict[str, dict] = {}  # token -> the masks learn was given
 
 
 def fake_learn(photos, token, config=None, *, model=None, concepts_dir=None, force=False, resume=False,
-               progress=True):
+               progress=True, masks=None, boxes=None, clicks=None):
     assert photos and all(Path(p).is_file() for p in photos)
     LEARN_CALLS.append(token)
+    if masks is not None:
+        assert all(Path(m).is_file() for m in masks.values())
+        MASKS_GIVEN[token] = masks
+    for given in (boxes, clicks):
+        if given is not None:
+            MASKS_GIVEN[token] = given
     name = token.strip("<>")
     (Path(concepts_dir) / name).mkdir(parents=True, exist_ok=True)
     (Path(concepts_dir) / name / "done").write_text("ok")
-    return FakeConcept(name, token, config.method)
+    meta = {"learn_seconds": 1.5, "learn_cpu_seconds": 1.25}  # what learn stores in concept.json
+    (Path(concepts_dir) / name / "meta.json").write_text(json.dumps(meta))
+    return FakeConcept(name, token, config.method, meta)
 
 
 VOC_COLOURS = {"person": COLOURS["red"], "chair": COLOURS["blue"], "bottle": COLOURS["green"]}
@@ -124,6 +135,7 @@ def install(monkeypatch):
     monkeypatch.setattr(concepts, "LearnConfig", LearnConfig, raising=False)
     monkeypatch.setattr(segmenter, "Segmenter", FakeSegmenter)
     LEARN_CALLS.clear()
+    MASKS_GIVEN.clear()
     FakeSegmenter.finds = []
 
 

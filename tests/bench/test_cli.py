@@ -76,3 +76,22 @@ def test_bench_voc_end_to_end(tiny_model_dir, tmp_path):
     with Image.open(out / "masks" / "t2m" / "2007_000001.png") as im:
         labels = np.asarray(im)
     assert im.size == (64, 64) and set(np.unique(labels)) <= {0, 5, 9}  # bottle, chair: the image's labels
+
+
+def test_bench_photo_masks_end_to_end(tiny_model_dir, mug19, tmp_path):
+    """--photo-masks with the real learn: a ti+masks row beside plain TI, each concept learned from
+    its photos' masks (recorded in its concept.json), and what learning cost per method."""
+    recipe = tmp_path / "quick.toml"
+    recipe.write_text("[learn]\ngrad_accum = 1\ncheckpoint_every = 0\nguided_steps = 1\n\n[find]\nlong_side = 64\n")
+    out, store = tmp_path / "run", tmp_path / "concepts"
+    args = ["bench", "personal", str(mug19), "--model", str(tiny_model_dir), "--device", "cpu", "--recipe", str(recipe),
+            "--steps", "2", "--resolution", "32", "--draws", "1", "--limit", "2", "--photo-masks", "--baselines", "ti",
+            "--shots", "1", "--out", str(out), "--concepts-dir", str(store), "--no-grid"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert list(report["results"]) == ["ti+masks", "ti"]
+    token = report["concepts"]["redmug"]["tokens"]["ti+masks"]
+    meta = json.loads((store / token.strip("<>") / "concept.json").read_text())
+    assert meta["steps"] == 1 and meta["masks"][0]["source"].endswith("masks/00.png") and len(meta["photos"]) == 1
+    assert all(report["results"][m]["learn_s"] > 0 and report["results"][m]["learn_cpu_s"] > 0 for m in ("ti+masks", "ti"))

@@ -2,6 +2,7 @@
 sharding over (thread-)processes, report schema."""
 
 import json
+from pathlib import Path
 import shutil
 import threading
 
@@ -173,3 +174,92 @@ def test_reference_note_only_when_some_concept_find_had_no_reference():
     assert reference_note({"absent": absent}) is None
     absent["lora"] = {"fp_rate": 1.0, "n": 4, "n_without_reference": 3}
     assert reference_note({"absent": absent}).startswith("No relative presence for 3 lora sample(s)")
+
+
+def test_photo_masks_add_a_row_learned_from_the_masks(fakes, mug19, tmp_path):
+    from .fakes import MASKS_GIVEN
+
+    rep = run_personal(mug19, _cfg(tmp_path, photo_masks=True, baselines=["ti", "class-word"]), progress=False)
+    assert list(rep["results"]) == ["ti+masks", "ti", "class-word"]
+    assert rep["results"]["ti+masks"]["all"]["mIoU"] == 1.0
+    tokens = [t for c in rep["concepts"].values() for t in c["tokens"].values()]
+    assert len(set(tokens)) == 4 and sorted(MASKS_GIVEN) == sorted(t for t in tokens if "-ti-masks-" in t)
+    for masks in MASKS_GIVEN.values():  # every photo with its own mask, matched by stem
+        assert sorted((Path(p).stem, Path(m).parent.name, Path(m).stem) for p, m in masks.items()) == \
+            [("00", "masks", "00"), ("01", "masks", "01")]
+    # each concept's learn call, cached or not; nothing for the baseline
+    assert rep["results"]["ti+masks"]["learn_s"] == rep["results"]["ti"]["learn_s"] == 2 * 1.5
+    assert rep["results"]["ti"]["learn_cpu_s"] == 2 * 1.25 and rep["results"]["class-word"]["learn_s"] == 0.0
+    again = run_personal(mug19, _cfg(tmp_path, out=tmp_path / "again", photo_masks=True, baselines=["ti"]),
+                         progress=False)
+    assert again["results"]["ti"]["learn_s"] == 3.0 and all(r["cached"] for r in read_jsonl(tmp_path / "again" / "learn.jsonl"))
+
+
+def test_shots_and_photo_masks_on_perseg_and_mug19(fakes, mug19, tmp_path):
+    from .fakes import MASKS_GIVEN
+
+    perseg = examples.make_perseg(tmp_path / "perseg")
+    rep = run_personal(perseg, _cfg(tmp_path, out=tmp_path / "p", shots=1, photo_masks=True), progress=False)
+    assert list(rep["results"]) == ["ti+masks", "class-word"] and rep["results"]["ti+masks"]["perseg"]["n"] == 4
+    for masks in MASKS_GIVEN.values():  # PerSAM's protocol: 00.jpg with Annotations/<obj>/00.png
+        ((photo, mask),) = masks.items()
+        assert Path(photo).name == "00.jpg" and Path(mask).parts[-3:-1] == ("Annotations", Path(photo).parent.name)
+    MASKS_GIVEN.clear()
+    rep = run_personal(mug19, _cfg(tmp_path, out=tmp_path / "m", shots=1, photo_masks=True), progress=False)
+    assert all(c["photos"] == 1 for c in rep["concepts"].values())
+    assert all(len(m) == 1 for m in MASKS_GIVEN.values()) and len(MASKS_GIVEN) == 2
+
+
+def test_photo_masks_without_masks_is_one_line(fakes, mug19, tmp_path):
+    from personaseg.errors import DatasetError
+
+    root = tmp_path / "nomasks"
+    shutil.copytree(mug19, root)
+    for folder in root.glob("concepts/*/masks"):
+        shutil.rmtree(folder)
+    with pytest.raises(DatasetError, match="has no photo masks for --photo-masks"):
+        run_personal(root, _cfg(tmp_path, photo_masks=True), progress=False)
+
+
+def test_photo_boxes_and_clicks_come_from_the_photo_masks(fakes, mug19, tmp_path):
+    from personaseg.bench.datasets import mask_array
+
+    from .fakes import MASKS_GIVEN
+
+    rep = run_personal(mug19, _cfg(tmp_path, photo_boxes=True, photo_clicks=True, shots=1), progress=False)
+    assert list(rep["results"]) == ["ti+box", "ti+click", "class-word"]
+    boxes = {t: v for t, v in MASKS_GIVEN.items() if "-ti-box-" in t}
+    clicks = {t: v for t, v in MASKS_GIVEN.items() if "-ti-click-" in t}
+    assert len(boxes) == len(clicks) == 2
+    for given in boxes.values():
+        ((photo, box),) = given.items()
+        m = mask_array(Path(photo).parent.parent / "masks" / Path(photo).name, "")
+        ys, xs = m.nonzero()
+        assert list(box) == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+    for given in clicks.values():
+        ((photo, (x, y)),) = given.items()
+        assert mask_array(Path(photo).parent.parent / "masks" / Path(photo).name, "")[y, x]
+
+
+def test_cache_keys_of_plain_concepts_did_not_move(tmp_path):
+    """Guidance fields left unset stay out of the cache key, so a plain concept cached before they
+    existed keeps its token (checked by hand on toy seed 1414: the four tokens of
+    benchmarks/results/toy-pairs2-ti-seed1414.json come out again); set, they change it."""
+    import dataclasses
+    import hashlib
+
+    from personaseg.bench.datasets import ConceptSpec
+    from personaseg.bench.learning import NEWER_FIELDS, concept_token, learn_config
+    from personaseg.config import to_dict
+    from personaseg.models import model_fingerprint
+
+    (tmp_path / "p.png").write_bytes(b"photo")
+    spec = ConceptSpec("mug", "mug", [tmp_path / "p.png"], "here")
+    cfg = learn_config("ti", {"steps": 300}, "mug", None)
+    old = {k: v for k, v in to_dict(cfg.resolved()).items() if k not in NEWER_FIELDS}  # the key before them
+    h = hashlib.sha256(hashlib.sha256(b"photo").digest())
+    h.update(json.dumps(old, sort_keys=True, default=str).encode())
+    h.update(b"tiny")
+    h.update(model_fingerprint("tiny").encode())
+    assert concept_token(spec, "ti", cfg, "tiny") == f"<bench-mug-ti-{h.hexdigest()[:10]}>"
+    assert concept_token(spec, "ti", dataclasses.replace(cfg, guided_steps=50), "tiny") != concept_token(spec, "ti", cfg, "tiny")

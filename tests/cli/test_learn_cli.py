@@ -180,3 +180,39 @@ def test_learn_on_the_toy_model_takes_its_card_settings(run, tmp_path, ctrl_c_at
     assert code == 130 and "interrupted at step 1/300;" in err, err  # not 1/3000: SD's TI
     assert _hinted_command(err, "resume with:") == ["personaseg", "learn", str(photos), "--token", "<x>", "--model",
                                                     "toy", "--concepts-dir", str(tmp_path / "store"), "--resume"]
+
+
+def _white(folder, name, size, box):
+    folder.mkdir(exist_ok=True)
+    a = np.zeros((size[1], size[0]), np.uint8)
+    x0, y0, x1, y1 = box
+    a[y0:y1, x0:x1] = 255
+    Image.fromarray(a).save(folder / name)
+
+
+def test_learn_with_masks_folder(run, photos, tiny_model_dir, tmp_path):
+    _white(tmp_path / "masks", "1.png", (48, 48), (10, 10, 30, 30))
+    store = tmp_path / "store"
+    code, _, err = run("learn", photos, "--token", "<mymug>", "--class-word", "mug", "--model", tiny_model_dir,
+                       "--steps", "2", "--guided-steps", "1", "--resolution", "32", "--grad-accum", "1",
+                       "--masks", tmp_path / "masks", "--concepts-dir", store, "-q")
+    assert code == 0, err
+    import json
+
+    meta = json.loads((store / "mymug" / "concept.json").read_text())
+    assert [m is not None for m in meta["masks"]] == [False, True, False] and meta["steps"] == 1
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--masks", "MASKS"], ["mask", "is 20x20 but its photo 0.png is 48x40"]),
+    (["--box", "0.png=5,5,60,20"], ["box 0.png=5,5,60,20 is outside its photo (48x40)"]),
+    (["--click", "9.png=1,1"], ["--click 9.png=1,1 names no photo"]),
+])
+def test_learn_bad_guidance_is_one_line_and_stores_nothing(run, photos, tiny_model_dir, tmp_path, args, words):
+    _white(tmp_path / "masks", "0.png", (20, 20), (0, 0, 10, 10))
+    args = [str(tmp_path / "masks") if a == "MASKS" else a for a in args]
+    store = tmp_path / "store"
+    code, _, err = run("learn", photos, "--token", "<mymug>", "--class-word", "mug", "--model", tiny_model_dir,
+                       "--steps", "2", "--resolution", "32", *args, "--concepts-dir", store, "-q")
+    _one_error_line(code, err, *words)
+    assert not (store / "mymug").exists()

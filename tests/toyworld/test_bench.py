@@ -51,3 +51,15 @@ def test_refuses_non_empty_out(tmp_path):
     (tmp_path / "x" / "f").write_text("")
     with pytest.raises(InputError):
         make_bench(tmp_path / "x", seed=0, concepts=1, scenes=1)
+
+
+def test_photos_have_their_masks(tmp_path):
+    """Each photo's mask is the instance's pixels: it covers the pixels that differ from the background."""
+    from personaseg.bench.datasets import open_dataset
+
+    make_bench(tmp_path / "b", seed=3, concepts=2, scenes=3, photos=2)
+    for spec in open_dataset(tmp_path / "b").concepts.values():
+        assert [m.name for m in spec.masks] == [p.name for p in spec.photos]
+        for photo, mask in zip(spec.photos, spec.masks):
+            m = np.asarray(Image.open(mask)) > 0
+            assert m.shape == np.asarray(Image.open(photo)).shape[:2] and 0 < m.mean() < 0.9

@@ -418,3 +418,12 @@ def test_unwritable_output_folder(tmp_path):
         save_png_atomic(target, np.zeros((2, 2), bool))
     assert "--out" in str(err.value)
     _one_line_naming(err, blocker / "out")
+
+
+def test_a_path_too_long_for_the_file_system_is_an_input_error(tmp_path):
+    long = tmp_path / ("a" * 300 + ".png")  # os.stat raises OSError (ENAMETOOLONG), not FileNotFoundError
+    with pytest.raises(InputError, match="cannot be read"):
+        load_image(long)
+    Image.new("RGB", (4, 4)).save(tmp_path / "ok.png")
+    paths, notes = collect_images([str(long), str(tmp_path / "ok.png")])
+    assert paths == [tmp_path / "ok.png"] and "cannot be read" in notes[0]

@@ -68,7 +68,11 @@ class Sample:
                 image = load_image(self.image_path)
             except PersonasegError as err:
                 raise DatasetError(f"{self.source}: {err}") from None
-            if not self.mask_path.is_file():
+            try:
+                has_mask = self.mask_path.is_file()
+            except OSError:  # a name too long for the file system
+                has_mask = False
+            if not has_mask:
                 raise DatasetError(
                     f"{self.source}: mask {self.mask_path} is missing",
                     hint="add it (an all-black PNG if the concept is absent) or remove the line",

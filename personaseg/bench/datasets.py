@@ -207,7 +207,7 @@ def read_mug19(root: str | Path) -> BenchData:
                 raise TypeError("image, concept and mask must be non-empty text")
             if not all(isinstance(t, str) for t in subset):
                 raise TypeError("subset tags must be text")
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as err:
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError, RecursionError) as err:
             raise DatasetError(
                 f"{where}: bad index line ({type(err).__name__}: {str(err)[:120]})",
                 hint='write {"image": "images/x.jpg", "concept": "name", "mask": "masks/x/name.png", "subset": []}',

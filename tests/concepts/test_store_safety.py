@@ -165,7 +165,7 @@ def test_a_failed_write_leaves_the_old_concept_and_no_temp_folder(store):
 
 @pytest.mark.parametrize("content", [
     "[]", "null", "", "{not json", '{"name": "x"}', b"\xff\xfe".decode("latin-1"),
-    "WIDTH_NULL", "WIDTH_LIST", "NUM_VECTORS_0", "METHOD_X", "TEMPLATE_DICT", "PRESENCE_NAN",
+    "WIDTH_NULL", "WIDTH_LIST", "NUM_VECTORS_0", "METHOD_X", "TEMPLATE_DICT", "PRESENCE_NAN", "DEEP",
 ])
 def test_a_broken_concept_json_is_skipped_by_list_and_refused_by_get(store, content):
     good = json.loads((store.root / "mymug" / "concept.json").read_text())
@@ -174,6 +174,7 @@ def test_a_broken_concept_json_is_skipped_by_list_and_refused_by_get(store, cont
     bad = store.root / "bad"
     shutil.copytree(store.root / "mymug", bad)
     text = json.dumps({**good, **edits[content]}) if content in edits else content
+    text = "[" * 100_000 + "]" * 100_000 if content == "DEEP" else text  # RecursionError in json
     (bad / "concept.json").write_text(text, encoding="latin-1")
     with pytest.warns(StoreWarning, match=r"concept folder .*bad is broken"):
         assert [c.name for c in store.list()] == ["mymug"]

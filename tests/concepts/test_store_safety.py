@@ -356,3 +356,27 @@ def test_a_checkpoint_that_does_not_fit_the_run_is_one_concept_error_on_resume(p
         with pytest.raises(ConceptError, match="does not fit this run"):
             learn(photos, "<mymug>", None, pipe=pipe, concepts_dir=root, resume=True, progress=False)
     assert not (root / "mymug").exists()
+
+
+def test_without_flock_the_pid_in_the_lock_file_decides(store, monkeypatch):
+    import errno
+
+    from personaseg.concepts import store as store_module
+
+    def no_flock(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(store_module.fcntl, "flock", no_flock)
+    (store.root / ".locks").mkdir()
+    lock = store.root / ".locks" / "mymug.lock"
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock.write_text(f"{live.pid}\n")
+        with pytest.raises(ConceptError, match=f"pid {live.pid}"):
+            store.remove("mymug")
+    finally:
+        live.kill()
+        live.wait()
+    lock.write_text(f"{live.pid}\n")  # dead now: stale
+    store.remove("mymug")
+    assert store.names() == []

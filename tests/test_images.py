@@ -217,9 +217,10 @@ def test_learn_photos_skip_a_crafted_tiff_and_keep_the_others(tmp_path):
 
     Image.new("RGB", (16, 16), (0, 90, 0)).save(tmp_path / "a.png")
     _tiff_with_rational(tmp_path / "b.tif", 273)
+    Image.new("RGB", (16, 16), (90, 0, 0)).save(tmp_path / "c.png")
     with pytest.warns(LearnWarning, match="skipped image .*b.tif is damaged"):
         photos = load_photos(tmp_path, 8)
-    assert [p.name for p in photos.paths] == ["a.png"]
+    assert [p.name for p in photos.paths] == ["a.png", "c.png"]
 
 
 def test_decompression_bomb_header(tmp_path):

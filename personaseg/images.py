@@ -50,9 +50,14 @@ def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
       an image over ``max_pixels`` (decompression bombs included) raise :class:`InputError`.
     """
     path = Path(path)
-    if not path.exists():
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+    except OSError as err:  # a name too long for the file system, ...
+        raise InputError(f"image {str(path)[:200]} cannot be read ({err.strerror or type(err).__name__})",
+                         hint="check the path") from None
+    if not exists:
         raise InputError(f"image {path} does not exist", hint="check the path")
-    if path.is_dir():
+    if is_dir:
         raise InputError(f"{path} is a folder, not an image file", hint="give image files or a folder of them")
     try:
         with warnings.catch_warnings():
@@ -173,6 +178,11 @@ def collect_images(inputs: Iterable[str | Path], recursive: bool = False) -> tup
 
     for raw in inputs:
         p = Path(raw)
+        try:
+            p.is_dir()
+        except OSError as err:  # a name too long for the file system, ...
+            notes.append(f"{raw[:200]} cannot be read ({err.strerror or type(err).__name__})")
+            continue
         if p.is_dir():
             hits = _images_in(p, recursive)
             if not hits:

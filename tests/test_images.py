@@ -217,9 +217,10 @@ def test_learn_photos_skip_a_crafted_tiff_and_keep_the_others(tmp_path):
 
     Image.new("RGB", (16, 16), (0, 90, 0)).save(tmp_path / "a.png")
     _tiff_with_rational(tmp_path / "b.tif", 273)
+    Image.new("RGB", (16, 16), (90, 0, 0)).save(tmp_path / "c.png")
     with pytest.warns(LearnWarning, match="skipped image .*b.tif is damaged"):
         photos = load_photos(tmp_path, 8)
-    assert [p.name for p in photos.paths] == ["a.png"]
+    assert [p.name for p in photos.paths] == ["a.png", "c.png"]
 
 
 def test_decompression_bomb_header(tmp_path):
@@ -418,3 +419,12 @@ def test_unwritable_output_folder(tmp_path):
         save_png_atomic(target, np.zeros((2, 2), bool))
     assert "--out" in str(err.value)
     _one_line_naming(err, blocker / "out")
+
+
+def test_a_path_too_long_for_the_file_system_is_an_input_error(tmp_path):
+    long = tmp_path / ("a" * 300 + ".png")  # os.stat raises OSError (ENAMETOOLONG), not FileNotFoundError
+    with pytest.raises(InputError, match="cannot be read"):
+        load_image(long)
+    Image.new("RGB", (4, 4)).save(tmp_path / "ok.png")
+    paths, notes = collect_images([str(long), str(tmp_path / "ok.png")])
+    assert paths == [tmp_path / "ok.png"] and "cannot be read" in notes[0]

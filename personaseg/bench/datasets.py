@@ -69,7 +69,11 @@ class Sample:
                 image = load_image(self.image_path)
             except PersonasegError as err:
                 raise DatasetError(f"{self.source}: {err}") from None
-            if not self.mask_path.is_file():
+            try:
+                has_mask = self.mask_path.is_file()
+            except OSError:  # a name too long for the file system
+                has_mask = False
+            if not has_mask:
                 raise DatasetError(
                     f"{self.source}: mask {self.mask_path} is missing",
                     hint="add it (an all-black PNG if the concept is absent) or remove the line",
@@ -207,7 +211,7 @@ def read_mug19(root: str | Path, shots: int | None = None) -> BenchData:
                 raise TypeError("image, concept and mask must be non-empty text")
             if not all(isinstance(t, str) for t in subset):
                 raise TypeError("subset tags must be text")
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as err:
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError, RecursionError) as err:
             raise DatasetError(
                 f"{where}: bad index line ({type(err).__name__}: {str(err)[:120]})",
                 hint='write {"image": "images/x.jpg", "concept": "name", "mask": "masks/x/name.png", "subset": []}',

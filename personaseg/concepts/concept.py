@@ -114,7 +114,7 @@ class Concept:
         folder = Path(folder)
         try:
             meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        except (OSError, ValueError, RecursionError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
             raise _broken(folder, f"{type(err).__name__}: {str(err)[:120]}") from None
         problem = _meta_problem(meta, need_name=name is None)
         if problem:

@@ -419,9 +419,14 @@ def _acquire(path: Path, name: str) -> int:
                 continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
+            except BlockingIOError:
                 os.close(fd)
                 raise _busy(name, _read_pid(path)) from None
+            except OSError:  # a file system without flock (some network mounts): the pid alone decides
+                holder = _read_pid(path)
+                if holder is not None and holder != os.getpid() and pid_alive(holder):
+                    os.close(fd)
+                    raise _busy(name, holder) from None
             try:
                 same = os.stat(path).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:

@@ -1,6 +1,6 @@
-"""SIGKILL during the final write of a learned concept (issue 21): the store never shows a
-half-written concept, the next run cleans up, a replaced concept comes back, and the run resumes
-to the same result as an uninterrupted one. Slow: each case starts Python processes that load
+"""SIGKILL during the final write of a learned concept, or mid-training (issue 21): the store
+never shows a half-written concept, the next run cleans up, a replaced concept comes back, and
+the run resumes to the same result as an uninterrupted one, bit for bit. Slow: each case starts Python processes that load
 torch and diffusers (about a minute on 2 shared cores)."""
 
 import os
@@ -38,16 +38,27 @@ def replace(a, b):
     if point == "between-renames" and os.path.basename(str(b)).startswith(".old"):
         stop(point)
 
+from personaseg.concepts.trainer import Trainer
+real_step = Trainer.train_step
+
+def train_step(self, i):
+    loss = real_step(self, i)
+    if point.startswith("after-step-") and i + 1 == int(point.rsplit("-", 1)[1]) + 1:
+        stop(point)  # step N's checkpoint is written; step N+1 is done but not saved
+    return loss
+
+Trainer.train_step = train_step
 store.ConceptStore.write_meta = staticmethod(write_meta)
 os.replace = replace
-cfg = LearnConfig(class_word="mug", steps=2, resolution=32, grad_accum=1, checkpoint_every=1, measure_presence=False)
+steps = 4 if point.startswith("after-step-") else 2
+cfg = LearnConfig(class_word="mug", steps=steps, resolution=32, grad_accum=1, checkpoint_every=1, measure_presence=False)
 learn(photos, "<mymug>", cfg, model=model, concepts_dir=root, force=point == "between-renames", progress=False)
 print("finished", flush=True)
 """
 
 
-def _cfg() -> LearnConfig:
-    return LearnConfig(class_word="mug", steps=2, resolution=32, grad_accum=1, checkpoint_every=1,
+def _cfg(steps: int = 2) -> LearnConfig:
+    return LearnConfig(class_word="mug", steps=steps, resolution=32, grad_accum=1, checkpoint_every=1,
                        measure_presence=False)
 
 
@@ -86,3 +97,15 @@ def test_kill_between_the_renames_of_a_replace_brings_the_old_concept_back(tiny_
     assert [c.name for c in store.list()] == ["mymug"]
     assert torch.equal(store.get("mymug").embeddings(), before)
     assert sorted(p.name for p in root.iterdir() if not p.name.startswith(".runs")) == ["mymug"]
+
+
+@pytest.mark.parametrize("step", [1, 2])
+def test_kill_mid_training_resumes_bit_for_bit(tiny_sd, photos, tmp_path, step):
+    root = tmp_path / "store"
+    _kill_at(f"after-step-{step}", tiny_sd, photos, root)
+    assert ConceptStore(root).names() == [] and (root / ".runs" / "mymug" / "checkpoint.safetensors").is_file()
+    resumed = learn(photos, "<mymug>", None, model=str(tiny_sd), concepts_dir=root, resume=True, progress=False)
+    straight = learn(photos, "<mymug>", _cfg(4), model=str(tiny_sd), concepts_dir=tmp_path / "straight",
+                     progress=False)
+    assert resumed.meta["final_loss"] == straight.meta["final_loss"]
+    assert torch.equal(resumed.embeddings(), straight.embeddings())

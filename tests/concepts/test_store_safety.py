@@ -165,7 +165,7 @@ def test_a_failed_write_leaves_the_old_concept_and_no_temp_folder(store):
 
 @pytest.mark.parametrize("content", [
     "[]", "null", "", "{not json", '{"name": "x"}', b"\xff\xfe".decode("latin-1"),
-    "WIDTH_NULL", "WIDTH_LIST", "NUM_VECTORS_0", "METHOD_X", "TEMPLATE_DICT", "PRESENCE_NAN",
+    "WIDTH_NULL", "WIDTH_LIST", "NUM_VECTORS_0", "METHOD_X", "TEMPLATE_DICT", "PRESENCE_NAN", "DEEP",
 ])
 def test_a_broken_concept_json_is_skipped_by_list_and_refused_by_get(store, content):
     good = json.loads((store.root / "mymug" / "concept.json").read_text())
@@ -174,6 +174,7 @@ def test_a_broken_concept_json_is_skipped_by_list_and_refused_by_get(store, cont
     bad = store.root / "bad"
     shutil.copytree(store.root / "mymug", bad)
     text = json.dumps({**good, **edits[content]}) if content in edits else content
+    text = "[" * 100_000 + "]" * 100_000 if content == "DEEP" else text  # RecursionError in json
     (bad / "concept.json").write_text(text, encoding="latin-1")
     with pytest.warns(StoreWarning, match=r"concept folder .*bad is broken"):
         assert [c.name for c in store.list()] == ["mymug"]
@@ -355,3 +356,27 @@ def test_a_checkpoint_that_does_not_fit_the_run_is_one_concept_error_on_resume(p
         with pytest.raises(ConceptError, match="does not fit this run"):
             learn(photos, "<mymug>", None, pipe=pipe, concepts_dir=root, resume=True, progress=False)
     assert not (root / "mymug").exists()
+
+
+def test_without_flock_the_pid_in_the_lock_file_decides(store, monkeypatch):
+    import errno
+
+    from personaseg.concepts import store as store_module
+
+    def no_flock(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(store_module.fcntl, "flock", no_flock)
+    (store.root / ".locks").mkdir()
+    lock = store.root / ".locks" / "mymug.lock"
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock.write_text(f"{live.pid}\n")
+        with pytest.raises(ConceptError, match=f"pid {live.pid}"):
+            store.remove("mymug")
+    finally:
+        live.kill()
+        live.wait()
+    lock.write_text(f"{live.pid}\n")  # dead now: stale
+    store.remove("mymug")
+    assert store.names() == []

@@ -30,7 +30,6 @@ import base64
 import io
 import json
 import os
-import random
 import resource
 import shutil
 import signal
@@ -271,7 +270,6 @@ def make_targets() -> dict[str, Target]:
     from personaseg.bench.config import BenchConfig
     from personaseg.bench.datasets import read_mug19, read_perseg
     from personaseg.concepts.checkpoint import load_checkpoint
-    from personaseg.concepts.concept import Concept
     from personaseg.concepts.config import LearnConfig
     from personaseg.concepts.store import ConceptStore
     from personaseg.concepts.textual_inversion import load_embeds, parse_token

@@ -343,7 +343,7 @@ def test_prepare_sizes(size, long_side, multiple, resized, padded):
 def test_prepare_values_and_padding_colour():
     colour, pad = (10, 200, 30), (123, 117, 104)
     x, geom = prepare(Image.new("RGB", (500, 333), colour), None, 64, pad_rgb=pad)
-    (rw, rh), (pw, ph) = geom.resized, geom.padded
+    (rw, rh), (_, ph) = geom.resized, geom.padded
     assert rh < ph
     want_img = torch.tensor(colour, dtype=torch.float32) / 127.5 - 1
     want_pad = torch.tensor(pad, dtype=torch.float32) / 127.5 - 1

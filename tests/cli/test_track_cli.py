@@ -1,7 +1,6 @@
 """`personaseg track` on a tiny random model: outputs per clip, --json, part of a clip, bad input."""
 
 import json
-from pathlib import Path
 
 import av
 import numpy as np

@@ -39,6 +39,28 @@ _FORMATS_HINT = "give a JPEG, PNG, WebP, BMP, TIFF or GIF image"
 # --------------------------------------------------------------------------- reading
 
 
+def read_mask(mask, where: str) -> np.ndarray:
+    """A mask (path, PIL image or array) -> bool (H, W): any non-zero pixel is the object. A file
+    that is no readable image (PIL raises many types for a crafted one, see :func:`load_image`) or
+    an array that is not (H, W) or (H, W, C) is one :class:`InputError` naming ``where``."""
+    try:
+        if isinstance(mask, (str, Path)):
+            with Image.open(mask) as im:
+                im.load()
+                mask = im.copy()
+        if isinstance(mask, Image.Image):
+            mask = np.asarray(mask if mask.mode in ("1", "L", "P", "I", "I;16") else mask.convert("L"))
+        a = np.asarray(mask)
+    except Exception as err:  # noqa: BLE001 (a crafted file: any error of PIL's is "not readable")
+        reason = (str(err).splitlines() or [type(err).__name__])[0][:200]
+        raise InputError(f"mask {where} is not a readable image ({reason})", hint="give a PNG, white = object") from None
+    if a.ndim == 3:  # (H, W, C) -> (H, W)
+        a = a.max(axis=2)
+    if a.ndim != 2:
+        raise InputError(f"mask {where} has shape {a.shape}, expected (H, W)")
+    return a != 0
+
+
 def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Read ``path`` as an 8-bit RGB image in its displayed orientation.
 

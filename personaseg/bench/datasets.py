@@ -21,8 +21,8 @@ import numpy as np
 from PIL import Image
 
 from ..config import read_toml
-from ..errors import ConfigError, DatasetError, PersonasegError
-from ..images import IMAGE_SUFFIXES, load_image
+from ..errors import ConfigError, DatasetError, InputError, PersonasegError
+from ..images import IMAGE_SUFFIXES, load_image, read_mask
 
 
 @dataclass
@@ -107,21 +107,9 @@ class BenchData:
 def mask_array(mask: Any, where: str) -> np.ndarray:
     """A mask (path, PIL image or array) -> bool (H, W): any non-zero pixel is the object."""
     try:
-        if isinstance(mask, (str, Path)):
-            with Image.open(mask) as im:
-                im.load()
-                mask = im.copy()
-        if isinstance(mask, Image.Image):
-            mask = np.asarray(mask.convert("L") if mask.mode not in ("1", "L", "P", "I", "I;16") else mask)
-        a = np.asarray(mask)
-    except Exception as err:  # PIL raises many types for a crafted file (see images.load_image)
-        reason = (str(err).splitlines() or [type(err).__name__])[0][:200]
-        raise DatasetError(f"{where}: mask is not a readable image ({reason})") from None
-    if a.ndim == 3:  # (H, W, C) -> (H, W)
-        a = a.max(axis=2)
-    if a.ndim != 2:
-        raise DatasetError(f"{where}: mask has shape {a.shape}, expected (H, W)")
-    return a != 0
+        return read_mask(mask, where)
+    except InputError as err:
+        raise DatasetError(err.message) from None
 
 
 # --------------------------------------------------------------------------- layouts

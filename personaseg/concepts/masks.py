@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from ..errors import InputError
-from ..images import IMAGE_SUFFIXES
+from ..images import IMAGE_SUFFIXES, read_mask
 
 MASK_SUFFIX = ".mask.png"  # what `find` writes beside an image: fed back as the photo's mask
 
@@ -85,25 +85,6 @@ def match_masks(paths: list[Path], masks: str | Path | dict | None) -> dict[int,
     if not files:
         raise InputError(f"--masks {folder} holds no mask images", hint="one <photo stem>.png per photo")
     return found
-
-
-def read_mask(mask: Any, where: str) -> np.ndarray:
-    """A mask file, PIL image or array -> bool (H, W), non-zero = object."""
-    try:
-        if isinstance(mask, (str, Path)):
-            with Image.open(mask) as im:
-                im.load()
-                mask = im.copy()
-        if isinstance(mask, Image.Image):
-            mask = np.asarray(mask if mask.mode in ("1", "L", "P", "I", "I;16") else mask.convert("L"))
-        a = np.asarray(mask)
-    except (OSError, ValueError, SyntaxError) as err:
-        raise InputError(f"mask {where} is not a readable image ({err})", hint="give a PNG, white = object") from None
-    if a.ndim == 3:  # (H, W, C) -> (H, W)
-        a = a.max(axis=2)
-    if a.ndim != 2:
-        raise InputError(f"mask {where} has shape {a.shape}, expected (H, W)")
-    return a != 0
 
 
 def crop_mask(mask: np.ndarray, size: int) -> torch.Tensor:

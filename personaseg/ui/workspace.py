@@ -79,6 +79,8 @@ class LearnJob:
     config: Any  # LearnConfig, or None to resume with the interrupted run's
     force: bool = False
     resume: bool = False
+    clicks: Any = None  # learn's clicks= / boxes=: {photo: (x, y)} / {photo: (x0, y0, x1, y1)} or "PHOTO=..." strings
+    boxes: Any = None
 
 
 class Workspace:
@@ -159,11 +161,14 @@ class Workspace:
     # ------------------------------------------------------------------ learn
     def plan_learn(self, photos: list[str | Path], token: str, class_word: str | None = None,
                    method: str | None = None, steps: int | None = None, *, replace: bool = False,
-                   resume: bool = False) -> LearnJob:
+                   resume: bool = False, clicks: dict | list[str] | None = None,
+                   boxes: dict | list[str] | None = None) -> LearnJob:
         """Check a learn before it starts (fast, no model): ``personaseg learn PHOTOS --token T
-        [--class-word W --method M --steps N] [--force | --resume]``."""
+        [--class-word W --method M --steps N] [--click PHOTO=X,Y | --box PHOTO=X0,Y0,X1,Y1]
+        [--force | --resume]``; a click or box is checked as learn checks it (names a photo, inside it)."""
         from ..concepts import LearnConfig
         from ..concepts.checkpoint import CHECKPOINT_FILE
+        from ..concepts.masks import Guidance
         from ..concepts.textual_inversion import parse_token
         from ..config import build_config
 
@@ -185,7 +190,10 @@ class Workspace:
                                    hint="press Resume to continue it, or tick 'Replace' to start over")
         flags = {"class_word": (class_word or "").strip() or None, "method": method or None, "steps": steps}
         config = None if resume else build_config(LearnConfig, None, flags)
-        return LearnJob(photos, token, config, force=replace and not resume, resume=resume)
+        if clicks or boxes:
+            Guidance(photos, None, boxes, clicks)  # what learn checks first: the photo named, the point inside it
+        return LearnJob(photos, token, config, force=replace and not resume, resume=resume, clicks=clicks or None,
+                        boxes=boxes or None)
 
     def learn(self, job: LearnJob, on_step: Callable[[int, int, float], None] | None = None):
         """Run a planned learn (``personaseg.learn``), told each step; :meth:`stop_learn` stops it
@@ -203,9 +211,18 @@ class Workspace:
 
         try:
             return learn(job.photos, job.token, job.config, model=self.model, concepts_dir=self.concepts_dir,
-                         force=job.force, resume=job.resume, progress=told)
+                         force=job.force, resume=job.resume, progress=told, clicks=job.clicks, boxes=job.boxes)
         finally:
             self._learn_lock.release()
+
+    def derived_masks(self, concept) -> list[Path]:
+        """The masks learn drew from a click or box (the concept's ``masks/<photo stem>.png``, 0/255),
+        copied to the scratch folder (the page serves files from there only)."""
+        names = concept.meta.get("derived_masks", [])
+        if not names:
+            return []
+        out = self._new_dir("masks")
+        return [Path(shutil.copy2(concept.path / m, out / Path(m).name)) for m in names]
 
     def stop_learn(self) -> bool:
         """Ask the running learn to stop after its step; False when none runs."""

@@ -194,6 +194,58 @@ def test_learn_then_find_in_the_browser_matches_the_cli(world, server, page):
     _answers(server)
 
 
+def test_a_click_on_a_photo_guides_the_learn_and_its_mask_is_shown(world, server, browser):
+    """Pick a photo, click on the object (its pixel, as the photo is displayed), learn: the mask the
+    model drew from the click appears, the one learn saved in the concept; a click outside the photo
+    is learn's one line in the page and the server goes on."""
+    token, shots = "<clicked>", world["shots"]
+    truth = np.asarray(Image.open(world["photos"][0].parent.parent / "masks" / world["photos"][0].name)) > 0
+    ys, xs = np.nonzero(truth)
+    k = np.argmin((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2)  # the object pixel nearest its centre
+    x, y = int(xs[k]), int(ys[k])
+    page = _open(browser, server)
+    _tab(page, "Learn")
+    page.locator("#learn-photos input[type=file]").set_input_files([str(p) for p in world["photos"]])
+    for p in world["photos"]:
+        _listed(page, "#learn-photos", p.name)
+    page.locator("#learn-token input, #learn-token textarea").first.fill(token)
+    page.locator("#learn-class input, #learn-class textarea").first.fill(world["class_word"])
+    page.locator("#learn-steps input").fill(str(STEPS))
+    page.locator("#learn-guide-photo input").click()
+    page.get_by_role("option", name=world["photos"][0].name).click()
+    img = page.locator("#learn-guide-image img")
+    img.wait_for()
+    point = page.locator("#learn-guide-point input, #learn-guide-point textarea").first
+    # a point outside the photo (typed): learn's one line, nothing learned
+    point.fill("500,5")
+    page.locator("#learn-button").click()
+    _error_shown(page, "is outside its photo", shots / "click-outside.png")
+    _answers(server)
+    assert not (world["store"] / "clicked").exists()
+    # a click on the object, where it is displayed
+    page.wait_for_function("() => document.querySelector('#learn-guide-image img').naturalWidth > 0")
+    box = img.bounding_box()
+    nw, nh = img.evaluate("i => [i.naturalWidth, i.naturalHeight]")
+    r = min(box["width"] / nw, box["height"] / nh, 1)  # CSS pixels per photo pixel: drawn centred, never enlarged
+    left, top = (box["width"] - nw * r) / 2, (box["height"] - nh * r) / 2
+    img.click(position={"x": left + (x + 0.25) * r, "y": top + (y + 0.25) * r})
+    page.wait_for_function("([sel, v]) => document.querySelector(sel).value === v",
+                           arg=["#learn-guide-point input, #learn-guide-point textarea", f"{x},{y}"])
+    page.locator("#learn-button").click()
+    page.locator("#learn-status").get_by_text(f"learned {token}").wait_for(timeout=300_000)
+    mask = page.locator("#learn-derived-mask img")
+    mask.wait_for()
+    page.screenshot(path=str(shots / "learned-from-a-click.png"), full_page=True)
+    shown = page.request.get(mask.get_attribute("src"))
+    assert shown.ok
+    in_page = np.asarray(Image.open(io.BytesIO(shown.body())))
+    saved = np.asarray(Image.open(world["store"] / "clicked" / "masks" / world["photos"][0].name))
+    assert np.array_equal(in_page, saved) and saved[y, x] == 255  # learn's derived mask, holding the click
+    assert ((saved > 0) & truth).sum() > 0.5 * (saved > 0).sum()  # and it is the object
+    _answers(server)
+    page.close()
+
+
 def test_the_named_endpoints_drive_it_from_a_script(world, server):
     from gradio_client import Client, handle_file
 

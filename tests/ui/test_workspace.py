@@ -87,3 +87,49 @@ def test_find_in_the_app_is_personaseg_find(run, tmp_path):
     assert out.summary.keys() == cli.keys() and out.summary["rle"] == cli["rle"]
     assert json.loads(out.record.read_text())["presence"] == cli["presence"]
     assert Image.open(out.overlay).size == Image.open(scene).size and out.heatmap.exists()
+
+
+def test_a_click_or_box_is_checked_as_learn_checks_it_before_the_model_loads(tmp_path):
+    ws = Workspace("no-such-model", tmp_path / "scratch", tmp_path / "store")
+    photo = tmp_path / "p.png"
+    Image.new("RGB", (32, 24), "red").save(photo)
+    for kind, value, match in [("clicks", ["p.png=32,5"], r"click p.png=32,5 is outside its photo \(32x24\)"),
+                               ("clicks", {"p.png": (-1, 0)}, "outside its photo"),
+                               ("clicks", ["q.png=1,1"], "names no photo"),
+                               ("clicks", ["p.png=1"], "is not PHOTO=X,Y"),
+                               ("boxes", ["p.png=10,10,5,20"], "has x1 <= x0"),
+                               ("boxes", ["p.png=0,0,40,20"], "outside its photo")]:
+        with pytest.raises(InputError, match=match):
+            ws.plan_learn([photo], "<mymug>", "mug", **{kind: value})
+    job = ws.plan_learn([photo], "<mymug>", "mug", clicks=["p.png=31,23"])
+    assert job.clicks == ["p.png=31,23"] and job.boxes is None
+    job = ws.plan_learn([photo], "<mymug>", "mug", boxes={"p": (0, 0, 32, 24)})
+    assert job.boxes == {"p": (0, 0, 32, 24)} and job.clicks is None
+
+
+@pytest.mark.slow  # two toy model loads, a find on the photo and its presence: about 80 s on 2 busy cores
+def test_a_click_guided_learn_keeps_the_mask_the_model_drew(tmp_path):
+    """Learn on the toy model from a click on the object: the concept keeps the derived mask, which
+    holds the click and lies inside the object; a click beside it is learn's one line, nothing stored."""
+    from personaseg.toyworld import make_bench
+
+    bench = make_bench(tmp_path / "bench", seed=0, concepts=1, scenes=1)
+    folder = bench.root / "concepts" / bench.concepts[0]
+    class_word = (folder / "concept.toml").read_text().split('"')[1]
+    photos = sorted((folder / "photos").iterdir())
+    truth = np.asarray(Image.open(folder / "masks" / "00.png")) > 0
+    ys, xs = np.nonzero(truth)
+    k = np.argmin((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2)  # the object pixel nearest its centre
+    x, y = int(xs[k]), int(ys[k])
+    ws = Workspace("toy", tmp_path / "scratch", tmp_path / "store")
+    far = np.argwhere(~truth)[0]  # background
+    with pytest.raises(InputError, match=f"the model finds no '{class_word}' there"):
+        ws.learn(ws.plan_learn(photos, "<mine>", class_word, steps=2, clicks={"00.png": (far[1], far[0])}))
+    assert not ws.store.exists("mine")
+    concept = ws.learn(ws.plan_learn(photos, "<mine>", class_word, steps=2, clicks={"00.png": (x, y)}))
+    mask_path, = ws.derived_masks(concept)
+    assert mask_path.name == "00.png" and mask_path.is_relative_to(tmp_path / "scratch")  # served from there
+    derived = np.asarray(Image.open(mask_path)) > 0
+    assert np.array_equal(derived, np.asarray(Image.open(concept.path / "masks" / "00.png")) > 0)
+    assert derived.shape == truth.shape and derived[y, x]
+    assert (derived & truth).sum() > 0.5 * derived.sum()

@@ -4,7 +4,9 @@ Named API endpoints (``gradio_client``): ``/find`` (image file, phrase or ``<con
 draws and seed -> mask PNG, overlay PNG, JSON record, token heat maps, status), ``/learn`` (photo
 files, token, class word, method, steps, replace, optionally a photo's name, "click" or "box" and
 its pixels "X,Y" / "X0,Y0,X1,Y1" -> status), ``/resume`` (photo files, token, the same click or box),
-``/stop_learn`` and ``/concepts`` (the store, as ``concepts list --json``).
+``/stop_learn`` and ``/concepts`` (the store, as ``concepts list --json``); with PyAV installed
+(``personaseg[video]``) also ``/track`` (video file, phrase or ``<concept>``, draws, seed, every N-th
+frame -> overlay mp4, track's JSON lines, status).
 Errors are raised as ``gr.Error`` with the library's one-line message: the page shows it, a script
 gets it as an exception, and the server goes on serving.
 """
@@ -12,6 +14,7 @@ gets it as an exception, and the server goes on serving.
 from __future__ import annotations
 
 import html
+import importlib.util
 import os
 import queue
 import re
@@ -84,6 +87,18 @@ def build_app(ws: Workspace) -> gr.Blocks:
         if r["relative_presence"] is not None:
             status += f", {r['relative_presence']:.2f} of its presence on its own photos"
         return str(out.mask), str(out.overlay), str(out.record), str(out.heatmap), status
+
+    def track(clip, phrase, draws, seed, every):
+        try:
+            out, notes = ws.track(_files(clip)[0] if clip else None, phrase, _number(draws),
+                                  _number(seed, zero_is_default=False), _number(every) or 1)
+        except PersonasegError as err:
+            raise _error(err) from None
+        for note in notes:
+            gr.Warning(html.escape(note))
+        phrase = " ".join((phrase or "").split())
+        status = f"{_code(phrase)} tracked: found in {out.found} of {out.frames} frames"
+        return str(out.video), str(out.records), status
 
     def run_learn(photos, token, class_word, method, steps, replace, guide_photo=None, guide_kind="click",
                   guide_point="", resume=False):
@@ -246,6 +261,7 @@ def build_app(ws: Workspace) -> gr.Blocks:
         except PersonasegError as err:
             raise _error(err) from None
 
+    has_video = importlib.util.find_spec("av") is not None  # a clip to track needs PyAV (personaseg[video])
     with gr.Blocks(title="personaseg", analytics_enabled=False) as demo:
         gr.Markdown(INTRO.format(model=ws.model or "(default)", store=ws.store.root))
         with gr.Tab("Find", id="find"):
@@ -261,6 +277,11 @@ def build_app(ws: Workspace) -> gr.Blocks:
                                           elem_id="find-draws")
                         seed = gr.Number(0, label="Seed", precision=0, minimum=0, elem_id="find-seed")
                     find_btn = gr.Button("Find", variant="primary", elem_id="find-button")
+                    if has_video:
+                        clip = gr.File(label="…or a clip to follow the phrase through (video file)",
+                                       file_types=["video"], elem_id="track-clip")
+                        every = gr.Number(1, label="Every N-th frame", precision=0, minimum=1, elem_id="track-every")
+                        track_btn = gr.Button("Track the clip", elem_id="track-button")
                 with gr.Column(scale=2):
                     find_status = gr.Markdown(label="status", elem_id="find-status")
                     with gr.Row():
@@ -272,6 +293,10 @@ def build_app(ws: Workspace) -> gr.Blocks:
                                         elem_id="find-heatmap")
                     record_file = gr.File(label="JSON record (mask as COCO RLE)", interactive=False,
                                           elem_id="find-record")
+                    if has_video:
+                        track_video = gr.Video(label="The clip, outlined", interactive=False, elem_id="track-video")
+                        track_records = gr.File(label="JSON lines, one per frame (as track --json)",
+                                                interactive=False, elem_id="track-records")
         with gr.Tab("Learn", id="learn"):
             with gr.Row():
                 with gr.Column():
@@ -325,6 +350,9 @@ def build_app(ws: Workspace) -> gr.Blocks:
         concept_pick.change(pick, concept_pick, phrase, api_visibility="private")
         find_btn.click(find, [image, phrase, draws, seed], [mask_img, overlay_img, record_file, heat_img, find_status],
                        api_name="find", concurrency_limit=1, concurrency_id="find")
+        if has_video:
+            track_btn.click(track, [clip, phrase, draws, seed, every], [track_video, track_records, find_status],
+                            api_name="track", concurrency_limit=1, concurrency_id="find")
         guide = [guide_photo, guide_kind, guide_point]
         photos.change(guide_choices, photos, [guide_photo, guide_image, guide_point], api_visibility="private")
         guide_photo.change(guide_show, [photos, guide_photo], [guide_image, guide_point], api_visibility="private")

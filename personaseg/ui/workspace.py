@@ -73,6 +73,14 @@ def find_record(path: Path, phrase: str, r, image, mask_path: Path, seconds: flo
 
 
 @dataclass
+class TrackOutput:
+    video: Path  # <stem>.overlay.mp4, as `personaseg track` writes it
+    records: Path  # <stem>.jsonl: track --json's line per frame
+    frames: int
+    found: int  # frames with the phrase
+
+
+@dataclass
 class LearnJob:
     photos: list[Path]
     token: str  # "<name>", checked
@@ -157,6 +165,49 @@ class Workspace:
         record_path = Path(f"{stem}.json")
         record_path.write_text(json.dumps(record) + "\n")
         return FindOutput(mask_path, overlay_path, record_path, heat_path, record), notes
+
+    # ------------------------------------------------------------------ track
+    def track(self, clip_path: str | Path, phrase: str, draws: int | None = None, seed: int | None = None,
+              every: int = 1) -> tuple[TrackOutput, list[str]]:
+        """``personaseg track PHRASE CLIP --json [--every N]``: follow ``phrase`` through a video file;
+        writes track's files (``<stem>.overlay.mp4``, ``<stem>/masks/<frame>.png``) and its JSON lines."""
+        from ..concepts.store import concept_name
+        from ..images import save_png_atomic
+        from ..masks import bbox, rle_encode
+        from ..video import OverlayWriter, open_clip
+        from ..viz import overlay
+
+        if not clip_path:
+            raise InputError("no clip", hint="drop a video file to track in")
+        phrase = " ".join((phrase or "").split())
+        if not phrase:
+            raise InputError("the phrase is empty", hint='type a word such as "mug" or pick a concept like "<mymug>"')
+        if every < 1:
+            raise InputError(f"every {every} must be >= 1", hint="1 keeps every frame, 2 every other one")
+        path = Path(clip_path)
+        clip = open_clip(path)  # a file that is no video fails here, naming it
+        concept = concept_name(phrase) if phrase.startswith("<") and phrase.endswith(">") else None
+        out = self._new_dir("track")
+        stem = clip.stem
+        lines, frames, found = [], 0, 0
+        with self._find_lock, collecting_warnings() as notes:
+            seg = self.segmenter(draws, seed, concept)
+            with OverlayWriter(out / f"{stem}.overlay.mp4", clip.fps / every) as video:
+                for r in seg.track(clip.frames(None, None, every), phrase):
+                    name = f"{r.index:05d}.png"
+                    save_png_atomic(out / stem / "masks" / name, r.mask)
+                    video.write(overlay(r.image, r.mask, f"{phrase} {r.time:.2f}s" if r.found
+                                        else f"{phrase}: not found"))
+                    lines.append(json.dumps({"video": path.name, "frame": r.index, "time": round(r.time, 4),
+                                             "found": r.found, "presence": round(r.presence, 6),
+                                             "relative_presence": None if r.relative_presence is None
+                                             else round(r.relative_presence, 4),
+                                             "rle": rle_encode(r.mask), "bbox": bbox(r.mask),
+                                             "mask_path": f"{stem}/masks/{name}"}))
+                    frames, found = frames + 1, found + int(r.found)
+        records = out / f"{stem}.jsonl"
+        records.write_text("".join(line + "\n" for line in lines))
+        return TrackOutput(out / f"{stem}.overlay.mp4", records, frames, found), notes
 
     # ------------------------------------------------------------------ learn
     def plan_learn(self, photos: list[str | Path], token: str, class_word: str | None = None,

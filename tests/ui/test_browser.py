@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import shutil
 import signal
@@ -242,6 +243,42 @@ def test_a_click_on_a_photo_guides_the_learn_and_its_mask_is_shown(world, server
     saved = np.asarray(Image.open(world["store"] / "clicked" / "masks" / world["photos"][0].name))
     assert np.array_equal(in_page, saved) and saved[y, x] == 255  # learn's derived mask, holding the click
     assert ((saved > 0) & truth).sum() > 0.5 * (saved > 0).sum()  # and it is the object
+    _answers(server)
+    page.close()
+
+
+def test_a_clip_is_tracked_in_the_find_tab(world, server, browser):
+    """With PyAV: drop a clip, track a word through it; the outlined clip plays and the JSON lines
+    are track's, one per frame; a file that is no video is one line in the page."""
+    pytest.importorskip("av")
+    from personaseg.video import write_video
+
+    clip = world["root"] / "scenes.mp4"
+    scenes = sorted((world["scene"].parent).iterdir())
+    write_video(clip, [Image.open(p).convert("RGB") for p in scenes * 2], fps=4)
+    page = _open(browser, server)
+    page.locator("#find-phrase input, #find-phrase textarea").first.fill(world["class_word"])
+    page.get_by_text("Settings").click()
+    page.locator("#find-draws input").fill(str(DRAWS))
+    page.locator("#find-seed input").fill(str(SEED))
+    not_video = world["root"] / "notes.mp4"
+    not_video.write_text("this is not a video")
+    page.locator("#track-clip input[type=file]").set_input_files(str(not_video))
+    _listed(page, "#track-clip", not_video.name)
+    page.locator("#track-button").click()
+    _error_shown(page, "notes.mp4")
+    _answers(server)
+    page.locator("#track-clip button[aria-label='Clear']").click()
+    page.locator("#track-clip input[type=file]").set_input_files(str(clip))
+    _listed(page, "#track-clip", clip.name)
+    page.locator("#track-button").click()
+    page.locator("#find-status").get_by_text(f"{world['class_word']} tracked").wait_for(timeout=300_000)
+    page.locator("#track-video video").wait_for()
+    page.screenshot(path=str(world["shots"] / "tracked.png"), full_page=True)
+    link = page.locator("#track-records a").first
+    link.wait_for()
+    lines = page.request.get(link.get_attribute("href")).text().splitlines()
+    assert [json.loads(line)["frame"] for line in lines] == list(range(2 * len(scenes)))
     _answers(server)
     page.close()
 

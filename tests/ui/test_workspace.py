@@ -133,3 +133,33 @@ def test_a_click_guided_learn_keeps_the_mask_the_model_drew(tmp_path):
     assert np.array_equal(derived, np.asarray(Image.open(concept.path / "masks" / "00.png")) > 0)
     assert derived.shape == truth.shape and derived[y, x]
     assert (derived & truth).sum() > 0.5 * derived.sum()
+
+
+def test_track_in_the_app_is_personaseg_track(run, tiny_model_dir, tmp_path):
+    """A clip in the app: track's overlay video and its --json lines, frame for frame (tiny model)."""
+    pytest.importorskip("av")
+    from personaseg.video import open_clip, write_video
+
+    rng = np.random.default_rng(0)
+    frames = [Image.fromarray((rng.random((40, 56, 3)) * 255).astype("uint8")) for _ in range(4)]
+    clip = tmp_path / "walk.mp4"
+    write_video(clip, frames, fps=10)
+    ws = Workspace(str(tiny_model_dir), tmp_path / "scratch", tmp_path / "store")
+    with pytest.raises(InputError, match="the phrase is empty"):
+        ws.track(clip, "  ")
+    (tmp_path / "notes.mp4").write_text("not a video")
+    with pytest.raises(InputError, match="notes.mp4"):
+        ws.track(tmp_path / "notes.mp4", "mug")
+    out, _ = ws.track(clip, "mug", draws=2, seed=1, every=2)
+    code, stdout, err = run("track", "mug", clip, "--model", tiny_model_dir, "--draws", 2, "--seed", 1,
+                            "--every", 2, "--out", tmp_path / "cli", "--json")
+    assert code == 0, err
+    cli = [json.loads(line) for line in stdout.splitlines()]
+    ours = [json.loads(line) for line in out.records.read_text().splitlines()]
+    assert [r["frame"] for r in ours] == [0, 2] and out.frames == 2
+    strip = ("video", "mask_path")
+    assert [{k: v for k, v in r.items() if k not in strip} for r in ours] == \
+        [{k: v for k, v in r.items() if k not in strip} for r in cli]
+    assert all((out.records.parent / r["mask_path"]).is_file() for r in ours)
+    video = open_clip(out.video)
+    assert video.fps == pytest.approx(5) and len(list(video.frames())) == 2

@@ -62,13 +62,13 @@ class FindOutput:
 
 def find_record(path: Path, phrase: str, r, image, mask_path: Path, seconds: float) -> dict[str, Any]:
     """The record `personaseg find --json` prints for one image (mask as COCO RLE, regions, presence)."""
-    from ..masks import mask_summary
+    from ..masks import coco_summary
 
     return {"path": str(path), "phrase": phrase, "prompt": r.prompt, "found": r.found,
             "presence": round(r.presence, 6),
             "relative_presence": None if r.relative_presence is None else round(r.relative_presence, 4),
             "size": [image.width, image.height],
-            **mask_summary(r.mask), "mask_path": str(mask_path),
+            **coco_summary(r.mask), "mask_path": str(mask_path),
             "timings": {**{k: round(v, 4) for k, v in r.timings.items()}, "total_s": round(seconds, 4)}}
 
 

@@ -301,6 +301,9 @@ def test_the_named_endpoints_drive_it_from_a_script(world, server):
     with pytest.raises(Exception, match="already exists"):  # /learn refuses to replace silently
         client.predict([handle_file(str(p)) for p in world["photos"]], world["token"], world["class_word"], "ti",
                        1, False, api_name="/learn")
+    with pytest.raises(Exception, match=r"click 00.png=999,0 is outside its photo \(64x64\)"):  # checked first
+        client.predict([handle_file(str(p)) for p in world["photos"]], "<viaapi>", world["class_word"], "ti",
+                       1, False, world["photos"][0].name, "click", "999,0", api_name="/learn")
 
 
 def test_bad_input_gets_a_message_and_the_server_goes_on(world, server, page):

@@ -163,3 +163,18 @@ def test_track_in_the_app_is_personaseg_track(run, tiny_model_dir, tmp_path):
     assert all((out.records.parent / r["mask_path"]).is_file() for r in ours)
     video = open_clip(out.video)
     assert video.fps == pytest.approx(5) and len(list(video.frames())) == 2
+
+
+def test_the_clip_input_is_there_only_with_pyav(tmp_path, monkeypatch):
+    pytest.importorskip("gradio")
+    import importlib.util
+
+    from personaseg.ui.app import build_app
+
+    ws = Workspace("toy", tmp_path / "scratch", tmp_path / "store")  # nothing loads to build the page
+    find_spec = importlib.util.find_spec
+    for has_av in (True, False):
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "av" and not has_av
+                            else find_spec(name, *a))
+        endpoints = build_app(ws).get_api_info()["named_endpoints"]
+        assert ("/track" in endpoints) is has_av and "/find" in endpoints and "/learn" in endpoints

@@ -229,7 +229,19 @@ def test_a_click_on_a_photo_guides_the_learn_and_its_mask_is_shown(world, server
     nw, nh = img.evaluate("i => [i.naturalWidth, i.naturalHeight]")
     r = min(box["width"] / nw, box["height"] / nh, 1)  # CSS pixels per photo pixel: drawn centred, never enlarged
     left, top = (box["width"] - nw * r) / 2, (box["height"] - nh * r) / 2
-    img.click(position={"x": left + (x + 0.25) * r, "y": top + (y + 0.25) * r})
+
+    def click(px, py):
+        img.click(position={"x": left + (px + 0.25) * r, "y": top + (py + 0.25) * r})
+
+    field = ["#learn-guide-point input, #learn-guide-point textarea"]
+    page.locator("#learn-guide-kind").get_by_text("box", exact=True).click()  # a box: two clicks are its corners
+    click(40, 30)
+    page.wait_for_function("([sel, v]) => document.querySelector(sel).value === v", arg=[*field, "40,30"])
+    click(10, 50)
+    page.wait_for_function("([sel, v]) => document.querySelector(sel).value === v", arg=[*field, "10,30,40,50"])
+    page.locator("#learn-guide-kind").get_by_text("click", exact=True).click()  # back to a click: the box is dropped
+    page.wait_for_function("([sel]) => document.querySelector(sel).value === ''", arg=field)
+    click(x, y)
     page.wait_for_function("([sel, v]) => document.querySelector(sel).value === v",
                            arg=["#learn-guide-point input, #learn-guide-point textarea", f"{x},{y}"])
     page.locator("#learn-button").click()

@@ -2,8 +2,11 @@
 
 Named API endpoints (``gradio_client``): ``/find`` (image file, phrase or ``<concept>``, optional
 draws and seed -> mask PNG, overlay PNG, JSON record, token heat maps, status), ``/learn`` (photo
-files, token, class word, method, steps, replace -> status), ``/resume`` (photo files, token),
-``/stop_learn`` and ``/concepts`` (the store, as ``concepts list --json``).
+files, token, class word, method, steps, replace, optionally a photo's name, "click" or "box" and
+its pixels "X,Y" / "X0,Y0,X1,Y1" -> status), ``/resume`` (photo files, token, the same click or box),
+``/stop_learn`` and ``/concepts`` (the store, as ``concepts list --json``); with PyAV installed
+(``personaseg[video]``) also ``/track`` (video file, phrase or ``<concept>``, draws, seed, every N-th
+frame -> overlay mp4, track's JSON lines, status).
 Errors are raised as ``gr.Error`` with the library's one-line message: the page shows it, a script
 gets it as an exception, and the server goes on serving.
 """
@@ -11,6 +14,7 @@ gets it as an exception, and the server goes on serving.
 from __future__ import annotations
 
 import html
+import importlib.util
 import os
 import queue
 import re
@@ -20,7 +24,7 @@ from typing import Any
 
 import gradio as gr
 
-from ..errors import PersonasegError
+from ..errors import InputError, PersonasegError
 from .workspace import MAX_PHOTOS, Workspace, collecting_warnings
 
 INTRO = """# personaseg
@@ -84,13 +88,28 @@ def build_app(ws: Workspace) -> gr.Blocks:
             status += f", {r['relative_presence']:.2f} of its presence on its own photos"
         return str(out.mask), str(out.overlay), str(out.record), str(out.heatmap), status
 
-    def run_learn(photos, token, class_word, method, steps, replace, resume=False):
+    def track(clip, phrase, draws, seed, every):
+        try:
+            out, notes = ws.track(_files(clip)[0] if clip else None, phrase, _number(draws),
+                                  _number(seed, zero_is_default=False), _number(every) or 1)
+        except PersonasegError as err:
+            raise _error(err) from None
+        for note in notes:
+            gr.Warning(html.escape(note))
+        phrase = " ".join((phrase or "").split())
+        status = f"{_code(phrase)} tracked: found in {out.found} of {out.frames} frames"
+        return str(out.video), str(out.records), status
+
+    def run_learn(photos, token, class_word, method, steps, replace, guide_photo=None, guide_kind="click",
+                  guide_point="", resume=False):
         """Learn in a thread and stream its progress; a page that goes away stops it with a checkpoint."""
         from ..concepts import LearnInterrupted
 
         try:
+            pointer = _pointer(guide_photo, guide_point)
             job = ws.plan_learn(_files(photos), token, class_word, method, _number(steps), replace=bool(replace),
-                                resume=resume)
+                                resume=resume, **({"boxes" if guide_kind == "box" else "clicks": pointer}
+                                                  if pointer else {}))
         except PersonasegError as err:
             raise _error(err) from None
         steps_seen: queue.Queue = queue.Queue()
@@ -144,8 +163,39 @@ def build_app(ws: Workspace) -> gr.Blocks:
             text += f"\n\n⚠ {html.escape(note)}"
         yield text
 
-    def resume_learn(photos, token):
-        yield from run_learn(photos, token, None, None, None, False, resume=True)
+    def resume_learn(photos, token, guide_photo=None, guide_kind="click", guide_point=""):
+        yield from run_learn(photos, token, None, None, None, False, guide_photo, guide_kind, guide_point,
+                             resume=True)
+
+    def guide_choices(photos):
+        """The uploaded photos, by name, to click on one."""
+        names = [os.path.basename(f) for f in _files(photos)]
+        return gr.update(choices=names, value=None), None, ""
+
+    def guide_show(photos, name):
+        path = next((f for f in _files(photos) if os.path.basename(f) == name), None) if name else None
+        return path, ""
+
+    def guide_click(kind, point, evt: gr.SelectData):
+        """A click on the photo: its pixel (as displayed); for a box, two clicks are its corners."""
+        x, y = (int(v) for v in evt.index)
+        first = [v.strip() for v in (point or "").split(",")]
+        if kind == "box" and len(first) == 2:
+            try:
+                x0, y0 = (int(float(v)) for v in first)
+            except ValueError:
+                return f"{x},{y}"
+            return f"{min(x0, x)},{min(y0, y)},{max(x0, x)},{max(y0, y)}"
+        return f"{x},{y}"
+
+    def learned_mask(token):
+        """The mask learn drew from the click or box (the concept's masks/), once learned."""
+        try:
+            c = ws.store.get(token)
+        except PersonasegError:
+            return None
+        masks = ws.derived_masks(c)
+        return str(masks[0]) if masks else None
 
     def stop_learn():
         if ws.stop_learn():
@@ -211,6 +261,7 @@ def build_app(ws: Workspace) -> gr.Blocks:
         except PersonasegError as err:
             raise _error(err) from None
 
+    has_video = importlib.util.find_spec("av") is not None  # a clip to track needs PyAV (personaseg[video])
     with gr.Blocks(title="personaseg", analytics_enabled=False) as demo:
         gr.Markdown(INTRO.format(model=ws.model or "(default)", store=ws.store.root))
         with gr.Tab("Find", id="find"):
@@ -226,6 +277,11 @@ def build_app(ws: Workspace) -> gr.Blocks:
                                           elem_id="find-draws")
                         seed = gr.Number(0, label="Seed", precision=0, minimum=0, elem_id="find-seed")
                     find_btn = gr.Button("Find", variant="primary", elem_id="find-button")
+                    if has_video:
+                        clip = gr.File(label="…or a clip to follow the phrase through (video file)",
+                                       file_types=["video"], elem_id="track-clip")
+                        every = gr.Number(1, label="Every N-th frame", precision=0, minimum=1, elem_id="track-every")
+                        track_btn = gr.Button("Track the clip", elem_id="track-button")
                 with gr.Column(scale=2):
                     find_status = gr.Markdown(label="status", elem_id="find-status")
                     with gr.Row():
@@ -237,6 +293,10 @@ def build_app(ws: Workspace) -> gr.Blocks:
                                         elem_id="find-heatmap")
                     record_file = gr.File(label="JSON record (mask as COCO RLE)", interactive=False,
                                           elem_id="find-record")
+                    if has_video:
+                        track_video = gr.Video(label="The clip, outlined", interactive=False, elem_id="track-video")
+                        track_records = gr.File(label="JSON lines, one per frame (as track --json)",
+                                                interactive=False, elem_id="track-records")
         with gr.Tab("Learn", id="learn"):
             with gr.Row():
                 with gr.Column():
@@ -251,12 +311,23 @@ def build_app(ws: Workspace) -> gr.Blocks:
                                       elem_id="learn-steps")
                     replace = gr.Checkbox(label="Replace: learn an existing concept again / start an interrupted "
                                           "run over", value=False, elem_id="learn-replace")
+                    with gr.Accordion("Where the object is (optional; needs the class word)", open=True):
+                        guide_photo = gr.Dropdown(label="Photo to click on", choices=[], allow_custom_value=True,
+                                                  elem_id="learn-guide-photo")
+                        guide_kind = gr.Radio(["click", "box"], value="click", label="Click on the object, or "
+                                              "box: click two corners", elem_id="learn-guide-kind")
+                        guide_image = gr.Image(label="Click on your object", type="filepath", interactive=False,
+                                               height=280, elem_id="learn-guide-image")
+                        guide_point = gr.Textbox(label="Click X,Y or box X0,Y0,X1,Y1 (pixels of the photo)",
+                                                 value="", max_lines=1, elem_id="learn-guide-point")
                     with gr.Row():
                         learn_btn = gr.Button("Learn", variant="primary", elem_id="learn-button")
                         stop_btn = gr.Button("Stop", elem_id="learn-stop")
                         resume_btn = gr.Button("Resume", elem_id="learn-resume")
                 with gr.Column():
                     learn_status = gr.Markdown(label="status", elem_id="learn-status")
+                    derived = gr.Image(label="The mask the model drew from your click or box", format="png",
+                                       interactive=False, height=280, elem_id="learn-derived-mask")
         with gr.Tab("Concepts", id="concepts"):
             table = gr.Dataframe(headers=["token", "method", "class word", "steps", "final loss", "base model",
                                           "created"], interactive=False, elem_id="concepts-table")
@@ -279,12 +350,22 @@ def build_app(ws: Workspace) -> gr.Blocks:
         concept_pick.change(pick, concept_pick, phrase, api_visibility="private")
         find_btn.click(find, [image, phrase, draws, seed], [mask_img, overlay_img, record_file, heat_img, find_status],
                        api_name="find", concurrency_limit=1, concurrency_id="find")
-        learn_btn.click(run_learn, [photos, token, class_word, method, steps, replace], learn_status,
-                        api_name="learn", concurrency_limit=1, concurrency_id="learn"
-                        ).then(concept_choices, outputs=lists, api_visibility="private")
-        resume_btn.click(resume_learn, [photos, token], learn_status, api_name="resume",
-                         concurrency_limit=1, concurrency_id="learn"
-                         ).then(concept_choices, outputs=lists, api_visibility="private")
+        if has_video:
+            track_btn.click(track, [clip, phrase, draws, seed, every], [track_video, track_records, find_status],
+                            api_name="track", concurrency_limit=1, concurrency_id="find")
+        guide = [guide_photo, guide_kind, guide_point]
+        photos.change(guide_choices, photos, [guide_photo, guide_image, guide_point], api_visibility="private")
+        guide_photo.change(guide_show, [photos, guide_photo], [guide_image, guide_point], api_visibility="private")
+        guide_kind.change(lambda: "", None, guide_point, api_visibility="private")
+        guide_image.select(guide_click, [guide_kind, guide_point], guide_point, api_visibility="private")
+        for button, fn, inputs, api_name in ((learn_btn, run_learn, [photos, token, class_word, method, steps,
+                                                                     replace, *guide], "learn"),
+                                             (resume_btn, resume_learn, [photos, token, *guide], "resume")):
+            done = button.click(lambda: None, None, derived, api_visibility="private"
+                                ).then(fn, inputs, learn_status, api_name=api_name, concurrency_limit=1,
+                                       concurrency_id="learn")
+            done.then(concept_choices, outputs=lists, api_visibility="private")
+            done.success(learned_mask, token, derived, api_visibility="private")
         stop_btn.click(stop_learn, None, None, api_name="stop_learn", concurrency_limit=None,
                        concurrency_id="stop")
         gr.api(list_concepts, api_name="concepts", concurrency_limit=None, concurrency_id="concepts")
@@ -312,6 +393,16 @@ def _one_line(err) -> str:
     if uploads:
         text = re.sub(re.escape(uploads.rstrip("/")) + r"/[0-9a-f]+/", "", text)
     return text
+
+
+def _pointer(photo, point) -> list[str] | None:
+    """The click or box of the page as learn's ``PHOTO=X,Y`` / ``PHOTO=X0,Y0,X1,Y1`` (read by learn itself)."""
+    point = (point or "").strip()
+    if not point:
+        return None
+    if not photo:
+        raise InputError("a click or box needs its photo", hint="pick the photo you clicked on")
+    return [f"{photo}={point.replace(' ', '')}"]
 
 
 def _code(text: str) -> str:

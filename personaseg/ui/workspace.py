@@ -62,14 +62,22 @@ class FindOutput:
 
 def find_record(path: Path, phrase: str, r, image, mask_path: Path, seconds: float) -> dict[str, Any]:
     """The record `personaseg find --json` prints for one image (mask as COCO RLE, regions, presence)."""
-    from ..masks import mask_summary
+    from ..masks import coco_summary
 
     return {"path": str(path), "phrase": phrase, "prompt": r.prompt, "found": r.found,
             "presence": round(r.presence, 6),
             "relative_presence": None if r.relative_presence is None else round(r.relative_presence, 4),
             "size": [image.width, image.height],
-            **mask_summary(r.mask), "mask_path": str(mask_path),
+            **coco_summary(r.mask), "mask_path": str(mask_path),
             "timings": {**{k: round(v, 4) for k, v in r.timings.items()}, "total_s": round(seconds, 4)}}
+
+
+@dataclass
+class TrackOutput:
+    video: Path  # <stem>.overlay.mp4, as `personaseg track` writes it
+    records: Path  # <stem>.jsonl: track --json's line per frame
+    frames: int
+    found: int  # frames with the phrase
 
 
 @dataclass
@@ -79,6 +87,8 @@ class LearnJob:
     config: Any  # LearnConfig, or None to resume with the interrupted run's
     force: bool = False
     resume: bool = False
+    clicks: Any = None  # learn's clicks= / boxes=: {photo: (x, y)} / {photo: (x0, y0, x1, y1)} or "PHOTO=..." strings
+    boxes: Any = None
 
 
 class Workspace:
@@ -156,14 +166,60 @@ class Workspace:
         record_path.write_text(json.dumps(record) + "\n")
         return FindOutput(mask_path, overlay_path, record_path, heat_path, record), notes
 
+    # ------------------------------------------------------------------ track
+    def track(self, clip_path: str | Path, phrase: str, draws: int | None = None, seed: int | None = None,
+              every: int = 1) -> tuple[TrackOutput, list[str]]:
+        """``personaseg track PHRASE CLIP --json [--every N]``: follow ``phrase`` through a video file;
+        writes track's files (``<stem>.overlay.mp4``, ``<stem>/masks/<frame>.png``) and its JSON lines."""
+        from ..concepts.store import concept_name
+        from ..images import save_png_atomic
+        from ..masks import bbox, rle_encode
+        from ..video import OverlayWriter, open_clip
+        from ..viz import overlay
+
+        if not clip_path:
+            raise InputError("no clip", hint="drop a video file to track in")
+        phrase = " ".join((phrase or "").split())
+        if not phrase:
+            raise InputError("the phrase is empty", hint='type a word such as "mug" or pick a concept like "<mymug>"')
+        if every < 1:
+            raise InputError(f"every {every} must be >= 1", hint="1 keeps every frame, 2 every other one")
+        path = Path(clip_path)
+        clip = open_clip(path)  # a file that is no video fails here, naming it
+        concept = concept_name(phrase) if phrase.startswith("<") and phrase.endswith(">") else None
+        out = self._new_dir("track")
+        stem = clip.stem
+        lines, frames, found = [], 0, 0
+        with self._find_lock, collecting_warnings() as notes:
+            seg = self.segmenter(draws, seed, concept)
+            with OverlayWriter(out / f"{stem}.overlay.mp4", clip.fps / every) as video:
+                for r in seg.track(clip.frames(None, None, every), phrase):
+                    name = f"{r.index:05d}.png"
+                    save_png_atomic(out / stem / "masks" / name, r.mask)
+                    video.write(overlay(r.image, r.mask, f"{phrase} {r.time:.2f}s" if r.found
+                                        else f"{phrase}: not found"))
+                    lines.append(json.dumps({"video": path.name, "frame": r.index, "time": round(r.time, 4),
+                                             "found": r.found, "presence": round(r.presence, 6),
+                                             "relative_presence": None if r.relative_presence is None
+                                             else round(r.relative_presence, 4),
+                                             "rle": rle_encode(r.mask), "bbox": bbox(r.mask),
+                                             "mask_path": f"{stem}/masks/{name}"}))
+                    frames, found = frames + 1, found + int(r.found)
+        records = out / f"{stem}.jsonl"
+        records.write_text("".join(line + "\n" for line in lines))
+        return TrackOutput(out / f"{stem}.overlay.mp4", records, frames, found), notes
+
     # ------------------------------------------------------------------ learn
     def plan_learn(self, photos: list[str | Path], token: str, class_word: str | None = None,
                    method: str | None = None, steps: int | None = None, *, replace: bool = False,
-                   resume: bool = False) -> LearnJob:
+                   resume: bool = False, clicks: dict | list[str] | None = None,
+                   boxes: dict | list[str] | None = None) -> LearnJob:
         """Check a learn before it starts (fast, no model): ``personaseg learn PHOTOS --token T
-        [--class-word W --method M --steps N] [--force | --resume]``."""
+        [--class-word W --method M --steps N] [--click PHOTO=X,Y | --box PHOTO=X0,Y0,X1,Y1]
+        [--force | --resume]``; a click or box is checked as learn checks it (names a photo, inside it)."""
         from ..concepts import LearnConfig
         from ..concepts.checkpoint import CHECKPOINT_FILE
+        from ..concepts.masks import Guidance
         from ..concepts.textual_inversion import parse_token
         from ..config import build_config
 
@@ -185,7 +241,10 @@ class Workspace:
                                    hint="press Resume to continue it, or tick 'Replace' to start over")
         flags = {"class_word": (class_word or "").strip() or None, "method": method or None, "steps": steps}
         config = None if resume else build_config(LearnConfig, None, flags)
-        return LearnJob(photos, token, config, force=replace and not resume, resume=resume)
+        if clicks or boxes:
+            Guidance(photos, None, boxes, clicks)  # what learn checks first: the photo named, the point inside it
+        return LearnJob(photos, token, config, force=replace and not resume, resume=resume, clicks=clicks or None,
+                        boxes=boxes or None)
 
     def learn(self, job: LearnJob, on_step: Callable[[int, int, float], None] | None = None):
         """Run a planned learn (``personaseg.learn``), told each step; :meth:`stop_learn` stops it
@@ -203,9 +262,18 @@ class Workspace:
 
         try:
             return learn(job.photos, job.token, job.config, model=self.model, concepts_dir=self.concepts_dir,
-                         force=job.force, resume=job.resume, progress=told)
+                         force=job.force, resume=job.resume, progress=told, clicks=job.clicks, boxes=job.boxes)
         finally:
             self._learn_lock.release()
+
+    def derived_masks(self, concept) -> list[Path]:
+        """The masks learn drew from a click or box (the concept's ``masks/<photo stem>.png``, 0/255),
+        copied to the scratch folder (the page serves files from there only)."""
+        names = concept.meta.get("derived_masks", [])
+        if not names:
+            return []
+        out = self._new_dir("masks")
+        return [Path(shutil.copy2(concept.path / m, out / Path(m).name)) for m in names]
 
     def stop_learn(self) -> bool:
         """Ask the running learn to stop after its step; False when none runs."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import shutil
 import signal
@@ -194,6 +195,106 @@ def test_learn_then_find_in_the_browser_matches_the_cli(world, server, page):
     _answers(server)
 
 
+def test_a_click_on_a_photo_guides_the_learn_and_its_mask_is_shown(world, server, browser):
+    """Pick a photo, click on the object (its pixel, as the photo is displayed), learn: the mask the
+    model drew from the click appears, the one learn saved in the concept; a click outside the photo
+    is learn's one line in the page and the server goes on."""
+    token, shots = "<clicked>", world["shots"]
+    truth = np.asarray(Image.open(world["photos"][0].parent.parent / "masks" / world["photos"][0].name)) > 0
+    ys, xs = np.nonzero(truth)
+    k = np.argmin((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2)  # the object pixel nearest its centre
+    x, y = int(xs[k]), int(ys[k])
+    page = _open(browser, server)
+    _tab(page, "Learn")
+    page.locator("#learn-photos input[type=file]").set_input_files([str(p) for p in world["photos"]])
+    for p in world["photos"]:
+        _listed(page, "#learn-photos", p.name)
+    page.locator("#learn-token input, #learn-token textarea").first.fill(token)
+    page.locator("#learn-class input, #learn-class textarea").first.fill(world["class_word"])
+    page.locator("#learn-steps input").fill(str(STEPS))
+    page.locator("#learn-guide-photo input").click()
+    page.get_by_role("option", name=world["photos"][0].name).click()
+    img = page.locator("#learn-guide-image img")
+    img.wait_for()
+    point = page.locator("#learn-guide-point input, #learn-guide-point textarea").first
+    # a point outside the photo (typed): learn's one line, nothing learned
+    point.fill("500,5")
+    page.locator("#learn-button").click()
+    _error_shown(page, "is outside its photo", shots / "click-outside.png")
+    _answers(server)
+    assert not (world["store"] / "clicked").exists()
+    # a click on the object, where it is displayed
+    page.wait_for_function("() => document.querySelector('#learn-guide-image img').naturalWidth > 0")
+    box = img.bounding_box()
+    nw, nh = img.evaluate("i => [i.naturalWidth, i.naturalHeight]")
+    r = min(box["width"] / nw, box["height"] / nh, 1)  # CSS pixels per photo pixel: drawn centred, never enlarged
+    left, top = (box["width"] - nw * r) / 2, (box["height"] - nh * r) / 2
+
+    def click(px, py):
+        img.click(position={"x": left + (px + 0.25) * r, "y": top + (py + 0.25) * r})
+
+    field = ["#learn-guide-point input, #learn-guide-point textarea"]
+    page.locator("#learn-guide-kind").get_by_text("box", exact=True).click()  # a box: two clicks are its corners
+    click(40, 30)
+    page.wait_for_function("([sel, v]) => document.querySelector(sel).value === v", arg=[*field, "40,30"])
+    click(10, 50)
+    page.wait_for_function("([sel, v]) => document.querySelector(sel).value === v", arg=[*field, "10,30,40,50"])
+    page.locator("#learn-guide-kind").get_by_text("click", exact=True).click()  # back to a click: the box is dropped
+    page.wait_for_function("([sel]) => document.querySelector(sel).value === ''", arg=field)
+    click(x, y)
+    page.wait_for_function("([sel, v]) => document.querySelector(sel).value === v",
+                           arg=["#learn-guide-point input, #learn-guide-point textarea", f"{x},{y}"])
+    page.locator("#learn-button").click()
+    page.locator("#learn-status").get_by_text(f"learned {token}").wait_for(timeout=300_000)
+    mask = page.locator("#learn-derived-mask img")
+    mask.wait_for()
+    page.screenshot(path=str(shots / "learned-from-a-click.png"), full_page=True)
+    shown = page.request.get(mask.get_attribute("src"))
+    assert shown.ok
+    in_page = np.asarray(Image.open(io.BytesIO(shown.body())))
+    saved = np.asarray(Image.open(world["store"] / "clicked" / "masks" / world["photos"][0].name))
+    assert np.array_equal(in_page, saved) and saved[y, x] == 255  # learn's derived mask, holding the click
+    assert ((saved > 0) & truth).sum() > 0.5 * (saved > 0).sum()  # and it is the object
+    _answers(server)
+    page.close()
+
+
+def test_a_clip_is_tracked_in_the_find_tab(world, server, browser):
+    """With PyAV: drop a clip, track a word through it; the outlined clip plays and the JSON lines
+    are track's, one per frame; a file that is no video is one line in the page."""
+    pytest.importorskip("av")
+    from personaseg.video import write_video
+
+    clip = world["root"] / "scenes.mp4"
+    scenes = sorted((world["scene"].parent).iterdir())
+    write_video(clip, [Image.open(p).convert("RGB") for p in scenes * 2], fps=4)
+    page = _open(browser, server)
+    page.locator("#find-phrase input, #find-phrase textarea").first.fill(world["class_word"])
+    page.get_by_text("Settings").click()
+    page.locator("#find-draws input").fill(str(DRAWS))
+    page.locator("#find-seed input").fill(str(SEED))
+    not_video = world["root"] / "notes.mp4"
+    not_video.write_text("this is not a video")
+    page.locator("#track-clip input[type=file]").set_input_files(str(not_video))
+    _listed(page, "#track-clip", not_video.name)
+    page.locator("#track-button").click()
+    _error_shown(page, "notes.mp4")
+    _answers(server)
+    page.locator("#track-clip button[aria-label='Clear']").click()
+    page.locator("#track-clip input[type=file]").set_input_files(str(clip))
+    _listed(page, "#track-clip", clip.name)
+    page.locator("#track-button").click()
+    page.locator("#find-status").get_by_text(f"{world['class_word']} tracked").wait_for(timeout=300_000)
+    page.locator("#track-video video").wait_for()
+    page.screenshot(path=str(world["shots"] / "tracked.png"), full_page=True)
+    link = page.locator("#track-records a").first
+    link.wait_for()
+    lines = page.request.get(link.get_attribute("href")).text().splitlines()
+    assert [json.loads(line)["frame"] for line in lines] == list(range(2 * len(scenes)))
+    _answers(server)
+    page.close()
+
+
 def test_the_named_endpoints_drive_it_from_a_script(world, server):
     from gradio_client import Client, handle_file
 
@@ -212,6 +313,9 @@ def test_the_named_endpoints_drive_it_from_a_script(world, server):
     with pytest.raises(Exception, match="already exists"):  # /learn refuses to replace silently
         client.predict([handle_file(str(p)) for p in world["photos"]], world["token"], world["class_word"], "ti",
                        1, False, api_name="/learn")
+    with pytest.raises(Exception, match=r"click 00.png=999,0 is outside its photo \(64x64\)"):  # checked first
+        client.predict([handle_file(str(p)) for p in world["photos"]], "<viaapi>", world["class_word"], "ti",
+                       1, False, world["photos"][0].name, "click", "999,0", api_name="/learn")
 
 
 def test_bad_input_gets_a_message_and_the_server_goes_on(world, server, page):

@@ -16,6 +16,8 @@ from __future__ import annotations
 import glob
 import io
 import os
+import shutil
+import tempfile
 import uuid
 import warnings
 from collections.abc import Iterable, Iterator
@@ -342,6 +344,29 @@ def restore(scores: torch.Tensor, geom: Geometry) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- atomic writes
+
+
+def check_new_folder(out: Path) -> None:
+    """``out`` may become a new folder: it does not exist, or is an empty folder."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"--out {out} exists and is not empty", hint="choose a new folder or remove it")
+
+
+@contextmanager
+def new_folder(out: Path) -> Iterator[Path]:
+    """Build a folder in a temp folder beside ``out`` (yielded) and rename it into place on success,
+    so ``out`` appears whole or not at all; on any error the temp folder is removed."""
+    check_new_folder(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        yield tmp
+        if out.exists():
+            out.rmdir()  # empty (checked above)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
 
 
 @contextmanager

@@ -18,9 +18,6 @@ Subsets: ``alone`` (the instance, no other object of its shape), ``distractor`` 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError
+from ..images import check_new_folder, new_folder
 from .scenes import COLOURS, PATTERNS, SHAPES, draw, place
 
 Spec = tuple[str, str, str]  # (shape, colour, pattern)
@@ -116,15 +114,12 @@ def make_bench(
     The folder is built beside ``out`` and renamed into place; ``out`` must not exist yet.
     """
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError(f"--out {out} exists and is not empty", hint="choose a new folder or remove it")
+    check_new_folder(out)
     if scenes < 1 or photos < 1:
         raise InputError("--scenes and photos must be >= 1")
     rng = np.random.default_rng(seed)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     names, counts, lines = [], Counter(), []
-    try:
+    with new_folder(out) as tmp:
         for spec in pick_concepts(rng, concepts):
             name = concept_name(spec)
             names.append(name)
@@ -147,10 +142,4 @@ def make_bench(
                 lines.append({"image": f"images/{stem}.png", "concept": name,
                               "mask": f"masks/{stem}/{name}.png", "subset": tags})
         (tmp / "test" / "index.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-        if out.exists():
-            out.rmdir()  # empty (checked above)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return BenchSummary(root=out, concepts=names, counts=dict(counts))

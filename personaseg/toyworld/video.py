@@ -20,9 +20,6 @@ Layout (``data/README.md``; what ``personaseg bench video`` reads)::
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -30,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError
+from ..images import check_new_folder, new_folder
 from .bench import _other, concept_name, pick_concepts
 from .scenes import IMAGE_SIZE, SIZE_RANGE, ToyObject, draw, place
 
@@ -113,15 +111,12 @@ def make_video_bench(out: str | Path, seed: int = 0, sequences: int = 6, frames:
     Built beside ``out`` and renamed into place; ``out`` must not exist yet (or be empty).
     """
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError(f"--out {out} exists and is not empty", hint="choose a new folder or remove it")
+    check_new_folder(out)
     if sequences < 1 or frames < 3 or photos < 1:
         raise InputError("--sequences and photos must be >= 1, frames >= 3")
     rng = np.random.default_rng(seed)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     meta, absent = {}, 0
-    try:
+    with new_folder(out) as tmp:
         for k, spec in enumerate(pick_concepts(rng, sequences)):
             tag = TAGS[k % len(TAGS)]
             concept = concept_name(spec)
@@ -141,12 +136,6 @@ def make_video_bench(out: str | Path, seed: int = 0, sequences: int = 6, frames:
         (tmp / "ImageSets" / "2017").mkdir(parents=True)
         (tmp / "ImageSets" / "2017" / "val.txt").write_text("".join(f"{s}\n" for s in meta))
         (tmp / "meta.json").write_text(json.dumps({"fps": FPS, "sequences": meta}, indent=1) + "\n")
-        if out.exists():
-            out.rmdir()  # empty (checked above)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return VideoBenchSummary(root=out, sequences={s: m["tags"] for s, m in meta.items()}, frames=frames,
                              absent_frames=absent)
 

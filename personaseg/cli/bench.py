@@ -21,7 +21,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from .common import console, one_line_warnings, styled
-from .options import DeviceOpt, DtypeOpt, ModelOpt, SeedOpt
+from .options import BenchConceptsDirOpt, DeviceOpt, DtypeOpt, ModelOpt, SeedOpt
 
 bench_app = typer.Typer(
     help="Benchmarks: personalized segmentation (Mug19-style, PerSeg, HF datasets) and VOC pseudo-masks.\n\n"
@@ -80,9 +80,7 @@ def personal(
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
     seed: SeedOpt = None,
-    concepts_dir: Annotated[Optional[Path], typer.Option(
-        "--concepts-dir", help="Cache of learned bench concepts. Default: $PERSONASEG_HOME/bench-concepts "
-        "or the user cache folder.", show_default=False)] = None,
+    concepts_dir: BenchConceptsDirOpt = None,
 ) -> None:
     """Learn each concept of ROOT, find it in every test image, score it and the baselines.
 

@@ -25,6 +25,12 @@ DtypeOpt = Annotated[
     Optional[str],
     typer.Option("--dtype", help="float16, bfloat16 or float32. Default: float16 on cuda, else float32."),
 ]
+BenchConceptsDirOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--concepts-dir", help="Cache of learned bench concepts. Default: $PERSONASEG_HOME/bench-concepts "
+        "or the user cache folder.", show_default=False),
+]
 ConceptsDirOpt = Annotated[
     Optional[Path],
     typer.Option(

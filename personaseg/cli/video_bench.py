@@ -17,7 +17,7 @@ import typer
 
 from .bench import Method, _list, _pct, _set, bench_app
 from .common import console, one_line_warnings, styled
-from .options import DeviceOpt, DtypeOpt, ModelOpt, SeedOpt
+from .options import BenchConceptsDirOpt, DeviceOpt, DtypeOpt, ModelOpt, SeedOpt
 from .toyworld import toy_app
 
 
@@ -44,9 +44,7 @@ def video(
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
     seed: SeedOpt = None,
-    concepts_dir: Annotated[Optional[Path], typer.Option(
-        "--concepts-dir", help="Cache of learned bench concepts. Default: $PERSONASEG_HOME/bench-concepts "
-        "or the user cache folder.", show_default=False)] = None,
+    concepts_dir: BenchConceptsDirOpt = None,
 ) -> None:
     """Learn each object of ROOT, track it through its sequence, score J, F and J&F (DAVIS's measures).
 

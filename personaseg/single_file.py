@@ -53,7 +53,7 @@ def checkpoint_family(path: Path) -> str:
     return "v2" if V2_CROSS in shape and shape[V2_CROSS][-1] == 1024 else "v1"
 
 
-def _bytes_to_unicode() -> dict[int, str]:
+def bytes_to_unicode() -> dict[int, str]:
     """CLIP's (and GPT-2's) reversible map of bytes to printable characters."""
     bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
     cs, n = bs[:], 0
@@ -69,7 +69,7 @@ def write_clip_vocab(folder: Path) -> tuple[Path, Path]:
     """``vocab.json`` and ``merges.txt`` of the CLIP tokenizer in ``folder``, built from the shipped
     merges exactly as CLIP's ``SimpleTokenizer`` builds its encoder (the files the hub's SD repos hold)."""
     merges = gzip.open(BPE_FILE).read().decode("utf-8").split("\n")[1:N_MERGES + 1]
-    chars = list(_bytes_to_unicode().values())
+    chars = list(bytes_to_unicode().values())
     vocab = chars + [c + "</w>" for c in chars] + ["".join(m.split()) for m in merges]
     vocab += ["<|startoftext|>", "<|endoftext|>"]
     folder.mkdir(parents=True, exist_ok=True)

@@ -13,23 +13,11 @@ import os
 import tempfile
 from pathlib import Path
 
+from ..single_file import bytes_to_unicode
 from .scenes import COLOURS, SHAPES
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 WORDS = ("a", "an", "photo", "of", "and", "the", "picture", "with", "on", *SHAPES, *COLOURS)
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """CLIP/GPT-2's reversible byte -> printable character table."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-    bs += list(range(ord("®"), ord("ÿ") + 1))
-    cs, n = bs[:], 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, (chr(c) for c in cs)))
 
 
 def _bpe(word: str, ranks: dict[tuple[str, str], int]) -> list[str]:
@@ -50,7 +38,7 @@ def vocab_and_merges(words: tuple[str, ...] = WORDS) -> tuple[dict[str, int], li
     Each word's merges join whatever pieces the merges so far leave, left to right, appended
     last; repeated until every word is a single token (a new merge can split an earlier word).
     """
-    chars = list(_bytes_to_unicode().values())
+    chars = list(bytes_to_unicode().values())
     tokens = chars + [c + "</w>" for c in chars]
     merges: list[tuple[str, str]] = []
     for _ in range(10):

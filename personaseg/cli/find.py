@@ -91,7 +91,7 @@ def find(
     """
     from ..bench.sharding import is_main, process_device, shard
     from ..images import collect_images, load_image, save_npy_atomic, save_png_atomic
-    from ..masks import coco_summary
+    from ..masks import find_record
     from ..viz import overlay, titled
 
     if not phrase.strip():
@@ -139,17 +139,10 @@ def find(
                             titled(overlay(image, r.mask), phrase if r.found else f"{phrase}: not found"))
             if scores:
                 save_npy_atomic(outputs.claim(f"{stem}.scores.npy"), r.scores.astype(np.float16))
-            summary = coco_summary(r.mask)
+            record = find_record(str(path), phrase, r, image.size, f"{stem}.mask.png", time.perf_counter() - start)
             rows.append((_shown(path, stem, out), r.found, r.presence, r.relative_presence,
-                         summary["area_fraction"], len(summary["instances"])))
+                         record["area_fraction"], len(record["instances"])))
             if as_json:
-                record = {"path": str(path), "phrase": phrase, "prompt": r.prompt, "found": r.found,
-                          "presence": round(r.presence, 6),
-                          "relative_presence": None if r.relative_presence is None else round(r.relative_presence, 4),
-                          "size": [image.width, image.height],
-                          **summary, "mask_path": f"{stem}.mask.png",
-                          "timings": {**{k: round(v, 4) for k, v in r.timings.items()},
-                                      "total_s": round(time.perf_counter() - start, 4)}}
                 print(json.dumps(record), flush=True)
             done += 1
             step(path.name)

@@ -60,18 +60,6 @@ class FindOutput:
     summary: dict[str, Any] = field(default_factory=dict)  # the record
 
 
-def find_record(path: Path, phrase: str, r, image, mask_path: Path, seconds: float) -> dict[str, Any]:
-    """The record `personaseg find --json` prints for one image (mask as COCO RLE, regions, presence)."""
-    from ..masks import coco_summary
-
-    return {"path": str(path), "phrase": phrase, "prompt": r.prompt, "found": r.found,
-            "presence": round(r.presence, 6),
-            "relative_presence": None if r.relative_presence is None else round(r.relative_presence, 4),
-            "size": [image.width, image.height],
-            **coco_summary(r.mask), "mask_path": str(mask_path),
-            "timings": {**{k: round(v, 4) for k, v in r.timings.items()}, "total_s": round(seconds, 4)}}
-
-
 @dataclass
 class TrackOutput:
     video: Path  # <stem>.overlay.mp4, as `personaseg track` writes it
@@ -137,6 +125,7 @@ class Workspace:
         """Outline ``phrase`` (a word, or a learned ``<concept>``) in one image; writes find's files."""
         from ..concepts.store import concept_name
         from ..images import load_image, save_png_atomic
+        from ..masks import find_record
         from ..viz import heatmap_grid, overlay
 
         start = time.perf_counter()
@@ -161,7 +150,7 @@ class Workspace:
         heat_path = Path(f"{stem}.tokens.png")
         titles = [t.replace("</w>", "") for t in ex.tokens]  # as `personaseg explain` titles them
         save_png_atomic(heat_path, heatmap_grid(image, list(ex.maps), titles, tile=192))
-        record = find_record(path.name, phrase, r, image, mask_path.name, time.perf_counter() - start)
+        record = find_record(path.name, phrase, r, image.size, mask_path.name, time.perf_counter() - start)
         record_path = Path(f"{stem}.json")
         record_path.write_text(json.dumps(record) + "\n")
         return FindOutput(mask_path, overlay_path, record_path, heat_path, record), notes

@@ -137,12 +137,15 @@ def build_report(data: BenchData, samples: list[Sample], methods: list[str], rec
                  run: dict[str, Any], learn_configs: dict[str, Any]) -> dict[str, Any]:
     """The report dict (module docstring) from the per-sample and per-concept logs."""
     from .. import __version__
+    from ..concepts.config import card_defaults
+    from ..models import read_card
     from ..provenance import provenance
     from .sharding import num_processes
 
+    card = read_card(model_id)
     learn_cfg = {}
     for m, cfg in learn_configs.items():
-        d = to_dict(cfg.resolved())
+        d = to_dict(card_defaults(cfg, card).resolved())  # what learn ran: the model card fills what is unset
         d["class_word"] = "(per concept)"
         learn_cfg[m] = d
     tokens: dict[str, dict[str, str]] = {}

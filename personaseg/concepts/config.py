@@ -162,3 +162,14 @@ def fill_template(template: str, token_text: str, class_word: str | None) -> str
     """``template`` with ``{}`` -> ``token_text`` and ``{class}`` -> the class word (or nothing)."""
     text = template.replace("{class}", class_word or "").replace("{}", token_text)
     return " ".join(text.split())
+
+
+def card_defaults(cfg: LearnConfig, card) -> LearnConfig:
+    """Fields the user left ``None`` that the model card sets (``"learn"`` in personaseg.json),
+    e.g. the toy model's training prompts, which its tiny vocabulary can read."""
+    fields = {f.name for f in dataclasses.fields(LearnConfig)}
+    if cfg.method != "ti":
+        fields -= set(TI_ONLY)  # the card's TI settings do not make a LoRA run fail
+    fills = {k: v for k, v in card.learn_defaults.items() if k in fields and getattr(cfg, k) is None}
+    return dataclasses.replace(cfg, **fills) if fills else cfg
+

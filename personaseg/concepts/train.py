@@ -33,7 +33,7 @@ from ..errors import ConceptError, ConfigError, InputError
 from ..images import save_png_atomic
 from .checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from .concept import Concept
-from .config import DEFAULT_RESOLUTION, TI_ONLY, LearnConfig, fill_template
+from .config import DEFAULT_RESOLUTION, LearnConfig, card_defaults, fill_template
 from .data import LearnWarning, PhotoSet, load_photos
 from .lora import check_text_encoder_lora, save_lora
 from .masks import Guidance
@@ -117,7 +117,7 @@ def _learn(photos, name: str, token: str, store: ConceptStore, config: LearnConf
     if owns_pipe:  # user < card < method defaults, read before the model loads (grad_accum picks the accelerator)
         from ..models import read_card
 
-        cfg = _card_defaults(cfg, read_card(model))
+        cfg = card_defaults(cfg, read_card(model))
     cfg = cfg.resolved()
     if cfg.method == "lora" and cfg.lora_train_text_encoder:
         check_text_encoder_lora()
@@ -412,16 +412,6 @@ def _warn_if_weak(token: str, cfg: LearnConfig, ref: float, class_ref: float | N
         "these photos (--init-word, or init_word in a recipe)",
         LearnWarning, stacklevel=3,
     )
-
-
-def _card_defaults(cfg: LearnConfig, card) -> LearnConfig:
-    """Fields the user left ``None`` that the model card sets (``"learn"`` in personaseg.json),
-    e.g. the toy model's training prompts, which its tiny vocabulary can read."""
-    fields = {f.name for f in dataclasses.fields(LearnConfig)}
-    if cfg.method != "ti":
-        fields -= set(TI_ONLY)  # the card's TI settings do not make a LoRA run fail
-    fills = {k: v for k, v in card.learn_defaults.items() if k in fields and getattr(cfg, k) is None}
-    return dataclasses.replace(cfg, **fills) if fills else cfg
 
 
 def _check_given_pipe(pipe, cfg: LearnConfig) -> None:

@@ -82,6 +82,19 @@ def test_report_names_its_code_and_model(fakes, mug19, tmp_path):
     assert f"model fingerprint {p['model_fingerprint'][:16]}" in (tmp_path / "run" / "report.md").read_text()
 
 
+def test_report_states_the_learn_settings_the_model_card_gave(fakes, mug19, tmp_path):
+    """learn fills unset fields from the model card (the toy card's 300 steps), so the report must
+    say so, not the method's SD defaults (it said 3000 steps for a toy bench without a recipe)."""
+    import json as _json
+
+    model = tmp_path / "carded"
+    model.mkdir()
+    (model / "model_index.json").write_text("{}")
+    (model / "personaseg.json").write_text(_json.dumps({"learn": {"steps": 7, "lr": 0.002}}))
+    rep = run_personal(mug19, _cfg(tmp_path, model=str(model), learn={"lr": 0.003}), progress=False)
+    assert rep["config"]["learn"]["ti"]["steps"] == 7  # the card's
+    assert rep["config"]["learn"]["ti"]["lr"] == 0.003  # the user's wins over the card
+
 def test_resume_skips_finished_samples(fakes, mug19, tmp_path):
     run_personal(mug19, _cfg(tmp_path, limit=2), progress=False)
     assert len(FakeSegmenter.finds) == 4  # 2 samples x (ti, class-word)

@@ -17,17 +17,17 @@ def test_the_shipped_card_is_what_toyworld_train_writes():
 def test_the_card_learns_as_its_recipe_does():
     """`learn --model toy` without --recipe (the card fills what the user left None) and with the card's
     recipe give the same settings, but for checkpointing."""
-    from personaseg.concepts.train import _card_defaults
+    from personaseg.concepts.config import card_defaults
     from personaseg.models import read_card
 
     card = read_card("toy")
-    by_card = _card_defaults(LearnConfig(class_word="circle"), card).resolved()
-    by_recipe = _card_defaults(build_config(LearnConfig, load_recipe(CARD_RECIPE), {"class_word": "circle"}),
+    by_card = card_defaults(LearnConfig(class_word="circle"), card).resolved()
+    by_recipe = card_defaults(build_config(LearnConfig, load_recipe(CARD_RECIPE), {"class_word": "circle"}),
                                card).resolved()
     assert by_card.steps == 300 and by_card.batch_size == 4 and by_card.resolution == 64
     assert dataclasses.replace(by_card, checkpoint_every=0) == dataclasses.replace(by_recipe, checkpoint_every=0)
     # the card's contrast is Textual Inversion's: a LoRA run on the toy model does not take it
-    lora = _card_defaults(LearnConfig(method="lora"), card).resolved()
+    lora = card_defaults(LearnConfig(method="lora"), card).resolved()
     assert lora.contrast_weight is None and lora.contrast_pairs is None and lora.steps == 300
 
 

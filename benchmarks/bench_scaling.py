@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
 from personaseg.provenance import provenance
 
 KEYS = ("mIoU", "cIoU", "P@0.5", "bIoU", "pointing", "fp_rate")
@@ -141,7 +142,7 @@ def main() -> None:
     result["warm"]["max_abs_figure_diff_same_threads"] = exact
     print(f"warm, one process with 1 thread vs two processes: largest figure difference {exact:.2e} "
           "(0 = the sharded run reproduces the single run exactly)")
-    from personaseg.images import atomic_write
+    from personaseg.io import atomic_write
 
     with atomic_write(args.json) as fh:
         fh.write((json.dumps(result, indent=2) + "\n").encode())

@@ -20,6 +20,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+
 from personaseg.provenance import provenance
 
 
@@ -34,7 +35,7 @@ def main() -> None:
 
     from personaseg.bench.metrics import iou
     from personaseg.concepts.concept import Concept
-    from personaseg.images import atomic_write
+    from personaseg.io import atomic_write
     from personaseg.segmenter import Segmenter
 
     base = Segmenter.from_pretrained("toy")

@@ -18,6 +18,7 @@ import time
 from collections import Counter
 
 import numpy as np
+
 from personaseg.provenance import provenance
 
 
@@ -46,7 +47,7 @@ def main() -> None:
     import torch
 
     from personaseg.errors import PersonasegError
-    from personaseg.images import atomic_write
+    from personaseg.io import atomic_write
     from personaseg.models import load_pipeline
     from personaseg.toyworld.judge import read_object
     from personaseg.toyworld.scenes import COLOURS, PATTERNS, SHAPES, article, make_scene

@@ -19,6 +19,7 @@ import os
 import time
 
 import numpy as np
+
 from personaseg.provenance import provenance
 
 
@@ -48,7 +49,7 @@ def main() -> None:
     from PIL import Image
 
     from personaseg.errors import PersonasegError
-    from personaseg.images import atomic_write
+    from personaseg.io import atomic_write
     from personaseg.models import load_pipeline
     from personaseg.toyworld.judge import read_object
     from personaseg.toyworld.scenes import COLOURS, SHAPES, article, make_scene

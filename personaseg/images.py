@@ -1,5 +1,5 @@
-"""Images in and out: safe reading, the T2M resize/pad (spec step 1), restoring maps (step 8),
-and atomic writes.
+"""Images in: safe reading, the T2M resize/pad (spec step 1), restoring maps (step 8).
+(Writing them, atomically, is :mod:`personaseg.io`'s.)
 
 Reading never guesses silently: an unreadable, truncated or oversized file is an
 :class:`~personaseg.errors.InputError` naming the path and the fix. What is read is turned into
@@ -15,16 +15,10 @@ from __future__ import annotations
 
 import glob
 import io
-import os
-import shutil
-import tempfile
-import uuid
 import warnings
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -341,84 +335,3 @@ def restore(scores: torch.Tensor, geom: Geometry) -> torch.Tensor:
         s = F.interpolate(s, size=(h0, w0), mode="bilinear", align_corners=False)
     s = s[0]  # (1, P, H0, W0) -> (P, H0, W0)
     return s[0] if squeeze else s
-
-
-# --------------------------------------------------------------------------- atomic writes
-
-
-def check_new_folder(out: Path) -> None:
-    """``out`` may become a new folder: it does not exist, or is an empty folder."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError(f"--out {out} exists and is not empty", hint="choose a new folder or remove it")
-
-
-@contextmanager
-def new_folder(out: Path) -> Iterator[Path]:
-    """Build a folder in a temp folder beside ``out`` (yielded) and rename it into place on success,
-    so ``out`` appears whole or not at all; on any error the temp folder is removed."""
-    check_new_folder(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
-        yield tmp
-        if out.exists():
-            out.rmdir()  # empty (checked above)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-
-
-@contextmanager
-def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
-    """Open a binary temp file beside ``path``; on success it replaces ``path`` atomically.
-
-    On any error the temp file is removed and ``path`` is left as it was. The folder is created
-    if missing; one that cannot be written raises :class:`InputError` naming it.
-    """
-    path = Path(path)
-    folder = path.parent
-    tmp = folder / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fh = open(tmp, "xb")  # honours the umask, unlike mkstemp's 0600
-    except OSError:
-        raise _unwritable(folder) from None
-    try:
-        with fh:
-            yield fh
-        os.replace(tmp, path)
-    except BaseException as err:
-        tmp.unlink(missing_ok=True)
-        if isinstance(err, OSError) and not isinstance(err, InputError):
-            raise _unwritable(folder) from err
-        raise
-
-
-def _unwritable(folder: Path) -> InputError:
-    return InputError(f"output folder {folder} is not writable", hint="choose another with --out")
-
-
-def save_png_atomic(path: str | Path, array_or_image: np.ndarray | Image.Image) -> None:
-    """Write a PNG atomically. Arrays: bool -> 0/255 grey; uint8 (H, W) grey, (H, W, 3|4) RGB(A)."""
-    im = array_or_image if isinstance(array_or_image, Image.Image) else _array_to_image(array_or_image)
-    with atomic_write(path) as fh:
-        im.save(fh, format="PNG")
-
-
-def save_npy_atomic(path: str | Path, array: np.ndarray) -> None:
-    """Write a ``.npy`` atomically (no pickles: object arrays are refused)."""
-    array = np.asarray(array)
-    with atomic_write(path) as fh:
-        np.save(fh, array, allow_pickle=False)
-
-
-def _array_to_image(a: np.ndarray) -> Image.Image:
-    a = np.asarray(a)
-    if a.dtype == bool:
-        a = a.astype(np.uint8) * 255
-    if a.dtype != np.uint8:
-        raise ValueError(f"save_png_atomic needs a bool or uint8 array, got {a.dtype}")
-    if a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (3, 4)):
-        return Image.fromarray(np.ascontiguousarray(a))
-    raise ValueError(f"save_png_atomic needs (H, W), (H, W, 3) or (H, W, 4), got {a.shape}")

@@ -1,5 +1,5 @@
 """personaseg.images: safe reading of odd files, collecting inputs, the T2M resize rule,
-prepare/restore geometry and atomic writes. Every odd image is made inside the test."""
+prepare/restore geometry (atomic writes: test_io.py). Every odd image is made inside the test."""
 
 from __future__ import annotations
 
@@ -15,17 +15,7 @@ from PIL import Image
 
 from personaseg import images
 from personaseg.errors import InputError
-from personaseg.images import (
-    Geometry,
-    collect_images,
-    load_image,
-    prepare,
-    restore,
-    save_npy_atomic,
-    save_png_atomic,
-    t2m_long_side,
-    to_rgb,
-)
+from personaseg.images import Geometry, collect_images, load_image, prepare, restore, t2m_long_side, to_rgb
 
 
 def _one_line_naming(err: pytest.ExceptionInfo, path: Path) -> None:
@@ -371,54 +361,6 @@ def test_restore_undoes_prepare():
     back2 = restore(coarse, geom)
     assert back2.shape == (h0, w0)
     assert (back2[4:-4, 4:-4] - torch.from_numpy(grad)[4:-4, 4:-4]).abs().max() < 0.03
-
-
-# --------------------------------------------------------------------------- atomic writes
-
-
-def test_save_png_atomic_writes_mask_and_no_temp(tmp_path):
-    out = tmp_path / "new" / "m.mask.png"  # missing folder is created
-    mask = np.zeros((5, 7), bool)
-    mask[1:3, 2:6] = True
-    save_png_atomic(out, mask)
-    got = np.asarray(Image.open(out))
-    assert got.dtype == np.uint8 and got.shape == (5, 7)
-    assert set(np.unique(got)) == {0, 255} and (got == 255).sum() == mask.sum()
-    assert sorted(p.name for p in out.parent.iterdir()) == ["m.mask.png"]
-    save_png_atomic(tmp_path / "img.png", Image.new("RGB", (3, 2), (1, 2, 3)))
-    assert Image.open(tmp_path / "img.png").size == (3, 2)
-
-
-def test_save_npy_atomic_roundtrip(tmp_path):
-    a = np.random.default_rng(0).random((4, 6)).astype(np.float16)
-    save_npy_atomic(tmp_path / "s.npy", a)
-    back = np.load(tmp_path / "s.npy")
-    assert back.dtype == np.float16 and np.array_equal(back, a)
-    assert [p.name for p in tmp_path.iterdir()] == ["s.npy"]
-
-
-def test_failed_save_keeps_old_file_and_leaves_no_temp(tmp_path):
-    out = tmp_path / "s.npy"
-    out.write_bytes(b"old")
-    with pytest.raises(ValueError):
-        save_npy_atomic(out, np.array([object()]))  # fails while writing (pickles refused)
-    assert out.read_bytes() == b"old"
-    assert [p.name for p in tmp_path.iterdir()] == ["s.npy"]
-    png = tmp_path / "m.png"
-    png.write_bytes(b"old")
-    with pytest.raises(ValueError):
-        save_png_atomic(png, np.zeros((2, 2), np.float32))
-    assert png.read_bytes() == b"old"
-
-
-def test_unwritable_output_folder(tmp_path):
-    blocker = tmp_path / "afile"
-    blocker.write_text("x")
-    target = blocker / "out" / "m.png"  # its folder cannot exist
-    with pytest.raises(InputError, match="not writable") as err:
-        save_png_atomic(target, np.zeros((2, 2), bool))
-    assert "--out" in str(err.value)
-    _one_line_naming(err, blocker / "out")
 
 
 def test_a_path_too_long_for_the_file_system_is_an_input_error(tmp_path):

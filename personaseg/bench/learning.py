@@ -19,11 +19,10 @@ from typing import Any
 from PIL import Image
 
 from ..config import build_config, to_dict
-from ..images import save_png_atomic
 from ..errors import DatasetError
+from ..io import save_png_atomic
 from .config import learned_method, row_guide
 from .datasets import ConceptSpec
-
 
 # LearnConfig fields added after concepts were cached: left unset they do not enter the key, so a
 # concept learned before they existed (same photos, settings, model) is still found in the cache.

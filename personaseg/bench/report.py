@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from ..config import to_dict
-from ..images import atomic_write, save_png_atomic
+from ..io import atomic_write, save_png_atomic
 from .config import learned_method
 from .datasets import BenchData, Sample
 from .metrics import THRESHOLDS, summarize
@@ -140,7 +140,7 @@ def build_report(data: BenchData, samples: list[Sample], methods: list[str], rec
     from ..concepts.config import card_defaults
     from ..models import read_card
     from ..provenance import provenance
-    from .sharding import num_processes
+    from ..runtime import num_processes
 
     card = read_card(model_id)
     learn_cfg = {}

@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DatasetError, InputError
+from ..io import append_jsonl, read_jsonl
+from ..runtime import home_dir, is_main, merge_parts, part_path, process_device, shard, wait
 from . import learning
 from .config import BenchConfig, learned_method
 from .datasets import BenchData, Sample, open_dataset
 from .metrics import sample_metrics
-from .sharding import append_jsonl, is_main, merge_parts, part_path, process_device, read_jsonl, shard, wait
 
 SAMPLES = "samples.jsonl"  # per (method, sample) records; other tools read this name
 LEARNED = "learn.jsonl"  # per (concept, method) learn records: token, seconds, cache hit
@@ -43,12 +44,7 @@ def _merge_key(r: dict[str, Any]) -> tuple:
 def default_concepts_dir() -> Path:
     """Where benchmark concepts are cached across runs: ``$PERSONASEG_HOME/bench-concepts``, else
     the user cache folder (kept apart from the user's own concept store)."""
-    import os
-
-    from platformdirs import user_cache_dir
-
-    home = os.environ.get("PERSONASEG_HOME")
-    return Path(home).expanduser() / "bench-concepts" if home else Path(user_cache_dir("personaseg")) / "bench-concepts"
+    return home_dir("bench-concepts")
 
 
 def mask_path(rundir: Path, method: str, sample: Sample, grid: bool = False) -> Path:
@@ -168,7 +164,7 @@ def score_sample(seg, sample: Sample, methods: list[str], data: BenchData, token
                "presence": r.presence, "relative_presence": r.relative_presence,
                "found": bool(r.found), "find_s": find_s}
         if config.save_masks or sample.key in grid_keys:
-            from ..images import save_png_atomic
+            from ..io import save_png_atomic
 
             save_png_atomic(mask_path(rundir, method, sample, grid=not config.save_masks), r.mask)
         out.append(rec)

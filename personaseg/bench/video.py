@@ -3,7 +3,7 @@
 The conventions of ``bench personal`` (:mod:`personaseg.bench.runner`), through its helpers: concepts
 learned once and cached (:mod:`~personaseg.bench.learning`), one JSON line per finished (mode, method,
 target) in ``RUNDIR/samples.jsonl`` (``resume`` skips those), a process's share under ``accelerate
-launch`` (:func:`~personaseg.bench.sharding.shard`), ``--save-masks`` writing
+launch`` (:func:`~personaseg.runtime.shard`), ``--save-masks`` writing
 ``RUNDIR/masks/<method>[-per-frame]/<seq>/<obj>/<frame>.png``.
 
 ``report.json``::
@@ -29,12 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, DatasetError, InputError
+from ..io import append_jsonl, read_jsonl
+from ..runtime import is_main, merge_parts, part_path, shard, wait
 from . import learning
 from .config import BASELINES, METHODS
 from .davis import VideoData, VideoTarget, open_video_dataset
 from .jf import frame_scores, summarize
 from .runner import SAMPLES, default_concepts_dir, progress_bar, warn
-from .sharding import append_jsonl, is_main, merge_parts, part_path, read_jsonl, shard, wait
 
 MODES = ("temporal", "per-frame")
 
@@ -123,7 +124,7 @@ def _mask_dir(rundir: Path, mode: str, method: str, target: VideoTarget) -> Path
 def score_target(seg, target: VideoTarget, mode: str, method: str, phrase: str, config: VideoBenchConfig,
                  rundir: Path) -> dict[str, Any]:
     """Track ``phrase`` through the target's sequence; one record with J, F and per-frame figures."""
-    from ..images import save_png_atomic
+    from ..io import save_png_atomic
 
     frames = target.frames[:config.max_frames] if config.max_frames else target.frames
     scored = set(target.scored) & set(range(len(frames)))
@@ -300,7 +301,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def write_report(rundir: Path, report: dict[str, Any]) -> None:
-    from ..images import atomic_write
+    from ..io import atomic_write
 
     with atomic_write(rundir / "report.json") as fh:
         fh.write((json.dumps(report, indent=2) + "\n").encode())

@@ -24,12 +24,13 @@ from PIL import Image
 
 from ..config import to_dict
 from ..errors import DatasetError, PersonasegError
-from ..images import atomic_write, load_image, save_png_atomic
-from .metrics import IGNORE, VOC_CLASSES, class_iou, confusion, miou_from_confusion
+from ..images import load_image
+from ..io import append_jsonl, atomic_write, read_jsonl, save_png_atomic
 from ..provenance import provenance
+from ..runtime import is_main, merge_parts, part_path, shard, wait
+from .metrics import IGNORE, VOC_CLASSES, class_iou, confusion, miou_from_confusion
 from .report import _jsonable, _pct, latest, provenance_line
 from .runner import SAMPLES, progress_bar, record_key, start_rundir, warn
-from .sharding import append_jsonl, is_main, merge_parts, part_path, read_jsonl, shard, wait
 
 
 @dataclass

@@ -103,7 +103,7 @@ def personal(
     """
     from ..bench import BenchConfig, run_personal
     from ..bench.config import read_recipe
-    from ..bench.sharding import is_main
+    from ..runtime import is_main
 
     learn, find = read_recipe(recipe)
     config = BenchConfig(
@@ -177,9 +177,9 @@ def voc(
 
       personaseg bench voc VOCdevkit/VOC2012 --split val --limit 100 --crf --out runs/voc-val
     """
-    from ..bench.sharding import is_main
     from ..bench.voc import VocConfig, run_voc
     from ..config import load_recipe
+    from ..runtime import is_main
 
     find = _set(load_recipe(recipe) if recipe else {}, draws=draws)
     config = VocConfig(split=split, crf=crf, limit=limit, model=model, find=find, out=out, resume=resume,

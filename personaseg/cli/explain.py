@@ -41,7 +41,8 @@ def explain(
 
       personaseg explain '<mymug>' kitchen.jpg --prompt 'a photo of a {} on a table'
     """
-    from ..images import load_image, save_png_atomic
+    from ..images import load_image
+    from ..io import save_png_atomic
     from ..viz import heatmap_grid
 
     img = load_image(image)

@@ -89,10 +89,11 @@ def find(
 
       accelerate launch -m personaseg find '<mymug>' /photos --out masks
     """
-    from ..bench.sharding import is_main, process_device, shard
-    from ..images import collect_images, load_image, save_npy_atomic, save_png_atomic
+    from ..images import collect_images, load_image
+    from ..io import save_npy_atomic, save_png_atomic
     from ..masks import find_record
     from ..viz import overlay, titled
+    from ..runtime import is_main, process_device, shard
 
     if not phrase.strip():
         raise InputError("the phrase is empty", hint='give a word such as "mug" or a concept like "<mymug>"')

@@ -62,10 +62,11 @@ def segment(
 
       personaseg segment kitchen.jpg --labels '<mymug>,cup'
     """
-    from ..bench.sharding import is_main, process_device, shard
-    from ..images import atomic_write, collect_images, load_image, save_png_atomic
+    from ..images import collect_images, load_image
+    from ..io import atomic_write, save_png_atomic
     from ..prompts import background_words as paper_background_words
     from ..viz import palette_png
+    from ..runtime import is_main, process_device, shard
 
     names = [x.strip() for x in labels.split(",") if x.strip()]
     if not names:

@@ -60,7 +60,7 @@ def _check_free(out: Path, stem: str, force: bool, claimed: dict[str, Path], pat
 
 def _track_clip(seg, path: Path, phrase: str, args: dict, out: Path, as_json: bool, bar: Progress) -> tuple[int, int]:
     """Track one clip; outputs are written beside and moved into place only when the whole clip worked."""
-    from ..images import save_png_atomic
+    from ..io import save_png_atomic
     from ..masks import bbox, rle_encode
     from ..track import TrackConfig
     from ..video import OverlayWriter, open_clip

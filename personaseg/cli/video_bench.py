@@ -60,9 +60,9 @@ def video(
 
       personaseg bench video DAVIS --split val --out runs/davis
     """
-    from ..bench.sharding import is_main
-    from ..bench.video import VideoBenchConfig, run_video
     from ..bench.config import read_recipe
+    from ..bench.video import VideoBenchConfig, run_video
+    from ..runtime import is_main
 
     learn, find = read_recipe(recipe)
     config = VideoBenchConfig(

@@ -34,6 +34,7 @@ from safetensors.torch import save_file
 
 from .. import __version__
 from ..errors import ConceptError, PersonasegWarning
+from ..runtime import home_dir
 from .concept import META_FILE, Concept
 from .textual_inversion import A1111_KEY, EMBEDS_FILE, check_name, load_embeds, parse_token, save_embeds
 
@@ -42,7 +43,6 @@ try:
 except ImportError:  # pragma: no cover - Windows: lock files by exclusive creation
     fcntl = None
 
-HOME_ENV = "PERSONASEG_HOME"
 EXPORT_FORMATS = ("diffusers", "a1111")
 LOCKS = ".locks"
 # .tmp: a concept being written; .old: the concept it replaces, until the new one is in place;
@@ -59,12 +59,7 @@ class StoreWarning(PersonasegWarning):
 
 def default_root() -> Path:
     """``$PERSONASEG_HOME/concepts``, else ``<user data dir>/personaseg/concepts``."""
-    home = os.environ.get(HOME_ENV)
-    if home:
-        return Path(home).expanduser() / "concepts"
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir()) / "personaseg" / "concepts"
+    return home_dir("concepts")
 
 
 def concept_name(name_or_token: str) -> str:

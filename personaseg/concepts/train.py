@@ -30,7 +30,8 @@ import torch
 from .. import __version__
 from ..config import build_config, to_dict
 from ..errors import ConceptError, ConfigError, InputError
-from ..images import save_png_atomic
+from ..io import save_png_atomic
+from ..runtime import make_accelerator
 from .checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from .concept import Concept
 from .config import DEFAULT_RESOLUTION, LearnConfig, card_defaults, fill_template
@@ -324,36 +325,6 @@ def _config(config: LearnConfig | None, state: dict | None) -> LearnConfig:
     return dataclasses.replace(saved, checkpoint_every=cfg.checkpoint_every)
 
 
-def make_accelerator(mixed_precision: str, grad_accum: int = 1, cpu: bool = False):
-    """accelerate's ``Accelerator`` for device, mixed precision and gradient accumulation
-    (``cpu=True``: on the CPU even where a GPU is visible)."""
-    import os
-
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
-
-    # several processes launched (torchrun sets WORLD_SIZE) on a machine without CUDA join over gloo on
-    # the CPU, as bench.sharding's state does; a plain Accelerator() would leave each to learn alone
-    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    cpu = cpu or (launched and not torch.cuda.is_available())
-    kwargs = dict(mixed_precision=mixed_precision, gradient_accumulation_steps=grad_accum, cpu=cpu)
-    try:
-        acc = Accelerator(**kwargs)
-    except ValueError as err:
-        if "already been initialized" not in str(err):
-            raise ConfigError(f"cannot train with mixed precision {mixed_precision}: {err}") from None
-        AcceleratorState._reset_state()  # an earlier run in this process used other settings
-        acc = Accelerator(**kwargs)
-    if mixed_precision != "no" and not acc.native_amp:
-        warnings.warn(
-            f"{mixed_precision} mixed precision is not available on {acc.device.type}: training in "
-            "fp32 (on CPU, bf16 works)",
-            LearnWarning,
-            stacklevel=3,
-        )
-    return acc
-
-
 def weight_dtype(acc) -> torch.dtype:
     """dtype of the frozen weights: the AMP dtype when autocast is on, else fp32."""
     if not acc.native_amp:
@@ -498,8 +469,8 @@ def _loop(trainer: Trainer, start: int, losses: list[float], ckpt: Path, run: di
 def _meta(name: str, token: str, cfg: LearnConfig, base_model: str, width: int, pipe, photos: PhotoSet,
           losses: list[float], train_seconds: float) -> dict:
     """concept.json."""
-    from .textual_inversion import sub_tokens
     from .lora import LORA_FILE
+    from .textual_inversion import sub_tokens
 
     files = {"embeddings": EMBEDS_FILE}
     if cfg.method == "lora":

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError
-from ..images import check_new_folder, new_folder
+from ..io import check_new_folder, new_folder
 from .scenes import COLOURS, PATTERNS, SHAPES, draw, place
 
 Spec = tuple[str, str, str]  # (shape, colour, pattern)

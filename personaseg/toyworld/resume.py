@@ -10,9 +10,7 @@ the saved step.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import ConfigError
+from ..io import folder_swap
 
 
 def state_dir(out: str | Path) -> Path:
@@ -38,26 +37,18 @@ def save_state(out, cfg, step: int, models: dict[str, torch.nn.Module], opt, gen
                rng: np.random.Generator, losses: list, scaling_factor: float, vae_loss: float) -> Path:
     """Write the resume state atomically (temp folder, then rename over the old one)."""
     folder = state_dir(out)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    for name, module in models.items():
-        save_file(_tensors(module), str(tmp / f"{name}.safetensors"))
-    moments = {}
-    for i, p in enumerate(p for g in opt.param_groups for p in g["params"]):
-        for key, value in opt.state.get(p, {}).items():
-            moments[f"{i}.{key}"] = torch.as_tensor(value).detach().clone().contiguous()
-    save_file(moments, str(tmp / "optimizer.safetensors"))
-    save_file({"torch": gen.get_state()}, str(tmp / "rng.safetensors"))
-    meta = {"step": step, "losses": losses, "numpy": rng.bit_generator.state,
-            "scaling_factor": scaling_factor, "vae_loss": vae_loss, "config": asdict(cfg)}
-    (tmp / "state.json").write_text(json.dumps(meta))
-    old = None
-    if folder.exists():
-        old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old."))
-        os.replace(folder, old / folder.name)
-    os.replace(tmp, folder)
-    if old is not None:
-        shutil.rmtree(old)
+    with folder_swap(folder) as tmp:
+        for name, module in models.items():
+            save_file(_tensors(module), str(tmp / f"{name}.safetensors"))
+        moments = {}
+        for i, p in enumerate(p for g in opt.param_groups for p in g["params"]):
+            for key, value in opt.state.get(p, {}).items():
+                moments[f"{i}.{key}"] = torch.as_tensor(value).detach().clone().contiguous()
+        save_file(moments, str(tmp / "optimizer.safetensors"))
+        save_file({"torch": gen.get_state()}, str(tmp / "rng.safetensors"))
+        meta = {"step": step, "losses": losses, "numpy": rng.bit_generator.state,
+                "scaling_factor": scaling_factor, "vae_loss": vae_loss, "config": asdict(cfg)}
+        (tmp / "state.json").write_text(json.dumps(meta))
     return folder
 
 

@@ -16,9 +16,6 @@ import contextlib
 import copy
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -29,19 +26,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..concepts.train import make_accelerator
 from ..errors import InputError
-from .config import ToyTrainConfig
-from .model import (
-    SCHEDULER_CONFIG,
-    build_scheduler,
-    build_text_encoder,
-    build_unet,
-    build_vae,
-    n_params,
-)
+from ..io import folder_swap
+from ..runtime import make_accelerator
 from . import grounding, resume
 from .bench import write_class_images
+from .config import ToyTrainConfig
+from .model import SCHEDULER_CONFIG, build_scheduler, build_text_encoder, build_unet, build_vae, n_params
 from .scenes import COLOURS, PATTERNS, SHAPES, ToyObject, caption_words, make_scene
 from .vocab import build_tokenizer, save_tokenizer
 
@@ -315,9 +306,7 @@ def save_model(out: Path, vae, unet, text_encoder, tokenizer, extra: dict[str, o
     from diffusers import StableDiffusionPipeline
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
+    with folder_swap(out) as tmp:
         pipe = StableDiffusionPipeline(
             vae=vae.half(), text_encoder=text_encoder.half(), tokenizer=tokenizer, unet=unet.half(),
             scheduler=build_scheduler(prediction_type), safety_checker=None, feature_extractor=None,
@@ -329,14 +318,6 @@ def save_model(out: Path, vae, unet, text_encoder, tokenizer, extra: dict[str, o
         for name, data in extra.items():
             (tmp / name).write_text(json_text(data))
         write_class_images(tmp / CLASS_IMAGES)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old."))
-            os.replace(out, old / out.name)
-            shutil.rmtree(old)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return out
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError
-from ..images import check_new_folder, new_folder
+from ..io import check_new_folder, new_folder
 from .bench import _other, concept_name, pick_concepts
 from .scenes import IMAGE_SIZE, SIZE_RANGE, ToyObject, draw, place
 

@@ -124,7 +124,8 @@ class Workspace:
              ) -> tuple[FindOutput, list[str]]:
         """Outline ``phrase`` (a word, or a learned ``<concept>``) in one image; writes find's files."""
         from ..concepts.store import concept_name
-        from ..images import load_image, save_png_atomic
+        from ..images import load_image
+        from ..io import save_png_atomic
         from ..masks import find_record
         from ..viz import heatmap_grid, overlay
 
@@ -161,7 +162,7 @@ class Workspace:
         """``personaseg track PHRASE CLIP --json [--every N]``: follow ``phrase`` through a video file;
         writes track's files (``<stem>.overlay.mp4``, ``<stem>/masks/<frame>.png``) and its JSON lines."""
         from ..concepts.store import concept_name
-        from ..images import save_png_atomic
+        from ..io import save_png_atomic
         from ..masks import bbox, rle_encode
         from ..video import OverlayWriter, open_clip
         from ..viz import overlay

@@ -19,7 +19,7 @@ import pytest
 
 from personaseg.bench import examples
 from personaseg.bench.runner import SAMPLES, record_key
-from personaseg.bench.sharding import read_jsonl
+from personaseg.io import read_jsonl
 
 
 def _bench(common: list[str], out, processes: int):

@@ -2,17 +2,18 @@
 sharding over (thread-)processes, report schema."""
 
 import json
-from pathlib import Path
 import shutil
 import threading
+from pathlib import Path
 
 import pytest
 
-from personaseg.bench import examples, sharding
+from personaseg import runtime
+from personaseg.bench import examples
 from personaseg.bench.config import BenchConfig
 from personaseg.bench.runner import run_personal
-from personaseg.bench.sharding import read_jsonl
 from personaseg.errors import InputError
+from personaseg.io import read_jsonl
 
 from .fakes import LEARN_CALLS, FakeSegmenter, ThreadState, install
 
@@ -137,7 +138,7 @@ def test_strict_stops_on_a_bad_sample(fakes, mug19, tmp_path):
 def test_two_processes_give_the_single_process_report(fakes, mug19, tmp_path, monkeypatch):
     single = run_personal(mug19, _cfg(tmp_path, out=tmp_path / "one"), progress=False)
     state = ThreadState(2)
-    monkeypatch.setattr(sharding, "_state", lambda: state)
+    monkeypatch.setattr(runtime, "_state", lambda: state)
     out, errors = {}, []
 
     def proc(rank):
@@ -161,11 +162,16 @@ def test_two_processes_give_the_single_process_report(fakes, mug19, tmp_path, mo
     assert out[0]["timing"]["processes"] == 2
 
 
-def test_split_is_contiguous_and_complete():
+def test_shard_is_contiguous_and_complete(monkeypatch):
     items = list(range(7))
-    parts = [sharding.split(items, i, 3) for i in range(3)]
+    assert runtime.shard(items) == items  # one process: everything
+    state = ThreadState(3)
+    monkeypatch.setattr(runtime, "_state", lambda: state)
+    parts = []
+    for rank in range(3):
+        state.local.rank = rank
+        parts.append(runtime.shard(items))
     assert parts == [[0, 1, 2], [3, 4], [5, 6]]
-    assert sharding.shard(items) == items  # one process: everything
 
 
 def test_hf_and_perseg_layouts_run(fakes, mug19, tmp_path):

@@ -1,4 +1,5 @@
-"""Sharding over processes (accelerate) and the append-only JSONL log that resume and sharding share.
+"""Where the work runs: the accelerator (device, mixed precision, processes), sharding over
+processes, the per-process parts of a JSONL log, and the user's personaseg home folder.
 
 Under ``accelerate launch --multi_gpu --num_processes N -m personaseg ...`` (on a machine without
 GPUs too: the processes then join over gloo on the CPU; ``accelerate launch --cpu`` starts only one
@@ -13,13 +14,15 @@ share of the work with :func:`shard`, appends one JSON line per finished item to
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
+
+from .errors import ConfigError, PersonasegWarning
+from .io import append_jsonl, read_jsonl
 
 T = TypeVar("T")
 
@@ -29,12 +32,17 @@ def _state():
     """accelerate's PartialState. On a machine without CUDA, several launched processes (torchrun
     sets WORLD_SIZE) are joined as CPU processes (gloo); plain ``PartialState()`` would leave each
     one alone there. ``learn``'s Accelerator then reuses this state."""
-    import torch
     from accelerate import PartialState
 
-    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true") or (launched and not torch.cuda.is_available())
-    return PartialState(cpu=cpu)
+    return PartialState(cpu=os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true") or _join_on_cpu())
+
+
+def _join_on_cpu() -> bool:
+    """Several processes launched (torchrun sets WORLD_SIZE) on a machine without CUDA: they must
+    join over gloo on the CPU, or each would work alone."""
+    import torch
+
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
 
 
 def process_index() -> int:
@@ -75,51 +83,7 @@ def shard(items: Sequence[T] | Iterable[T]) -> list[T]:
         return list(mine)
 
 
-def split(items: Sequence[T], index: int, count: int) -> list[T]:
-    """The ``index``-th of ``count`` contiguous chunks (the same split as :func:`shard`)."""
-    n, extra = divmod(len(items), count)
-    start = index * n + min(index, extra)
-    return list(items[start:start + n + (1 if index < extra else 0)])
-
-
-# --------------------------------------------------------------------------- the JSONL log
-
-
-def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
-    """Append one record as one line with a single ``write`` (O_APPEND), then fsync.
-
-    A run killed mid-write leaves at most a truncated last line: :func:`read_jsonl` skips it and
-    the next append starts a new line after it.
-    """
-    data = (json.dumps(record, separators=(",", ":")) + "\n").encode()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
-            data = b"\n" + data  # end a line cut short by a killed run; read_jsonl skips it
-        written = os.write(fd, data)
-        while written < len(data):  # regular files write whole buffers; be safe anyway
-            written += os.write(fd, data[written:])
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """The records of a JSONL log (missing file: none); a damaged line is skipped with a warning."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    out = []
-    for no, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            warnings.warn(f"{path}:{no}: damaged line skipped (an interrupted write); it will be redone")
-    return out
+# --------------------------------------------------------------------------- logs shared by processes
 
 
 def part_path(path: str | Path, index: int | None = None) -> Path:
@@ -153,7 +117,57 @@ def merge_parts(path: str | Path, key: Callable[[dict[str, Any]], Any]) -> int:
     return added
 
 
+# --------------------------------------------------------------------------- the accelerator
+
+
+class AccelerateWarning(PersonasegWarning):
+    """A requested mixed precision the device lacks (training goes on in fp32)."""
+
+
+def make_accelerator(mixed_precision: str = "no", grad_accum: int = 1, cpu: bool = False):
+    """accelerate's ``Accelerator`` for device, mixed precision and gradient accumulation
+    (``cpu=True``: on the CPU even where a GPU is visible)."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    kwargs = dict(mixed_precision=mixed_precision, gradient_accumulation_steps=grad_accum, cpu=cpu or _join_on_cpu())
+    try:
+        acc = Accelerator(**kwargs)
+    except ValueError as err:
+        if "already been initialized" not in str(err):
+            raise ConfigError(f"cannot train with mixed precision {mixed_precision}: {err}") from None
+        AcceleratorState._reset_state()  # an earlier run in this process used other settings
+        acc = Accelerator(**kwargs)
+    if mixed_precision != "no" and not acc.native_amp:
+        warnings.warn(
+            f"{mixed_precision} mixed precision is not available on {acc.device.type}: training in "
+            "fp32 (on CPU, bf16 works)",
+            AccelerateWarning,
+            stacklevel=3,
+        )
+    return acc
+
+
+# --------------------------------------------------------------------------- the home folder
+
+HOME_ENV = "PERSONASEG_HOME"
+
+
+def home_dir(kind: str) -> Path:
+    """The user's ``kind`` folder (``concepts``, ``bench-concepts``): ``$PERSONASEG_HOME/<kind>``;
+    without it ``<user data dir>/personaseg/concepts`` for the concept store, and the user cache
+    folder for the rest (benchmark concepts are not the user's own)."""
+    home = os.environ.get(HOME_ENV)
+    if home:
+        return Path(home).expanduser() / kind
+    import platformdirs
+
+    if kind == "concepts":
+        return Path(platformdirs.user_data_dir()) / "personaseg" / kind
+    return Path(platformdirs.user_cache_dir("personaseg")) / kind
+
+
 __all__ = [
-    "append_jsonl", "is_main", "merge_parts", "num_processes", "part_path", "process_device", "process_index",
-    "read_jsonl", "shard", "split", "wait",
+    "HOME_ENV", "AccelerateWarning", "home_dir", "is_main", "make_accelerator", "merge_parts", "num_processes",
+    "part_path", "process_device", "process_index", "shard", "wait",
 ]

@@ -268,7 +268,8 @@ def _png(path: Path, size=(8, 6), value=128) -> None:
 
 def make_targets() -> dict[str, Target]:
     from personaseg.bench.config import BenchConfig
-    from personaseg.bench.datasets import read_mug19, read_perseg
+    from personaseg.bench.mug19 import read_mug19
+    from personaseg.bench.perseg import read_perseg
     from personaseg.concepts.checkpoint import load_checkpoint
     from personaseg.concepts.config import LearnConfig
     from personaseg.concepts.store import ConceptStore

@@ -26,7 +26,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
-    from personaseg.bench.datasets import mask_array, open_dataset
+    from personaseg.bench.data import mask_array
+    from personaseg.bench.datasets import open_dataset
     from personaseg.bench.learning import interior_point
     from personaseg.concepts.masks import derive_mask
     from personaseg.config import FindConfig

@@ -301,6 +301,39 @@ def heatmap_grid(
     return canvas
 
 
+def scale_to_tile(image: Image.Image, mask: np.ndarray, tile: int) -> tuple[Image.Image, np.ndarray]:
+    """``image`` and its ``mask`` (H, W) scaled together so that the long side is ``tile`` px (labels
+    and outlines drawn on them then have one size in every cell of a grid)."""
+    scale = tile / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    small = Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.NEAREST)
+    return image.resize(size, Image.BILINEAR), np.asarray(small) > 0
+
+
+def truth_grid(
+    rows: Sequence[tuple[Image.Image, np.ndarray, Sequence[np.ndarray | None]]],
+    methods: Sequence[str],
+    tile: int = 160,
+    captions: Sequence[Sequence[str | None]] | None = None,
+) -> Image.Image | None:
+    """A benchmark's grid: a row per sample, image | ground truth (green) | each method's prediction
+    (blue), drawn over the image scaled to the tile.
+
+    ``rows``: (image, ground-truth mask (H, W), one prediction (H, W) per method, None for a missing
+    one: its cell stays empty). None when there are no rows.
+    """
+    cells = []
+    for image, gt, preds in rows:
+        small, small_gt = scale_to_tile(image, gt, tile)
+        row = [small, overlay(small, small_gt, color=(40, 220, 40))]
+        row += [None if p is None else overlay(small, scale_to_tile(image, p, tile)[1], color=(0, 200, 255))
+                for p in preds]
+        cells.append(row)
+    if not cells:
+        return None
+    return image_grid(cells, ["image", "ground truth", *methods], tile=tile, captions=captions)
+
+
 def voc_palette(n: int = 256) -> list[int]:
     """The PASCAL VOC colour map as a flat [r, g, b, ...] list (0 black, 1 dark red, ...)."""
     pal = []

@@ -30,7 +30,7 @@ from PIL import Image, ImageOps
 from ..errors import DatasetError
 from ..images import IMAGE_SUFFIXES, load_image
 from ..video import _natural
-from .datasets import ConceptSpec
+from .data import ConceptSpec
 
 VOID = 255  # DAVIS: pixels not scored
 

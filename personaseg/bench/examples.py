@@ -83,7 +83,7 @@ def make_hf(out: str | Path, seed: int = 0, size: int = 64) -> Path:
     """A ``save_to_disk`` Hugging Face dataset (split ``test``) with the Mug19 example's content."""
     import datasets  # noqa: F401  (the optional dependency: fail before writing anything)
 
-    from .datasets import read_mug19
+    from .mug19 import read_mug19
 
     with tempfile.TemporaryDirectory() as tmp:
         _save_hf(read_mug19(make_mug19(Path(tmp) / "src", seed=seed, size=size)), out)

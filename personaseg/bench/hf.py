@@ -1,4 +1,5 @@
-"""Benchmarks stored as a Hugging Face ``datasets`` dataset (a hub id or a ``save_to_disk`` folder).
+"""The Hugging Face ``datasets`` layout: a hub id or a ``save_to_disk`` folder (``datasets`` is optional:
+imported only when such a benchmark is read).
 
 Columns: ``image`` (Image), ``mask`` (Image or 2-D array; non-zero = the concept; all zero = the
 concept is absent), ``concept`` (str), ``photos`` (list of Images: the concept's photos; given on
@@ -13,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DatasetError, MissingExtraError
-from .datasets import BenchData, ConceptSpec, Sample, perseg_class_word
+from .data import BenchData, ConceptSpec, Sample
+from .perseg import perseg_class_word
 
 REQUIRED = ("image", "mask", "concept", "photos")
 

@@ -21,8 +21,9 @@ from PIL import Image
 from ..config import build_config, to_dict
 from ..errors import DatasetError
 from ..io import save_png_atomic
+from ..runtime import wait
 from .config import learned_method, row_guide
-from .datasets import ConceptSpec
+from .data import ConceptSpec, mask_array
 
 # LearnConfig fields added after concepts were cached: left unset they do not enter the key, so a
 # concept learned before they existed (same photos, settings, model) is still found in the cache.
@@ -136,6 +137,22 @@ def run_job(job: LearnJob, model: str | None, concepts_dir: Path, stage: Path, h
             "concept_learn_cpu_s": (getattr(concept, "meta", None) or {}).get("learn_cpu_seconds")}
 
 
+def learn_all(jobs: list[LearnJob], model: str | None, concepts_dir: Path, run: Any, bar: Any = None) -> None:
+    """Learn (or take from the cache) each job, one ``learn.jsonl`` line each in ``run`` (a
+    :class:`~personaseg.bench.rundir.RunDir`). Every process takes part in each learn (``learn`` is
+    data-parallel itself); ``bar``: the runner's progress bar, or None."""
+    hits = [cached(j.token, concepts_dir) for j in jobs]  # decided before anyone writes
+    wait()
+    task = bar.add_task("learn concepts", total=len(jobs)) if bar else None
+    run_id = time.strftime("%Y%m%dT%H%M%S")
+    for job, hit in zip(jobs, hits):
+        rec = run_job(job, model, concepts_dir, run.path / "photos", hit)
+        run.log_learned({**rec, "run": run_id})
+        if bar:
+            bar.advance(task)
+    wait()
+
+
 def _guidance(job: LearnJob, photos: list[Path]) -> dict[str, Any]:
     """learn's masks / boxes / clicks for a guided job: photo -> its mask file, the mask's bounding
     box, or its most interior pixel (photos without a mask are learned unguided)."""
@@ -145,7 +162,6 @@ def _guidance(job: LearnJob, photos: list[Path]) -> dict[str, Any]:
     if job.guide == "+masks":
         return {"masks": dict(pairs)}
     from ..masks import bbox
-    from .datasets import mask_array
 
     if job.guide == "+box":
         return {"boxes": {p: bbox(mask_array(m, str(m))) for p, m in pairs}}

@@ -27,7 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)  # precision@k levels
-VOC_CLASSES = 21  # background + 20 object classes
+VOC_NUM_CLASSES = 21  # background + 20 object classes (their names: personaseg.prompts.VOC_CLASSES)
 IGNORE = 255  # VOC's "void" label
 
 
@@ -129,7 +129,7 @@ def pooled_object_iou(records: Iterable[Mapping[str, Any]]) -> float | None:
     return _mean(values)
 
 
-def confusion(pred: np.ndarray, gt: np.ndarray, num_classes: int = VOC_CLASSES) -> np.ndarray:
+def confusion(pred: np.ndarray, gt: np.ndarray, num_classes: int = VOC_NUM_CLASSES) -> np.ndarray:
     """(C, C) int64 counts, rows = ground truth, columns = prediction; ``IGNORE`` pixels skipped."""
     pred, gt = np.asarray(pred).ravel().astype(np.int64), np.asarray(gt).ravel().astype(np.int64)
     keep = gt != IGNORE
@@ -155,6 +155,6 @@ def miou_from_confusion(conf: np.ndarray) -> float:
 
 
 __all__ = [
-    "THRESHOLDS", "boundary_iou", "class_iou", "confusion", "inter_union", "iou", "mask_to_boundary",
+    "IGNORE", "THRESHOLDS", "VOC_NUM_CLASSES", "boundary_iou", "class_iou", "confusion", "inter_union", "iou", "mask_to_boundary",
     "miou_from_confusion", "pointing", "pooled_object_iou", "sample_metrics", "summarize",
 ]

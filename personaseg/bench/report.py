@@ -1,5 +1,8 @@
-"""Reports of a benchmark run: ``report.json`` (figures + full config), ``report.md`` (tables like
-the paper's), ``grid.png`` (image | ground truth | each method's prediction).
+"""Reports of ``bench personal``: ``report.json`` (figures + full config), ``report.md`` (tables like
+the paper's), ``grid.png`` (image | ground truth | each method's prediction, drawn by
+:func:`personaseg.viz.truth_grid`). The pieces every bench report uses (:func:`jsonable`,
+:func:`pct`, :func:`provenance_line`) are here too; ``bench voc`` and ``bench video`` write theirs
+with them.
 
 ``report.json``::
 
@@ -34,17 +37,17 @@ finding over every run of RUNDIR (a cached concept costs 0), and their shares.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..config import to_dict
-from ..io import atomic_write, save_png_atomic
+from ..io import save_png_atomic
 from .config import learned_method
-from .datasets import BenchData, Sample
+from .data import BenchData, Sample
 from .metrics import THRESHOLDS, summarize
+from .rundir import RunDir, latest, mask_path
 
 GRID_ROWS = 24  # at most this many samples in grid.png
 OBJIOU_NOTE = ("mIoU: the mean of per-sample IoUs (the T2M paper's). objIoU: each object's IoU pooled over its "
@@ -52,24 +55,15 @@ OBJIOU_NOTE = ("mIoU: the mean of per-sample IoUs (the T2M paper's). objIoU: eac
 COLUMNS = ["mIoU", "cIoU", "objIoU"] + [f"P@{k}" for k in THRESHOLDS] + ["bIoU", "pointing"]
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``value`` with its paths as text and tuples as lists (a config for report.json)."""
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, Path):
         return str(value)
     return value
-
-
-def latest(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
-    """One record per (method, image, concept): the last result, else the last error."""
-    out: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for r in records:
-        k = (r["method"], r["image"], r["concept"])
-        if k not in out or "error" in out[k] or "error" not in r:
-            out[k] = r
-    return out
 
 
 def row(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -153,8 +147,8 @@ def build_report(data: BenchData, samples: list[Sample], methods: list[str], rec
         tokens.setdefault(r["concept"], {})[r["method"]] = r["token"]
     used = dict.fromkeys(s.concept for s in samples)
     report = {
-        "config": {"bench": _jsonable(to_dict(config)), "learn": _jsonable(learn_cfg),
-                   "find": _jsonable(to_dict(find_config))},
+        "config": {"bench": jsonable(to_dict(config)), "learn": jsonable(learn_cfg),
+                   "find": jsonable(to_dict(find_config))},
         "version": __version__,
         "model": model_id,
         "wall_s": run.get("wall_s"),
@@ -176,7 +170,8 @@ def build_report(data: BenchData, samples: list[Sample], methods: list[str], rec
 # --------------------------------------------------------------------------- writing
 
 
-def _pct(v: float | None) -> str:
+def pct(v: float | None) -> str:
+    """A fraction as a percentage with one decimal, "-" for None (tables show figures x100)."""
     return "-" if v is None else f"{100 * v:.1f}"
 
 
@@ -202,8 +197,8 @@ def markdown(report: dict[str, Any]) -> str:
              "| method | " + " | ".join(f"mIoU {g} (n={res[methods[0]][g]['n']})" for g in groups) + " | objIoU all |",
              "|---" * (len(groups) + 2) + "|"]
     for m in methods:
-        lines.append(f"| {m} | " + " | ".join(_pct(res[m][g]["mIoU"]) for g in groups)
-                     + f" | {_pct(res[m]['all']['objIoU'])} |")
+        lines.append(f"| {m} | " + " | ".join(pct(res[m][g]["mIoU"]) for g in groups)
+                     + f" | {pct(res[m]['all']['objIoU'])} |")
     lines += ["", OBJIOU_NOTE]
     lines += ["", "Learning cost (each concept's whole learn call, cached or not): "
               + ", ".join(f"{m} {res[m].get('learn_s', 0.0):.1f} s" for m in methods if learned_method(m)) + "."]
@@ -211,18 +206,18 @@ def markdown(report: dict[str, Any]) -> str:
               "| method | " + " | ".join(COLUMNS) + " | n | skipped |", "|---" * (len(COLUMNS) + 3) + "|"]
     for m in methods:
         a = res[m]["all"]
-        lines.append(f"| {m} | " + " | ".join(_pct(a[c]) for c in COLUMNS) + f" | {a['n']} | {a['n_skipped']} |")
+        lines.append(f"| {m} | " + " | ".join(pct(a[c]) for c in COLUMNS) + f" | {a['n']} | {a['n_skipped']} |")
     if any(report["absent"][m]["n"] for m in methods):
         lines += ["", "## Concept absent: false-positive rate (lower is better)", "",
                   "| method | FP rate (%) | n |", "|---|---|---|"]
         for m in methods:
-            lines.append(f"| {m} | {_pct(report['absent'][m]['fp_rate'])} | {report['absent'][m]['n']} |")
+            lines.append(f"| {m} | {pct(report['absent'][m]['fp_rate'])} | {report['absent'][m]['n']} |")
         lines += ["", note] if (note := reference_note(report)) else []
     concepts = list(report["per_concept"][methods[0]])
     lines += ["", "## mIoU per concept", "", "| concept | " + " | ".join(methods) + " |",
               "|---" * (len(methods) + 1) + "|"]
     for c in concepts:
-        lines.append(f"| {c} | " + " | ".join(_pct(report["per_concept"][m][c]["mIoU"]) for m in methods) + " |")
+        lines.append(f"| {c} | " + " | ".join(pct(report["per_concept"][m][c]["mIoU"]) for m in methods) + " |")
     if report["skipped"]:
         lines += ["", f"## Skipped samples ({len(report['skipped'])})", ""]
         lines += [f"- {s['image']} / {s['concept']}: {s['error']}" for s in report["skipped"]]
@@ -241,22 +236,9 @@ def grid_samples(samples: list[Sample], limit: int = GRID_ROWS) -> set[tuple[str
     return set(list(dict.fromkeys(picked.values()))[:limit])
 
 
-def _fit(image, mask: np.ndarray, tile: int):
-    """Image and mask scaled to fit a tile (so labels and outlines have the same size everywhere)."""
-    from PIL import Image
-
-    scale = tile / max(image.size)
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    small = Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.NEAREST)
-    return image.resize(size, Image.BILINEAR), np.asarray(small) > 0
-
-
 def draw_grid(rundir: Path, samples: list[Sample], methods: list[str], tile: int = 160):
-    """grid.png: a row per grid sample: image | ground truth | one column per method."""
-    from PIL import Image
-
-    from ..viz import image_grid, overlay
-    from .runner import mask_path
+    """grid.png's picture: a row per grid sample (:func:`grid_samples`) with the masks the run saved."""
+    from ..viz import truth_grid
 
     keys = grid_samples(samples)
     rows, captions = [], []
@@ -267,32 +249,30 @@ def draw_grid(rundir: Path, samples: list[Sample], methods: list[str], tile: int
             image, gt = s.load()
         except Exception:  # a bad sample: reported in report.json already
             continue
-        small, small_gt = _fit(image, gt, tile)
-        row = [small, overlay(small, small_gt, color=(40, 220, 40))]
+        rows.append((image, gt, [_saved_mask(rundir, m, s, gt.shape) for m in methods]))
         captions.append([f"{s.concept}: {','.join(s.subset)}"])  # under the image, never over it
-        for m in methods:
-            path = next((p for p in (mask_path(rundir, m, s), mask_path(rundir, m, s, grid=True)) if p.exists()), None)
-            if path is None:
-                row.append(None)
-                continue
-            with Image.open(path) as im:
-                pred = np.asarray(im.convert("L")) > 0
-            row.append(overlay(small, _fit(image, pred, tile)[1], color=(0, 200, 255))
-                       if pred.shape == gt.shape else None)
-        rows.append(row)
-    if rows:
-        return image_grid(rows, ["image", "ground truth", *methods], tile=tile, captions=captions)
-    return None
+    return truth_grid(rows, methods, tile=tile, captions=captions)
 
 
-def write_report(rundir: Path, report: dict[str, Any], data: BenchData, samples: list[Sample],
-                 methods: list[str], grid: bool = True) -> None:
-    """Write report.json, report.md and (with ``grid``) grid.png into ``rundir`` atomically."""
-    with atomic_write(rundir / "report.json") as fh:
-        fh.write((json.dumps(report, indent=2) + "\n").encode())
-    with atomic_write(rundir / "report.md") as fh:
-        fh.write(markdown(report).encode())
+def _saved_mask(rundir: Path, method: str, sample: Sample, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The mask ``method`` predicted for ``sample`` (saved with --save-masks, or for the grid only);
+    None when there is none or it has another size than the ground truth."""
+    from PIL import Image
+
+    path = next((p for p in (mask_path(rundir, method, sample), mask_path(rundir, method, sample, grid=True))
+                 if p.exists()), None)
+    if path is None:
+        return None
+    with Image.open(path) as im:
+        pred = np.asarray(im.convert("L")) > 0
+    return pred if pred.shape == shape else None
+
+
+def write_report(run: RunDir, report: dict[str, Any], samples: list[Sample], methods: list[str],
+                 grid: bool = True) -> None:
+    """Write report.json, report.md and (with ``grid``) grid.png into the run folder, each atomically."""
+    run.write_report(report, markdown(report))
     if grid:
-        img = draw_grid(rundir, samples, methods)
+        img = draw_grid(run.path, samples, methods)
         if img is not None:
-            save_png_atomic(rundir / "grid.png", img)
+            save_png_atomic(run.path / "grid.png", img)

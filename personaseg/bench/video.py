@@ -1,9 +1,9 @@
 """``run_video``: learn every target object, track it through its sequence, score J, F and J&F.
 
-The conventions of ``bench personal`` (:mod:`personaseg.bench.runner`), through its helpers: concepts
-learned once and cached (:mod:`~personaseg.bench.learning`), one JSON line per finished (mode, method,
-target) in ``RUNDIR/samples.jsonl`` (``resume`` skips those), a process's share under ``accelerate
-launch`` (:func:`~personaseg.runtime.shard`), ``--save-masks`` writing
+The conventions of ``bench personal``, through the same helpers: concepts learned once and cached
+(:mod:`~personaseg.bench.learning`), the run folder (:mod:`~personaseg.bench.rundir`): one JSON line
+per finished (mode, method, target) in ``RUNDIR/samples.jsonl`` (``resume`` skips those), a process's
+share under ``accelerate launch`` (:func:`~personaseg.runtime.shard`), ``--save-masks`` writing
 ``RUNDIR/masks/<method>[-per-frame]/<seq>/<obj>/<frame>.png``.
 
 ``report.json``::
@@ -23,19 +23,24 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, DatasetError, InputError
-from ..io import append_jsonl, read_jsonl
-from ..runtime import is_main, merge_parts, part_path, shard, wait
+from ..config import to_dict
+from ..errors import ConfigError, DatasetError
+from ..io import save_png_atomic
+from ..runtime import is_main, shard, wait
 from . import learning
 from .config import BASELINES, METHODS
+from .data import BenchWarning
 from .davis import VideoData, VideoTarget, open_video_dataset
 from .jf import frame_scores, summarize
-from .runner import SAMPLES, default_concepts_dir, progress_bar, warn
+from .report import jsonable, pct
+from .rundir import RunDir, default_concepts_dir, latest, progress_bar, video_mask_dir
+from .runner import load_segmenter
 
 MODES = ("temporal", "per-frame")
 
@@ -88,24 +93,8 @@ class VideoBenchConfig:
 
 
 def record_key(r: dict[str, Any]) -> tuple[str, str, str]:
+    """(mode, method, target): one scored target of ``bench video`` (its records' key in the run folder)."""
     return r["mode"], r["method"], r["target"]
-
-
-def _merge_key(r: dict[str, Any]) -> tuple:
-    return (*record_key(r), "error" in r)
-
-
-def start_rundir(rundir: Path, resume: bool) -> Path:
-    """As bench personal's: refuse to mix runs without --resume; fold a killed multi-process run's parts
-    (with this log's record key)."""
-    if is_main():
-        if ((rundir / SAMPLES).exists() or any(rundir.glob(SAMPLES + ".part*"))) and not resume:
-            raise InputError(f"{rundir} already holds a run ({SAMPLES})",
-                             hint="pass --resume to continue it, or choose another --out")
-        rundir.mkdir(parents=True, exist_ok=True)
-        merge_parts(rundir / SAMPLES, _merge_key)
-    wait()
-    return rundir
 
 
 def track_config(config: VideoBenchConfig, temporal: bool = True):
@@ -116,16 +105,9 @@ def track_config(config: VideoBenchConfig, temporal: bool = True):
     return build_config(TrackConfig, config.track, {"temporal": temporal}, source="the bench's track settings")
 
 
-def _mask_dir(rundir: Path, mode: str, method: str, target: VideoTarget) -> Path:
-    name = method if mode == "temporal" else f"{method}-per-frame"
-    return rundir / "masks" / name / target.seq / str(target.obj)
-
-
 def score_target(seg, target: VideoTarget, mode: str, method: str, phrase: str, config: VideoBenchConfig,
                  rundir: Path) -> dict[str, Any]:
     """Track ``phrase`` through the target's sequence; one record with J, F and per-frame figures."""
-    from ..io import save_png_atomic
-
     frames = target.frames[:config.max_frames] if config.max_frames else target.frames
     scored = set(target.scored) & set(range(len(frames)))
     tcfg = track_config(config, temporal=mode == "temporal")
@@ -134,7 +116,7 @@ def score_target(seg, target: VideoTarget, mode: str, method: str, phrase: str, 
         rows += r.unet_rows
         i = r.index
         if config.save_masks:
-            save_png_atomic(_mask_dir(rundir, mode, method, target) / f"{i:05d}.png", r.mask)
+            save_png_atomic(video_mask_dir(rundir, mode, method, target.seq, target.obj) / f"{i:05d}.png", r.mask)
         if i not in scored:
             continue
         gt = target.gt(i)
@@ -156,20 +138,19 @@ def score_target(seg, target: VideoTarget, mode: str, method: str, phrase: str, 
 def run_video(root: str | Path, config: VideoBenchConfig, *, progress: bool = True) -> dict[str, Any]:
     """Run the video benchmark in ``root`` (see :mod:`personaseg.bench.davis`); returns the report."""
     from ..models import resolve_model_id
-    from .runner import _segmenter
 
     start = time.perf_counter()
     data = open_video_dataset(root, split=config.split, resolution=config.resolution, subsets=config.subsets)
     if data.errors and config.strict:
         raise DatasetError(data.errors[0][1])
     for seq, message in data.errors:
-        warn(f"skipped {seq}: {message}")
+        warnings.warn(f"skipped {seq}: {message}", BenchWarning, stacklevel=2)
     targets = data.targets[:config.limit] if config.limit else list(data.targets)
-    rundir = start_rundir(config.out, config.resume)
+    run = RunDir.start(config.out, config.resume, key=record_key)
     methods, modes = config.methods, config.modes
     concepts_dir = config.concepts_dir or default_concepts_dir()
     model_id = resolve_model_id(config.model)
-    done = {record_key(r) for r in read_jsonl(rundir / SAMPLES) if "error" not in r}
+    done = run.done()
     pending = [t for t in targets if any((m, me, t.key) not in done for m in modes for me in methods)]
     jobs = learning.plan(list({t.concept.name: t.concept for t in targets}.values()),
                          [m for m in methods if m in METHODS], config.learn, config.seed, model_id)
@@ -178,64 +159,53 @@ def run_video(root: str | Path, config: VideoBenchConfig, *, progress: bool = Tr
     bar = progress_bar(progress and is_main())
     with bar or nullcontext():
         needed = {t.concept.name for t in pending}  # learn phase: as bench personal's (learn is data-parallel)
-        todo = [j for j in jobs if j.concept.name in needed]
-        hits = [learning.cached(j.token, concepts_dir) for j in todo]
-        wait()
-        task = bar.add_task("learn concepts", total=len(todo)) if bar else None
-        for job, hit in zip(todo, hits):
-            rec = learning.run_job(job, config.model, concepts_dir, rundir / "photos", hit)
-            if is_main():
-                append_jsonl(rundir / "learn.jsonl", {**rec, "run": time.strftime("%Y%m%dT%H%M%S")})
-            if bar:
-                bar.advance(task)
-        wait()
+        learning.learn_all([j for j in jobs if j.concept.name in needed], config.model, concepts_dir, run, bar)
         mine = shard(pending)
-        seg = _segmenter(config, concepts_dir) if (mine or is_main()) else None
+        seg = load_segmenter(config, concepts_dir) if (mine or is_main()) else None
         task = bar.add_task("track + score", total=len(mine)) if bar else None
         for target in mine:
-            for mode in modes:
-                for method in methods:
-                    if (mode, method, target.key) in done:
-                        continue
-                    phrase = tokens[(target.concept.name, method)] if method in METHODS else target.concept.class_word
-                    try:
-                        rec = score_target(seg, target, mode, method, phrase, config, rundir)
-                    except DatasetError as err:
-                        if config.strict:
-                            raise
-                        warn(f"skipped {target.key}: {err}")
-                        rec = {"mode": mode, "method": method, "target": target.key, "subset": target.tags,
-                               "error": str(err)}
-                    append_jsonl(part_path(rundir / SAMPLES), rec)
+            for rec in track_target(seg, target, tokens, done, config, run.path):
+                run.append(rec)
             if bar:
                 bar.advance(task)
         wait()
 
     if is_main():
-        merge_parts(rundir / SAMPLES, _merge_key)
-        report = build_report(data, targets, config, read_jsonl(rundir / SAMPLES), seg.config, model_id,
+        report = build_report(data, targets, config, run.finish(), seg.config, model_id,
                               wall_s=time.perf_counter() - start)
-        write_report(rundir, report)
+        run.write_report(report, markdown(report))
     wait()
-    return json.loads((rundir / "report.json").read_text())
+    return run.report()
 
 
-def _latest(records: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
-    out: dict[tuple, dict[str, Any]] = {}
-    for r in records:
-        k = record_key(r)
-        if k not in out or "error" in out[k] or "error" not in r:
-            out[k] = r
+def track_target(seg, target: VideoTarget, tokens: dict, done: set, config: VideoBenchConfig,
+                 rundir: Path) -> list[dict[str, Any]]:
+    """The target's records for each mode and method not yet done (a bad sequence: an error record
+    each, or a DatasetError with ``strict``)."""
+    out = []
+    for mode in config.modes:
+        for method in config.methods:
+            if (mode, method, target.key) in done:
+                continue
+            phrase = tokens[(target.concept.name, method)] if method in METHODS else target.concept.class_word
+            try:
+                rec = score_target(seg, target, mode, method, phrase, config, rundir)
+            except DatasetError as err:
+                if config.strict:
+                    raise
+                warnings.warn(f"skipped {target.key}: {err}", BenchWarning, stacklevel=2)
+                rec = {"mode": mode, "method": method, "target": target.key, "subset": target.tags,
+                       "error": str(err)}
+            out.append(rec)
     return out
 
 
 def build_report(data: VideoData, targets: list[VideoTarget], config: VideoBenchConfig, records: list[dict],
                  find_config: Any, model_id: str, wall_s: float) -> dict[str, Any]:
+    """The report dict (module docstring) from the run's records."""
     from .. import __version__
-    from ..config import to_dict
-    from .report import _jsonable
 
-    by_key = _latest(records)
+    by_key = latest(records, key=record_key)
     tags = sorted({t for x in targets for t in x.tags})
     modes: dict[str, Any] = {}
     per_seq: dict[str, Any] = {}
@@ -260,8 +230,8 @@ def build_report(data: VideoData, targets: list[VideoTarget], config: VideoBench
     protocol = ("first-frame mask (frames 0 and -1 not scored)" if any(t.from_first_frame for t in targets)
                 else "photos (every frame scored)")
     return {
-        "config": {"bench": _jsonable(to_dict(config)), "find": _jsonable(to_dict(find_config)),
-                   "track": to_dict(track_config(config)), "learn": _jsonable(config.learn)},
+        "config": {"bench": jsonable(to_dict(config)), "find": jsonable(to_dict(find_config)),
+                   "track": to_dict(track_config(config)), "learn": jsonable(config.learn)},
         "version": __version__, "model": model_id, "wall_s": wall_s,
         "dataset": {"root": str(data.root), "n_targets": len(targets), "tags": tags, "protocol": protocol},
         "results": modes[config.modes[0]], "modes": modes, "per_sequence": per_seq, "timing": timing,
@@ -269,11 +239,8 @@ def build_report(data: VideoData, targets: list[VideoTarget], config: VideoBench
     }
 
 
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.1f}"
-
-
 def markdown(report: dict[str, Any]) -> str:
+    """report.md: J&F per mode (all and each tag), timing, skipped sequences, config."""
     ds = report["dataset"]
     groups = ["all", *ds["tags"]]
     lines = [f"# Video benchmark: {ds['root']}", "",
@@ -284,8 +251,8 @@ def markdown(report: dict[str, Any]) -> str:
                   "|---" * (len(groups) + 4) + "|"]
         for m, rows in res.items():
             a = rows["all"]
-            lines.append(f"| {m} | " + " | ".join(_pct(rows[g]["J&F"]) for g in groups)
-                         + f" | {_pct(a['J'])} | {_pct(a['F'])} | {_pct(a['absent_reported'])} |")
+            lines.append(f"| {m} | " + " | ".join(pct(rows[g]["J&F"]) for g in groups)
+                         + f" | {pct(a['J'])} | {pct(a['F'])} | {pct(a['absent_reported'])} |")
         lines.append("")
     lines += ["## Timing", "", "| mode | method | frames | frames/s | UNet rows per frame |", "|---|---|---|---|---|"]
     for mode, by in report["timing"].items():
@@ -300,13 +267,5 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_report(rundir: Path, report: dict[str, Any]) -> None:
-    from ..io import atomic_write
-
-    with atomic_write(rundir / "report.json") as fh:
-        fh.write((json.dumps(report, indent=2) + "\n").encode())
-    with atomic_write(rundir / "report.md") as fh:
-        fh.write(markdown(report).encode())
-
-
-__all__ = ["MODES", "VideoBenchConfig", "build_report", "run_video", "score_target"]
+__all__ = ["MODES", "VideoBenchConfig", "build_report", "markdown", "record_key", "run_video", "score_target",
+           "track_target"]

@@ -8,13 +8,15 @@ SD 1.4/1.5 on a GPU is the paper's 76.1 mIoU on VOC 2012 train.
 
 Layout: ``JPEGImages/<id>.jpg``, ``SegmentationClass/<id>.png`` (palette PNG; or
 ``SegmentationClassAug/<id>.png``, grey labels), ``ImageSets/Segmentation/<split>.txt``.
-Same JSONL log, resume and sharding as :mod:`personaseg.bench.runner`.
+The same run folder as ``bench personal`` (:mod:`personaseg.bench.rundir`: JSONL log, resume, sharding).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,12 +27,15 @@ from PIL import Image
 from ..config import to_dict
 from ..errors import DatasetError, PersonasegError
 from ..images import load_image
-from ..io import append_jsonl, atomic_write, read_jsonl, save_png_atomic
+from ..io import save_png_atomic
+from ..prompts import VOC_CLASSES
 from ..provenance import provenance
-from ..runtime import is_main, merge_parts, part_path, shard, wait
-from .metrics import IGNORE, VOC_CLASSES, class_iou, confusion, miou_from_confusion
-from .report import _jsonable, _pct, latest, provenance_line
-from .runner import SAMPLES, progress_bar, record_key, start_rundir, warn
+from ..runtime import is_main, shard, wait
+from ..viz import palette_png
+from .data import BenchWarning
+from .metrics import IGNORE, VOC_NUM_CLASSES, class_iou, confusion, miou_from_confusion
+from .report import jsonable, pct, provenance_line
+from .rundir import RunDir, latest, progress_bar, voc_mask_path
 
 
 @dataclass
@@ -74,7 +79,7 @@ class VocSample:
         if labels.shape != (image.height, image.width):
             raise DatasetError(f"{self.mask_path}: labels are {labels.shape[1]}x{labels.shape[0]} but "
                                f"the image is {image.width}x{image.height}")
-        bad = set(np.unique(labels).tolist()) - set(range(VOC_CLASSES)) - {IGNORE}
+        bad = set(np.unique(labels).tolist()) - set(range(VOC_NUM_CLASSES)) - {IGNORE}
         if bad:
             raise DatasetError(f"{self.mask_path}: labels {sorted(bad)} outside 0..20 and 255",
                                hint="use VOC class indices (palette PNG indices, not colours)")
@@ -106,56 +111,56 @@ def _sparse(conf: np.ndarray) -> list[list[int]]:
 
 
 def _dense(entries: list[list[int]]) -> np.ndarray:
-    conf = np.zeros((VOC_CLASSES, VOC_CLASSES), np.int64)
+    conf = np.zeros((VOC_NUM_CLASSES, VOC_NUM_CLASSES), np.int64)
     for g, p, n in entries:
         conf[g, p] += n
     return conf
 
 
 def score_image(seg, sample: VocSample, methods: list[str], rundir: Path, save: bool) -> list[dict[str, Any]]:
-    """Pseudo-masks of one image (per method: "t2m", "t2m+crf"), one record each."""
-    from ..prompts import VOC_CLASSES as NAMES
-    from ..viz import palette_png
+    """Pseudo-masks of one image (per method: "t2m", "t2m+crf"), one record each.
 
+    The segmenter's config is not changed: each method segments under a copy of it with its ``crf``
+    (the attention is cached: only the CRF reruns), and the segmenter gets its own back after."""
     try:
         image, gt = sample.load()
     except DatasetError as err:
-        warn(f"skipped: {err}")
+        warnings.warn(f"skipped: {err}", BenchWarning, stacklevel=2)
         return [{"method": m, "image": sample.image, "concept": "voc", "error": str(err)} for m in methods]
     classes = [int(c) for c in np.unique(gt) if c not in (0, IGNORE)]
     lut = np.array([0, *classes], np.uint8)  # segment's label i -> VOC class index
     t0 = time.perf_counter()
     seg.set_image(image)
-    out = []
-    for method in methods:
-        seg.config.crf = method.endswith("+crf")  # the attention is cached: only the CRF reruns
-        if classes:
-            pred = lut[seg.segment([NAMES[c] for c in classes]).label_map]
-        else:  # no object class: everything is background
-            pred = np.zeros(gt.shape, np.uint8)
-        out.append({"method": method, "image": sample.image, "concept": "voc", "classes": classes,
-                    "confusion": _sparse(confusion(pred, gt)), "find_s": time.perf_counter() - t0})
-        t0 = time.perf_counter()
-        if save:
-            save_png_atomic(rundir / "masks" / method / f"{sample.image}.png", palette_png(pred))
-    seg.config.crf = False
+    out, own = [], seg.config
+    try:
+        for method in methods:
+            seg.config = dataclasses.replace(own, crf=method.endswith("+crf"))
+            if classes:
+                pred = lut[seg.segment([VOC_CLASSES[c] for c in classes]).label_map]
+            else:  # no object class: everything is background
+                pred = np.zeros(gt.shape, np.uint8)
+            out.append({"method": method, "image": sample.image, "concept": "voc", "classes": classes,
+                        "confusion": _sparse(confusion(pred, gt)), "find_s": time.perf_counter() - t0})
+            t0 = time.perf_counter()
+            if save:
+                save_png_atomic(voc_mask_path(rundir, method, sample.image), palette_png(pred))
+    finally:
+        seg.config = own
     return out
 
 
 def voc_results(records: list[dict[str, Any]], methods: list[str], ids: list[str]) -> dict[str, Any]:
     """mIoU and per-class IoU per method over the selected images."""
-    from ..prompts import VOC_CLASSES as NAMES
-
     by_key = latest(records)
     results = {}
     for m in methods:
         recs = [by_key[(m, i, "voc")] for i in ids if (m, i, "voc") in by_key]
         ok = [r for r in recs if "error" not in r]
-        conf = sum((_dense(r["confusion"]) for r in ok), np.zeros((VOC_CLASSES, VOC_CLASSES), np.int64))
+        conf = sum((_dense(r["confusion"]) for r in ok), np.zeros((VOC_NUM_CLASSES, VOC_NUM_CLASSES), np.int64))
         per = class_iou(conf)
         results[m] = {"mIoU": miou_from_confusion(conf) if ok else None, "n": len(ok),
                       "n_skipped": len(recs) - len(ok),
-                      "per_class": {NAMES[c]: (None if np.isnan(v) else float(v)) for c, v in enumerate(per)}}
+                      "per_class": {VOC_CLASSES[c]: (None if np.isnan(v) else float(v)) for c, v in enumerate(per)}}
     return results
 
 
@@ -169,8 +174,8 @@ def run_voc(root: str | Path, config: VocConfig, *, progress: bool = True) -> di
     start = time.perf_counter()
     samples = read_voc(root, config.split)[: config.limit or None]
     methods = ["t2m"] + (["t2m+crf"] if config.crf else [])
-    rundir = start_rundir(config.out, config.resume)
-    done = {record_key(r) for r in read_jsonl(rundir / SAMPLES) if "error" not in r}
+    run = RunDir.start(config.out, config.resume)
+    done = run.done()
     pending = [s for s in samples if any((m, s.image, "voc") not in done for m in methods)]
     overrides = {**config.find, **({"seed": config.seed} if config.seed is not None else {})}
     seg = Segmenter.from_pretrained(config.model, device=config.device, dtype=config.dtype,
@@ -184,8 +189,8 @@ def run_voc(root: str | Path, config: VocConfig, *, progress: bool = True) -> di
     try:
         for sample in mine:
             todo = [m for m in methods if (m, sample.image, "voc") not in done]
-            for rec in score_image(seg, sample, todo, rundir, config.save_masks):
-                append_jsonl(part_path(rundir / SAMPLES), rec)
+            for rec in score_image(seg, sample, todo, run.path, config.save_masks):
+                run.append(rec)
             if bar:
                 bar.advance(task)
     finally:
@@ -194,11 +199,10 @@ def run_voc(root: str | Path, config: VocConfig, *, progress: bool = True) -> di
     wait()
     find_wall = time.perf_counter() - t0
     if is_main():
-        merge_parts(rundir / SAMPLES, lambda r: (*record_key(r), "error" in r))
-        records = read_jsonl(rundir / SAMPLES)
+        records = run.finish()
         ok = [r for r in latest(records).values() if "error" not in r]
         report = {
-            "config": {"voc": _jsonable(to_dict(config)), "find": _jsonable(to_dict(seg.config))},
+            "config": {"voc": jsonable(to_dict(config)), "find": jsonable(to_dict(seg.config))},
             "version": __version__, "model": resolve_model_id(config.model),
             "wall_s": time.perf_counter() - start,
             "provenance": provenance(config.model),
@@ -209,12 +213,9 @@ def run_voc(root: str | Path, config: VocConfig, *, progress: bool = True) -> di
                        "s_per_image": (sum(r["find_s"] for r in ok) / len(ok)) if ok else None,
                        "find_wall_s": find_wall},
         }
-        with atomic_write(rundir / "report.json") as fh:
-            fh.write((json.dumps(report, indent=2) + "\n").encode())
-        with atomic_write(rundir / "report.md") as fh:
-            fh.write(voc_markdown(report).encode())
+        run.write_report(report, voc_markdown(report))
     wait()
-    return json.loads((rundir / "report.json").read_text())
+    return run.report()
 
 
 def voc_markdown(report: dict[str, Any]) -> str:
@@ -226,8 +227,8 @@ def voc_markdown(report: dict[str, Any]) -> str:
              f"images, wall {report['wall_s']:.1f} s. IoU x100; paper (SD 1.4, train): 76.1 mIoU. "
              f"{provenance_line(report)}", "",
              "| method | mIoU | n | skipped |", "|---|---|---|---|"]
-    lines += [f"| {m} | {_pct(r['mIoU'])} | {r['n']} | {r['n_skipped']} |" for m, r in res.items()]
+    lines += [f"| {m} | {pct(r['mIoU'])} | {r['n']} | {r['n_skipped']} |" for m, r in res.items()]
     lines += ["", "| class | " + " | ".join(res) + " |", "|---" * (len(res) + 1) + "|"]
-    lines += [f"| {c} | " + " | ".join(_pct(res[m]["per_class"][c]) for m in res) + " |" for c in names]
+    lines += [f"| {c} | " + " | ".join(pct(res[m]["per_class"][c]) for m in res) + " |" for c in names]
     lines += ["", "## Config", "", "```json", json.dumps(report["config"], indent=2), "```", ""]
     return "\n".join(lines)

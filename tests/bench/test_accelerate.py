@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from personaseg.bench import examples
-from personaseg.bench.runner import SAMPLES, record_key
+from personaseg.bench.rundir import SAMPLES
+from personaseg.bench.rundir import sample_key as record_key
 from personaseg.io import read_jsonl
 
 

@@ -3,7 +3,6 @@
 import pytest
 
 from personaseg.bench.config import BenchConfig, read_recipe
-from personaseg.bench.learning import learn_config
 from personaseg.errors import ConfigError
 
 
@@ -26,11 +25,3 @@ def test_recipes(tmp_path):
     with pytest.raises(ConfigError, match="outside the"):
         read_recipe(mixed)
     assert read_recipe(None) == ({}, {})
-
-
-def test_learn_config_layers():
-    cfg = learn_config("lora", {"steps": 3, "method": "ti", "class_word": "cup"}, "mug", seed=4)
-    assert (cfg.method, cfg.steps, cfg.class_word, cfg.seed) == ("lora", 3, "mug", 4)  # dataset wins
-    assert learn_config("ti", {"seed": 9}, "mug", seed=None).seed == 9
-    with pytest.raises(ConfigError, match="unknown setting 'stepz'"):
-        learn_config("ti", {"stepz": 3}, "mug", seed=None)

@@ -186,15 +186,6 @@ def test_hf_and_perseg_layouts_run(fakes, mug19, tmp_path):
     assert rep["results"]["ti"]["perseg"]["n"] == 4 and rep["results"]["ti"]["all"]["objIoU"] is not None
 
 
-def test_reference_note_only_when_some_concept_find_had_no_reference():
-    from personaseg.bench.report import reference_note
-
-    absent = {"ti": {"fp_rate": 0.1, "n": 4, "n_without_reference": 0}, "class-word": {"fp_rate": 1.0, "n": 4}}
-    assert reference_note({"absent": absent}) is None
-    absent["lora"] = {"fp_rate": 1.0, "n": 4, "n_without_reference": 3}
-    assert reference_note({"absent": absent}).startswith("No relative presence for 3 lora sample(s)")
-
-
 def test_photo_masks_add_a_row_learned_from_the_masks(fakes, mug19, tmp_path):
     from .fakes import MASKS_GIVEN
 
@@ -241,7 +232,7 @@ def test_photo_masks_without_masks_is_one_line(fakes, mug19, tmp_path):
 
 
 def test_photo_boxes_and_clicks_come_from_the_photo_masks(fakes, mug19, tmp_path):
-    from personaseg.bench.datasets import mask_array
+    from personaseg.bench.data import mask_array
 
     from .fakes import MASKS_GIVEN
 
@@ -260,25 +251,12 @@ def test_photo_boxes_and_clicks_come_from_the_photo_masks(fakes, mug19, tmp_path
         assert mask_array(Path(photo).parent.parent / "masks" / Path(photo).name, "")[y, x]
 
 
-def test_cache_keys_of_plain_concepts_did_not_move(tmp_path):
-    """Guidance fields left unset stay out of the cache key, so a plain concept cached before they
-    existed keeps its token (checked by hand on toy seed 1414: the four tokens of
-    benchmarks/results/toy-pairs2-ti-seed1414.json come out again); set, they change it."""
-    import dataclasses
-    import hashlib
-
-    from personaseg.bench.datasets import ConceptSpec
-    from personaseg.bench.learning import NEWER_FIELDS, concept_token, learn_config
-    from personaseg.config import to_dict
-    from personaseg.models import model_fingerprint
-
-    (tmp_path / "p.png").write_bytes(b"photo")
-    spec = ConceptSpec("mug", "mug", [tmp_path / "p.png"], "here")
-    cfg = learn_config("ti", {"steps": 300}, "mug", None)
-    old = {k: v for k, v in to_dict(cfg.resolved()).items() if k not in NEWER_FIELDS}  # the key before them
-    h = hashlib.sha256(hashlib.sha256(b"photo").digest())
-    h.update(json.dumps(old, sort_keys=True, default=str).encode())
-    h.update(b"tiny")
-    h.update(model_fingerprint("tiny").encode())
-    assert concept_token(spec, "ti", cfg, "tiny") == f"<bench-mug-ti-{h.hexdigest()[:10]}>"
-    assert concept_token(spec, "ti", dataclasses.replace(cfg, guided_steps=50), "tiny") != concept_token(spec, "ti", cfg, "tiny")
+def test_a_bad_sample_is_one_warning_line_in_the_cli(fakes, mug19, tmp_path, run):
+    root = shutil.copytree(mug19, tmp_path / "data")
+    (root / "test" / "masks" / "redmug-alone" / "redmug.png").unlink()
+    code, out, err = run("bench", "personal", root, "--model", "tiny", "--out", tmp_path / "run",
+                         "--concepts-dir", tmp_path / "concepts", "--no-grid")
+    warned = [line for line in err.splitlines() if "warning" in line.lower()]
+    assert code == 0 and len(warned) == 1 and "Traceback" not in err
+    assert warned[0].startswith("warning: skipped: ") and warned[0].endswith(
+        "redmug.png is missing (add it (an all-black PNG if the concept is absent) or remove the line)")

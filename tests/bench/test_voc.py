@@ -1,5 +1,7 @@
 """The VOC pseudo-mask benchmark on a tiny generated VOC layout, with the fake segmenter."""
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -48,3 +50,41 @@ def test_run_voc_matches_torchmetrics(monkeypatch, voc, tmp_path):
     assert rep["results"]["t2m"]["per_class"]["person"] == pytest.approx(float(ref[15]), abs=1e-6)
     assert rep["results"]["t2m"]["n"] == 4
     assert "| t2m |" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_a_bad_image_is_one_warning_line_in_the_cli(monkeypatch, voc, tmp_path, run):
+    install(monkeypatch)
+    root = shutil.copytree(voc, tmp_path / "voc")
+    (root / "SegmentationClass" / "2007_000001.png").unlink()
+    code, out, err = run("bench", "voc", root, "--model", "tiny", "--out", tmp_path / "run")
+    warned = [line for line in err.splitlines() if "warning" in line.lower()]
+    assert code == 0 and "Traceback" not in err
+    assert warned == [f"warning: skipped: {root / 'SegmentationClass' / '2007_000001.png'} is missing "
+                      "(every listed image needs its label PNG)"]
+    assert "t2m: mIoU" in out and "(1 skipped)" in out
+
+
+def test_the_crf_row_leaves_the_segmenters_config_alone(monkeypatch, voc, tmp_path):
+    """The +crf row segments under a copy of the config: the config the segmenter was built with is
+    never changed (it was flipped in place, and left flipped when segment raised)."""
+    install(monkeypatch)
+    import personaseg.segmenter as segmenter
+
+    seen = []
+
+    class Watching(FakeSegmenter):
+        def __init__(self, config=None):
+            super().__init__(config)
+            self.given = self.config
+
+        def segment(self, labels):
+            seen.append((self.config.crf, self.given.crf))
+            if self.config.crf and len(seen) > 2:
+                raise RuntimeError("the CRF failed")
+            return super().segment(labels)
+
+    monkeypatch.setattr(segmenter, "Segmenter", Watching)
+    with pytest.raises(RuntimeError, match="the CRF failed"):
+        run_voc(voc, VocConfig(out=tmp_path / "run", model="tiny", crf=True), progress=False)
+    assert [crf for crf, _ in seen] == [False, True, False, True]  # each row with its own CRF setting
+    assert not any(given for _, given in seen)  # the segmenter's own config never said crf

@@ -1,4 +1,5 @@
-"""The PerSeg figure (objIoU) is in bench personal's terminal table and report.md's headline, named so."""
+"""bench personal's report: the PerSeg figure (objIoU) in report.md's headline and the terminal table,
+named so; the note on finds without a presence reference."""
 
 import pytest
 
@@ -27,13 +28,21 @@ def test_report_md_headline_shows_objiou(report):
     assert row.rstrip(" |").endswith(f"{100 * obj:.1f}")
 
 
-def test_terminal_table_shows_objiou(report, capsys):
-    from personaseg.cli.bench import _print_personal
-
-    rep, run = report
-    _print_personal(rep, run)
-    out = capsys.readouterr().out
+def test_terminal_table_shows_objiou(report, run, tmp_path):
+    rep, _ = report
+    code, out, _ = run("bench", "personal", tmp_path / "mug19", "--model", "tiny", "--out", tmp_path / "again",
+                       "--concepts-dir", tmp_path / "concepts")
+    assert code == 0
     assert "objIoU" in out and "PerSeg" in " ".join(out.split())
     obj = rep["results"]["class-word"]["all"]["objIoU"]
     row = next(line for line in out.splitlines() if "class-word" in line)
     assert f"{100 * obj:.1f}" in row
+
+
+def test_reference_note_only_when_some_concept_find_had_no_reference():
+    from personaseg.bench.report import reference_note
+
+    absent = {"ti": {"fp_rate": 0.1, "n": 4, "n_without_reference": 0}, "class-word": {"fp_rate": 1.0, "n": 4}}
+    assert reference_note({"absent": absent}) is None
+    absent["lora"] = {"fp_rate": 1.0, "n": 4, "n_without_reference": 3}
+    assert reference_note({"absent": absent}).startswith("No relative presence for 3 lora sample(s)")

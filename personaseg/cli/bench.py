@@ -45,11 +45,12 @@ class Layout(str, Enum):
     hf = "hf"
 
 
-def _list(value: str | None) -> list[str]:
+def comma_list(value: str | None) -> list[str]:
+    """A comma-separated option as a list ("none" and blanks dropped)."""
     return [v.strip() for v in (value or "").split(",") if v.strip() and v.strip() != "none"]
 
 
-def _set(d: dict[str, Any], **values: Any) -> dict[str, Any]:
+def flags_over(d: dict[str, Any], **values: Any) -> dict[str, Any]:
     """Flags override the recipe; unset flags (None) leave it alone."""
     return {**d, **{k: v for k, v in values.items() if v is not None}}
 
@@ -107,9 +108,10 @@ def personal(
 
     learn, find = read_recipe(recipe)
     config = BenchConfig(
-        layout=layout.value, model=model, method=method.value, baselines=_list(baselines),
-        learn=_set(learn, steps=steps, resolution=resolution, seed=seed), find=_set(find, draws=draws),
-        subsets=_list(subset) or None, limit=limit, shots=shots, photo_masks=photo_masks,
+        layout=layout.value, model=model, method=method.value, baselines=comma_list(baselines),
+        learn=flags_over(learn, steps=steps, resolution=resolution, seed=seed),
+        find=flags_over(find, draws=draws),
+        subsets=comma_list(subset) or None, limit=limit, shots=shots, photo_masks=photo_masks,
         photo_boxes=photo_boxes, photo_clicks=photo_clicks, split=split, out=out, resume=resume,
         save_masks=save_masks, strict=strict, device=device, dtype=dtype, seed=seed,
         concepts_dir=concepts_dir, grid=grid,
@@ -123,7 +125,7 @@ def personal(
 def _print_personal(report: dict[str, Any], out: Path) -> None:
     from rich.table import Table
 
-    from ..bench.report import OBJIOU_NOTE, reference_note
+    from ..bench.report import OBJIOU_NOTE, pct, reference_note
 
     res = report["results"]
     groups = ["all"] + [t for t in report["dataset"]["tags"] if any(res[m][t]["n"] for m in res)]
@@ -136,7 +138,7 @@ def _print_personal(report: dict[str, Any], out: Path) -> None:
     table.add_column("FP rate, absent", justify="right")
     for m, r in res.items():
         fp = report["absent"][m]["fp_rate"]
-        table.add_row(m, *[_pct(r[g]["mIoU"]) for g in groups], _pct(r["all"]["objIoU"]),
+        table.add_row(m, *[pct(r[g]["mIoU"]) for g in groups], pct(r["all"]["objIoU"]),
                       "-" if fp is None else f"{100 * fp:.0f}%")
     console.print(table)
     if note := reference_note(report):
@@ -144,10 +146,6 @@ def _print_personal(report: dict[str, Any], out: Path) -> None:
     if report["skipped"]:
         console.print(styled(f"{len(report['skipped'])} bad sample(s) skipped", "yellow", "(listed in report.md)"))
     console.print(f"report: {out / 'report.md'}, {out / 'report.json'}, {out / 'grid.png'}")
-
-
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.1f}"
 
 
 @bench_app.command("voc")
@@ -177,17 +175,19 @@ def voc(
 
       personaseg bench voc VOCdevkit/VOC2012 --split val --limit 100 --crf --out runs/voc-val
     """
+    from ..bench.report import pct
     from ..bench.voc import VocConfig, run_voc
     from ..config import load_recipe
     from ..runtime import is_main
 
-    find = _set(load_recipe(recipe) if recipe else {}, draws=draws)
+    find = flags_over(load_recipe(recipe) if recipe else {}, draws=draws)
     config = VocConfig(split=split, crf=crf, limit=limit, model=model, find=find, out=out, resume=resume,
                        save_masks=save_masks, device=device, dtype=dtype, seed=seed)
-    report = run_voc(voc_root, config, progress=True)
+    with one_line_warnings():  # a bad image: one warning line, the run goes on
+        report = run_voc(voc_root, config, progress=True)
     if is_main():
         for m, r in report["results"].items():
-            console.print(f"{m}: mIoU {_pct(r['mIoU'])} over {r['n']} images ({r['n_skipped']} skipped)")
+            console.print(f"{m}: mIoU {pct(r['mIoU'])} over {r['n']} images ({r['n_skipped']} skipped)")
         console.print(f"report: {out / 'report.md'}, {out / 'report.json'}")
 
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .bench import Method, _list, _pct, _set, bench_app
+from .bench import Method, bench_app, comma_list, flags_over
 from .common import console, one_line_warnings, styled
 from .options import BenchConceptsDirOpt, DeviceOpt, DtypeOpt, ModelOpt, SeedOpt
 from .toyworld import toy_app
@@ -66,9 +66,9 @@ def video(
 
     learn, find = read_recipe(recipe)
     config = VideoBenchConfig(
-        model=model, method=method.value, baselines=_list(baselines), modes=_list(modes),
-        learn=_set(learn, steps=steps, seed=seed), find=_set(find, draws=draws),
-        track=_set({}, draws=draws_per_frame, window=window), subsets=_list(subset) or None, limit=limit,
+        model=model, method=method.value, baselines=comma_list(baselines), modes=comma_list(modes),
+        learn=flags_over(learn, steps=steps, seed=seed), find=flags_over(find, draws=draws),
+        track=flags_over({}, draws=draws_per_frame, window=window), subsets=comma_list(subset) or None, limit=limit,
         max_frames=max_frames, split=split, out=out, resume=resume, save_masks=save_masks, strict=strict,
         device=device, dtype=dtype, seed=seed if seed is not None else 0, concepts_dir=concepts_dir,
     )
@@ -83,6 +83,8 @@ def video(
 def _print(report: dict[str, Any], out: Path) -> None:
     from rich.table import Table
 
+    from ..bench.report import pct
+
     groups = ["all", *report["dataset"]["tags"]]
     for mode, res in report["modes"].items():
         table = Table(title=f"J&F x100, {mode}", title_justify="left")
@@ -90,8 +92,8 @@ def _print(report: dict[str, Any], out: Path) -> None:
             table.add_column(col, justify="left" if col == "method" else "right")
         for m, rows in res.items():
             fps = report["timing"][mode][m]["frames_per_s"]
-            table.add_row(m, *[_pct(rows[g]["J&F"]) for g in groups], _pct(rows["all"]["J"]), _pct(rows["all"]["F"]),
-                          _pct(rows["all"]["absent_reported"]), "-" if fps is None else f"{fps:.2f}")
+            table.add_row(m, *[pct(rows[g]["J&F"]) for g in groups], pct(rows["all"]["J"]), pct(rows["all"]["F"]),
+                          pct(rows["all"]["absent_reported"]), "-" if fps is None else f"{fps:.2f}")
         console.print(table)
     if report["skipped"]:
         console.print(styled(f"{len(report['skipped'])} sequence(s) skipped", "yellow", "(listed in report.md)"))

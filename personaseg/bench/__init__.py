@@ -5,7 +5,7 @@
 
 Files: ``config.py`` (BenchConfig), ``data.py`` (Sample, ConceptSpec, BenchData), ``datasets.py``
 (open_dataset: picks a layout) over one module per layout (``mug19.py``, ``perseg.py``, ``hf.py``;
-``davis.py`` for videos, ``voc.py`` holds VOC's), ``metrics.py`` and ``jf.py`` (scores),
+``davis.py`` for videos, ``pascal.py`` for VOC), ``metrics.py`` and ``jf.py`` (scores),
 ``learning.py`` (concept cache), ``rundir.py`` (the run folder: log, parts, resume, mask paths,
 report files; shared by the runners), ``runner.py`` (run_personal), ``report.py`` (its report.json /
 .md / grid), ``voc.py`` (run_voc), ``video.py`` (run_video), ``examples.py`` (tiny example datasets).

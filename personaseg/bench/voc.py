@@ -6,9 +6,7 @@ background words). Scored by mIoU over the 21 classes from a confusion matrix (2
 without and, with ``crf=True``, also with the dense CRF (both rows in the report). The target with
 SD 1.4/1.5 on a GPU is the paper's 76.1 mIoU on VOC 2012 train.
 
-Layout: ``JPEGImages/<id>.jpg``, ``SegmentationClass/<id>.png`` (palette PNG; or
-``SegmentationClassAug/<id>.png``, grey labels), ``ImageSets/Segmentation/<split>.txt``.
-The same run folder as ``bench personal`` (:mod:`personaseg.bench.rundir`: JSONL log, resume, sharding).
+The layout is :mod:`.pascal`'s. The same run folder as ``bench personal`` (:mod:`personaseg.bench.rundir`: JSONL log, resume, sharding).
 """
 
 from __future__ import annotations
@@ -22,11 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from ..config import to_dict
-from ..errors import DatasetError, PersonasegError
-from ..images import load_image
+from ..errors import DatasetError
 from ..io import save_png_atomic
 from ..prompts import VOC_CLASSES
 from ..provenance import provenance
@@ -34,6 +30,7 @@ from ..runtime import is_main, shard, wait
 from ..viz import palette_png
 from .data import BenchWarning
 from .metrics import IGNORE, VOC_NUM_CLASSES, class_iou, confusion, miou_from_confusion
+from .pascal import VocSample, read_voc
 from .report import jsonable, pct, provenance_line
 from .rundir import RunDir, latest, progress_bar, voc_mask_path
 
@@ -56,53 +53,6 @@ class VocConfig:
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
-
-
-@dataclass
-class VocSample:
-    """One VOC image and its label PNG."""
-
-    image: str  # image id, e.g. "2007_000032"
-    image_path: Path
-    mask_path: Path
-
-    def load(self) -> tuple[Image.Image, np.ndarray]:
-        """(RGB image, labels (H, W) uint8 with 255 = void); a bad file raises DatasetError."""
-        try:
-            image = load_image(self.image_path)
-        except PersonasegError as err:
-            raise DatasetError(str(err)) from None
-        if not self.mask_path.is_file():
-            raise DatasetError(f"{self.mask_path} is missing", hint="every listed image needs its label PNG")
-        with Image.open(self.mask_path) as im:
-            labels = np.asarray(im if im.mode in ("P", "L") else im.convert("L"))
-        if labels.shape != (image.height, image.width):
-            raise DatasetError(f"{self.mask_path}: labels are {labels.shape[1]}x{labels.shape[0]} but "
-                               f"the image is {image.width}x{image.height}")
-        bad = set(np.unique(labels).tolist()) - set(range(VOC_NUM_CLASSES)) - {IGNORE}
-        if bad:
-            raise DatasetError(f"{self.mask_path}: labels {sorted(bad)} outside 0..20 and 255",
-                               hint="use VOC class indices (palette PNG indices, not colours)")
-        return image, labels
-
-
-def read_voc(root: str | Path, split: str = "train") -> list[VocSample]:
-    """The split's samples, in list order; masks from SegmentationClass, else SegmentationClassAug."""
-    root = Path(root)
-    listing = root / "ImageSets" / "Segmentation" / f"{split}.txt"
-    if not listing.is_file():
-        raise DatasetError(f"{listing} is missing", hint="point at VOC2012/ (JPEGImages, SegmentationClass, "
-                           "ImageSets) or choose --split")
-    ids = [line.split()[0] for line in listing.read_text().splitlines() if line.strip()]
-    if not ids:
-        raise DatasetError(f"{listing} lists no images")
-    out = []
-    for i in ids:
-        mask = root / "SegmentationClass" / f"{i}.png"
-        if not mask.exists() and (root / "SegmentationClassAug" / f"{i}.png").exists():
-            mask = root / "SegmentationClassAug" / f"{i}.png"
-        out.append(VocSample(i, root / "JPEGImages" / f"{i}.jpg", mask))
-    return out
 
 
 def _sparse(conf: np.ndarray) -> list[list[int]]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from personaseg.viz import heatmap, heatmap_grid, image_grid, overlay, palette_png, voc_palette
+from personaseg.viz import heatmap, heatmap_grid, image_grid, overlay, palette_png, scale_to_tile, truth_grid, voc_palette
 
 
 def _grey(w=60, h=40, v=100):
@@ -163,3 +163,28 @@ def test_heatmap_grid_without_letterbox_has_no_dead_space():
     assert (a[:tile_h, :100] == 200).all()  # the image fills its tile: no bar
     boxed = heatmap_grid(img, maps, ["a", "mug"], tile=100)
     assert g.height < boxed.height / 2
+
+
+def test_scale_to_tile_scales_image_and_mask_together():
+    image = Image.new("RGB", (200, 100), (10, 20, 30))
+    mask = np.zeros((100, 200), bool)
+    mask[:, :100] = True
+    small, small_mask = scale_to_tile(image, mask, 50)
+    assert small.size == (50, 25) and small_mask.shape == (25, 50) and small_mask.dtype == bool
+    assert small_mask[:, :25].all() and not small_mask[:, 25:].any()
+
+
+def test_truth_grid_rows_and_an_empty_cell_for_a_missing_prediction():
+    assert truth_grid([], ["ti"]) is None
+    image = Image.new("RGB", (64, 64), (200, 200, 200))
+    gt = np.zeros((64, 64), bool)
+    gt[10:30, 10:30] = True
+    grid = truth_grid([(image, gt, [gt, None])], ["ti", "class-word"], tile=32, captions=[["a: alone"]])
+    assert grid.width == 4 * 32 and grid.height > 32  # image | ground truth | ti | class-word, under a header
+    a = np.asarray(grid).astype(int)
+    cell = lambda j: a[:, j * 32:(j + 1) * 32]  # noqa: E731 - column j, header and caption band included
+    row = [y for y in range(grid.height) if (cell(0)[y] == 200).all()]  # the image's rows (uniform grey)
+    drawn = [y for y in row if len({tuple(p) for p in cell(2)[y]}) > 2]  # those the ti mask crosses
+    assert drawn and ((cell(1)[..., 1] > cell(1)[..., 0] + 40).any())  # ground truth: green
+    assert (cell(2)[..., 2] > cell(2)[..., 0] + 40).any()  # the prediction: blue
+    assert len({tuple(p) for p in cell(3)[drawn].reshape(-1, 3)}) == 1  # the missing prediction's cell stays empty

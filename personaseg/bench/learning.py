@@ -2,7 +2,8 @@
 
 A concept is reused when its photos (bytes), its learn settings and the model are the same: those
 three go into a hash, and the hash into the concept's token, ``<bench-NAME-METHOD-HASH>``; a token
-already in the concept store is loaded instead of learned again.
+already in the concept store (:func:`default_concepts_dir` unless the run names one) is loaded
+instead of learned again. :func:`learn_all` is the learn phase of ``bench personal`` and ``bench video``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from PIL import Image
 from ..config import build_config, to_dict
 from ..errors import DatasetError
 from ..io import save_png_atomic
-from ..runtime import wait
+from ..runtime import home_dir, wait
 from .config import learned_method, row_guide
 from .data import ConceptSpec, mask_array
 
@@ -44,6 +45,12 @@ class LearnJob:
     def guide(self) -> str:
         """"+masks", "+box", "+click": learned from the photos' masks, their boxes, a click in each; "": plain."""
         return row_guide(self.row)
+
+
+def default_concepts_dir() -> Path:
+    """Where benchmark concepts are cached across runs: ``$PERSONASEG_HOME/bench-concepts``, else
+    the user cache folder (kept apart from the user's own concept store)."""
+    return home_dir("bench-concepts")
 
 
 def learn_config(method: str, overrides: dict[str, Any], class_word: str, seed: int | None):

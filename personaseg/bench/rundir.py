@@ -24,7 +24,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..io import append_jsonl, atomic_write, read_jsonl
-from ..runtime import home_dir, is_main, merge_parts, part_path, wait
+from ..runtime import is_main, merge_parts, part_path, wait
 
 SAMPLES = "samples.jsonl"  # per scored unit records; other tools read this name
 LEARNED = "learn.jsonl"  # per (concept, method) learn records: token, seconds, cache hit
@@ -45,12 +45,6 @@ def latest(records: Iterable[dict[str, Any]], key: Key = sample_key) -> dict[tup
         if k not in out or "error" in out[k] or "error" not in r:
             out[k] = r
     return out
-
-
-def default_concepts_dir() -> Path:
-    """Where benchmark concepts are cached across runs: ``$PERSONASEG_HOME/bench-concepts``, else
-    the user cache folder (kept apart from the user's own concept store)."""
-    return home_dir("bench-concepts")
 
 
 class RunDir:
@@ -139,5 +133,5 @@ def progress_bar(enabled: bool):
                     TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True))
 
 
-__all__ = ["LEARNED", "SAMPLES", "RunDir", "default_concepts_dir", "latest", "mask_path", "progress_bar",
+__all__ = ["LEARNED", "SAMPLES", "RunDir", "latest", "mask_path", "progress_bar",
            "sample_key", "video_mask_dir", "voc_mask_path"]

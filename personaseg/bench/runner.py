@@ -28,7 +28,7 @@ from .config import BenchConfig, learned_method
 from .data import BenchData, BenchWarning, Sample
 from .datasets import open_dataset
 from .metrics import sample_metrics
-from .rundir import RunDir, default_concepts_dir, mask_path, progress_bar
+from .rundir import RunDir, mask_path, progress_bar
 
 
 def select(data: BenchData, limit: int | None) -> list[Sample]:
@@ -45,7 +45,7 @@ def run_personal(root: str | Path, config: BenchConfig, *, progress: bool = True
     samples = select(data, config.limit)
     run = RunDir.start(config.out, config.resume)
     methods = config.methods
-    concepts_dir = config.concepts_dir or default_concepts_dir()
+    concepts_dir = config.concepts_dir or learning.default_concepts_dir()
     model_id = resolve_model_id(config.model)
     done = run.done()
     pending = [s for s in samples if any((m, s.image, s.concept) not in done for m in methods)]

@@ -39,7 +39,7 @@ from .data import BenchWarning
 from .davis import VideoData, VideoTarget, open_video_dataset
 from .jf import frame_scores, summarize
 from .report import jsonable, pct
-from .rundir import RunDir, default_concepts_dir, latest, progress_bar, video_mask_dir
+from .rundir import RunDir, latest, progress_bar, video_mask_dir
 from .runner import load_segmenter
 
 MODES = ("temporal", "per-frame")
@@ -148,7 +148,7 @@ def run_video(root: str | Path, config: VideoBenchConfig, *, progress: bool = Tr
     targets = data.targets[:config.limit] if config.limit else list(data.targets)
     run = RunDir.start(config.out, config.resume, key=record_key)
     methods, modes = config.methods, config.modes
-    concepts_dir = config.concepts_dir or default_concepts_dir()
+    concepts_dir = config.concepts_dir or learning.default_concepts_dir()
     model_id = resolve_model_id(config.model)
     done = run.done()
     pending = [t for t in targets if any((m, me, t.key) not in done for m in modes for me in methods)]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from personaseg import runtime
-from personaseg.bench import examples
+from personaseg.bench import BenchWarning, examples
 from personaseg.bench.config import BenchConfig
 from personaseg.bench.runner import run_personal
 from personaseg.errors import InputError
@@ -114,7 +114,8 @@ def test_resume_skips_finished_samples(fakes, mug19, tmp_path):
 def test_bad_sample_is_reported_skipped_and_counted(fakes, mug19, tmp_path):
     root = shutil.copytree(mug19, tmp_path / "data")
     (root / "test" / "masks" / "redmug-alone" / "redmug.png").unlink()
-    rep = run_personal(root, _cfg(tmp_path), progress=False)
+    with pytest.warns(BenchWarning, match="skipped: .*redmug.png is missing"):  # one per sample, the CLI prints it
+        rep = run_personal(root, _cfg(tmp_path), progress=False)
     assert rep["results"]["ti"]["all"]["n_skipped"] == 1 and rep["results"]["ti"]["alone"]["n_skipped"] == 1
     assert rep["results"]["ti"]["all"]["n"] == 3
     assert rep["skipped"][0]["image"] == "images/redmug-alone.png" and "is missing" in rep["skipped"][0]["error"]

@@ -7,7 +7,7 @@ import json
 from personaseg.concepts import LearnConfig
 from personaseg.config import build_config, load_recipe, to_dict
 from personaseg.toyworld import TOY_MODEL_DIR
-from personaseg.toyworld.train import CARD_RECIPE, json_text, model_card
+from personaseg.toyworld.card import CARD_RECIPE, json_text, model_card
 
 
 def test_the_shipped_card_is_what_toyworld_train_writes():

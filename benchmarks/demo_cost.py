@@ -61,7 +61,7 @@ def main() -> None:
 
     import torch
 
-    from personaseg.demo import run_demo
+    from personaseg.toyworld.demo import run_demo
 
     runs = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -35,8 +35,9 @@ class QueryKey:
     scale: float
 
 
-def _project(attn, hidden_states, encoder_hidden_states):
-    """The input side of diffusers' ``AttnProcessor2_0``: norms and q/k/v, split by head."""
+def project_qkv(attn, hidden_states, encoder_hidden_states):
+    """The input side of diffusers' ``AttnProcessor2_0``: norms and q/k/v, split by head
+    ``(B, heads, N or T, d)``. Shared with the toy world's training processors."""
     if attn.spatial_norm is not None:  # pragma: no cover - not used by SD UNets
         raise NotImplementedError("spatial-norm attention is not supported")
     if hidden_states.ndim == 4:  # (B, C, H, W) -> (B, N, C)
@@ -63,7 +64,7 @@ def _project(attn, hidden_states, encoder_hidden_states):
     return query, key, value
 
 
-def _output(attn, out, residual, input_shape):
+def project_out(attn, out, residual, input_shape):
     """The output side of ``AttnProcessor2_0``: merge heads, project, residual, reshape."""
     batch, heads, n, d = out.shape
     out = out.transpose(1, 2).reshape(batch, n, heads * d)  # (B, heads, N, d) -> (B, N, C)
@@ -85,7 +86,7 @@ class _Recorder:
         if attention_mask is not None:
             raise NotImplementedError("attention masks are not supported by the capture")
         residual, input_shape = hidden_states, hidden_states.shape
-        q, k, v = _project(attn, hidden_states, encoder_hidden_states)
+        q, k, v = project_qkv(attn, hidden_states, encoder_hidden_states)
         last = self.capture._mark(self.name)
         if self.kind == "cross":
             # the paper's map: softmax over all text tokens, start/end/padding included
@@ -99,7 +100,7 @@ class _Recorder:
             if last:
                 raise _StopForward
             out = F.scaled_dot_product_attention(q, k, v, scale=attn.scale)
-        return _output(attn, out, residual, input_shape)
+        return project_out(attn, out, residual, input_shape)
 
 
 class AttentionCapture:

@@ -146,6 +146,16 @@ def find_record(path: str, phrase: str, r, size: tuple[int, int], mask_path: str
             "timings": {**{k: round(v, 4) for k, v in r.timings.items()}, "total_s": round(seconds, 4)}}
 
 
+def frame_record(video: str, r, mask_path: str) -> dict[str, Any]:
+    """The JSON record of one tracked frame (``personaseg track --json``, the web app's download): the
+    clip, frame, time, presence and the mask in COCO's terms (:func:`coco_summary`, as :func:`find_record`).
+    ``r``: a :class:`~personaseg.track.FrameResult`."""
+    return {"video": video, "frame": r.index, "time": round(r.time, 4), "found": r.found,
+            "presence": round(r.presence, 6),
+            "relative_presence": None if r.relative_presence is None else round(r.relative_presence, 4),
+            **coco_summary(r.mask), "mask_path": mask_path}
+
+
 def dense_crf(
     image_rgb: np.ndarray,
     probs: np.ndarray,

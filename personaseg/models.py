@@ -1,9 +1,9 @@
-"""Loading a Stable Diffusion pipeline, choosing device and dtype, and the layer map.
+"""Loading a Stable Diffusion pipeline, choosing device and dtype, and a model's card.
 
 ``load_pipeline`` accepts a hub id, a local diffusers folder, a single ``.safetensors`` checkpoint
-or ``"toy"`` (the model shipped in ``personaseg/toyworld/weights``). ``layer_map_for`` says which
-transformer blocks of a UNet give the cross-attention maps and which one the self-attention
-affinity (spec step 5 and 6).
+or the name of a model shipped inside the package (:data:`EMBEDDED`: ``"toy"``, the toy world's).
+A model folder's ``personaseg.json`` (its card) gives its layer map and find / learn defaults; the
+layer map itself is read by :mod:`personaseg.layers`.
 """
 
 from __future__ import annotations
@@ -12,22 +12,31 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .config import mask_only_fields
 from .errors import ModelError
+
+if TYPE_CHECKING:  # torch is imported where it is used: the toy world reads EMBEDDED without it
+    import torch
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # the paper used CompVis/stable-diffusion-v1-4
 MODEL_ENV = "PERSONASEG_MODEL"
 MODEL_CARD = "personaseg.json"  # optional per-model defaults in a model folder
 
-# Spec step 5/6: SD 1.x and 2.x, blocks numbered in execution order 0..15.
-SD_CROSS_BLOCKS = (4, 5, 6, 7, 8)  # down_blocks.2 (1/32), mid_block (1/64), up_blocks.1 (1/32)
-SD_SELF_BLOCK = 11  # up_blocks.2.attentions.1 (1/16 of the image)
-SD_BLOCK_OUT_CHANNELS = (320, 640, 1280, 1280)
 
+class Embedded(NamedTuple):
+    """A model shipped inside the package, loaded by its name (``--model toy``)."""
+
+    folder: Path  # its diffusers folder
+    rebuild: str  # the command that trains it again, for the message when the folder is missing
+
+
+# name -> the shipped model. The toy world's files live with the toy world; this registry is how the
+# loader finds them without importing it.
+EMBEDDED: dict[str, Embedded] = {
+    "toy": Embedded(Path(__file__).parent / "toyworld" / "weights", "personaseg toyworld train"),
+}
 
 def resolve_model_id(model: str | None) -> str:
     """The model to load: the argument, else $PERSONASEG_MODEL, else SD 1.5."""
@@ -77,6 +86,8 @@ def _card_for_learning(card: Path) -> str:
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """The given device, else accelerate's choice for this process (cuda, then mps, then cpu)."""
+    import torch
+
     if device is not None:
         try:
             dev = torch.device(device)
@@ -92,6 +103,8 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 def _check_device_available(dev: torch.device) -> None:
     """A device this machine has, or one line saying it does not (torch's own error is a traceback
     deep in the first ``.to(dev)``)."""
+    import torch
+
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             why = "this torch has no CUDA support" if torch.version.cuda is None else "no CUDA GPU is visible"
@@ -114,7 +127,7 @@ def _fit_tokenizer(pipe) -> None:
         tok.model_max_length = int(limit)
 
 
-def _load_reason(err: BaseException, limit: int = 160) -> str:
+def load_reason(err: BaseException, limit: int = 160) -> str:
     """One short line for why loading failed: no hub chatter, no parenthesis cut open."""
     text = str(err).strip()
     if any(s in text.lower() for s in ("not fully cached", "cached snapshot", "outgoing traffic", "couldn't connect",
@@ -140,6 +153,8 @@ def _load_reason(err: BaseException, limit: int = 160) -> str:
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
     """The given dtype, else float16 on CUDA and float32 elsewhere."""
+    import torch
+
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype is None:
@@ -162,20 +177,20 @@ class ModelCard:
     learn_defaults: dict[str, Any] = field(default_factory=dict)  # LearnConfig fields left None
 
 
-def _toy_dir() -> Path:
-    from .toyworld import TOY_MODEL_DIR
-
-    if not (Path(TOY_MODEL_DIR) / "model_index.json").exists():
+def _embedded_dir(name: str) -> Path:
+    """The folder of the shipped model ``name``; one line saying how to get it back when it is missing."""
+    model = EMBEDDED[name]
+    if not (model.folder / "model_index.json").exists():
         raise ModelError(
-            f"the toy model is missing from {TOY_MODEL_DIR}",
-            hint="reinstall personaseg, or train one with `personaseg toyworld train`",
+            f"the {name} model is missing from {model.folder}",
+            hint=f"reinstall personaseg, or train one with `{model.rebuild}`",
         )
-    return Path(TOY_MODEL_DIR)
+    return model.folder
 
 
 def _local_path(model_id: str) -> Path:
-    """Where a model id would be on disk (the shipped toy folder for "toy"); may not exist."""
-    return _toy_dir() if model_id == "toy" else Path(model_id).expanduser()
+    """Where a model id would be on disk (the shipped folder for an embedded name); may not exist."""
+    return _embedded_dir(model_id) if model_id in EMBEDDED else Path(model_id).expanduser()
 
 
 def _read_card(model_id: str, folder: Path | None) -> ModelCard:
@@ -206,7 +221,7 @@ def canonical_model_id(model: str | None) -> str:
     path (so a concept's or checkpoint's model still loads from another working directory), else
     the id as named (``toy``, a hub id)."""
     model_id = resolve_model_id(model)
-    if model_id == "toy":
+    if model_id in EMBEDDED:
         return model_id
     path = Path(model_id).expanduser()
     return str(path.resolve()) if path.exists() else model_id
@@ -219,8 +234,10 @@ def same_model(a: str | None, b: str | None) -> bool:
     a_id, b_id = canonical_model_id(a), canonical_model_id(b)
     if a_id == b_id:
         return True
-    toy = str(_local_path("toy").resolve()) if "toy" in (a_id, b_id) else None
-    return toy is not None and {a_id, b_id} == {"toy", toy}
+    for name in EMBEDDED.keys() & {a_id, b_id}:  # a shipped model by its name and by its folder
+        if {a_id, b_id} == {name, str(_local_path(name).resolve())}:
+            return True
+    return False
 
 
 def _check_architecture(folder_or_id: str | Path) -> None:
@@ -290,7 +307,7 @@ def load_pipeline(
         raise
     except (OSError, ValueError, RuntimeError) as err:  # RuntimeError: a single file whose weights fit no SD config
         raise ModelError(
-            f"could not load model {model_id!r}: {_load_reason(err)}",
+            f"could not load model {model_id!r}: {load_reason(err)}",
             hint="offline? download it once with `hf download MODEL` where there is network, "
             "or pass a local folder with --model, or try --model toy",
         ) from None
@@ -298,133 +315,3 @@ def load_pipeline(
     _fit_tokenizer(pipe)
     pipe = pipe.to(dev)
     return pipe, _read_card(model_id, folder)
-
-
-# ---------------------------------------------------------------- layer maps
-
-
-@dataclass(frozen=True)
-class Block:
-    """One transformer block (a ``Transformer2DModel``) of the UNet."""
-
-    index: int  # execution order, as in the spec (0..15 for SD 1.x)
-    name: str  # module path, e.g. "up_blocks.2.attentions.1"
-    factor: int  # downsampling relative to the latent grid (1, 2, 4, 8)
-    path: str  # "down", "mid" or "up"
-
-
-@dataclass(frozen=True)
-class LayerMap:
-    """Which blocks T2M reads: cross-attention maps from ``cross``, the affinity from ``self_``."""
-
-    cross: tuple[Block, ...]
-    self_: Block | None
-
-    def cross_modules(self, unet) -> list[str]:
-        """Names of the cross-attention modules (attn2) inside the cross blocks."""
-        return [n for n, _ in self.cross_modules_with_factor(unet)]
-
-    def cross_modules_with_factor(self, unet) -> list[tuple[str, int]]:
-        """(module name, grid factor of its block) for every cross-attention module read."""
-        return [(n, b.factor) for b in self.cross for n in _attn_modules(unet, b.name, "attn2")]
-
-    def self_modules(self, unet) -> list[str]:
-        """Names of the self-attention modules (attn1) of the self block (first sub-block)."""
-        return [] if self.self_ is None else _attn_modules(unet, self.self_.name, "attn1")[:1]
-
-    def describe(self) -> dict[str, Any]:
-        return {"cross": [b.name for b in self.cross], "self": self.self_.name if self.self_ else None}
-
-
-def _attn_modules(unet, block: str, kind: str) -> list[str]:
-    """Full names of the ``kind`` ("attn1" self, "attn2" cross) modules inside ``block``."""
-    names = []
-    for name, _ in unet.get_submodule(block).named_modules():
-        if name.startswith("transformer_blocks") and name.endswith(kind):
-            names.append(f"{block}.{name}")
-    return names
-
-
-def list_blocks(unet) -> list[Block]:
-    """The UNet's transformer blocks in execution order, with their grid factor."""
-    blocks: list[Block] = []
-    factor = 1
-
-    def add(part, prefix: str, path: str) -> None:
-        for j, _ in enumerate(getattr(part, "attentions", None) or []):
-            blocks.append(Block(len(blocks), f"{prefix}.attentions.{j}", factor, path))
-
-    for i, down in enumerate(unet.down_blocks):
-        add(down, f"down_blocks.{i}", "down")
-        if getattr(down, "downsamplers", None):
-            factor *= 2
-    if unet.mid_block is not None:
-        add(unet.mid_block, "mid_block", "mid")
-    for i, up in enumerate(unet.up_blocks):
-        add(up, f"up_blocks.{i}", "up")
-        if getattr(up, "upsamplers", None):
-            factor //= 2
-    return blocks
-
-
-def _is_sd(unet, blocks: list[Block]) -> bool:
-    cfg = unet.config
-    return tuple(cfg.block_out_channels) == SD_BLOCK_OUT_CHANNELS and len(blocks) == 16
-
-
-def _pick(blocks: list[Block], names: list[str | int], what: str) -> list[Block]:
-    by_name = {b.name: b for b in blocks}
-    chosen = []
-    for n in names:
-        key = str(n).strip()
-        if key.isdigit() and int(key) < len(blocks):
-            chosen.append(blocks[int(key)])
-        elif key in by_name:
-            chosen.append(by_name[key])
-        else:
-            raise ModelError(
-                f"unknown {what} block {key!r} for this UNet",
-                hint="use a block index 0.." + str(len(blocks) - 1) + " or one of: "
-                + ", ".join(by_name),
-            )
-    return chosen
-
-
-def layer_map_for(
-    unet,
-    cross: list[str | int] | None = None,
-    self_: str | int | None = None,
-    card_map: dict[str, Any] | None = None,
-) -> LayerMap:
-    """The layer map of ``unet``: explicit override > model card > SD rule > structural rule.
-
-    The structural rule (for UNets that are not SD 1.x/2.x): cross = every block at the two
-    coarsest grids; self = the up-path block at half the latent resolution (SD's block 11 is at
-    1/2 of the latent, 1/16 of the image), the middle one when there are several.
-    """
-    if getattr(unet.config, "addition_embed_type", None) == "text_time":
-        raise ModelError("SDXL UNets are not supported yet", hint="use a Stable Diffusion 1.x or 2.x model")
-    blocks = list_blocks(unet)
-    if not blocks:
-        raise ModelError("this UNet has no attention blocks", hint="T2M needs a text-conditioned UNet")
-    card_map = card_map or {}
-    if _is_sd(unet, blocks):
-        default_cross = [blocks[i] for i in SD_CROSS_BLOCKS]
-        default_self: Block | None = blocks[SD_SELF_BLOCK]
-    else:
-        factors = sorted({b.factor for b in blocks}, reverse=True)[:2]
-        default_cross = [b for b in blocks if b.factor in factors]
-        ups = [b for b in blocks if b.path == "up"]
-        target = min(ups, key=lambda b: abs(b.factor - 2)).factor if ups else None
-        at = [b for b in ups if b.factor == target]
-        default_self = at[len(at) // 2] if at else None
-    cross_names = cross or card_map.get("cross")
-    self_name = self_ if self_ is not None else card_map.get("self")
-    chosen_cross = _pick(blocks, list(cross_names), "cross") if cross_names else default_cross
-    if self_name in ("", "none", "None"):
-        chosen_self = None
-    elif self_name is not None:
-        chosen_self = _pick(blocks, [self_name], "self")[0]
-    else:
-        chosen_self = default_self
-    return LayerMap(tuple(chosen_cross), chosen_self)

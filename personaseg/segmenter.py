@@ -24,7 +24,8 @@ from .config import DEFAULT_PROMPT, FindConfig, build_config, find_config
 from .errors import ConceptError, PersonasegWarning, PhraseError
 from .images import Geometry, load_image, prepare, restore, to_rgb
 from .masks import strongest_region
-from .models import ModelCard, layer_map_for, load_pipeline
+from .layers import layer_map_for
+from .models import ModelCard, load_pipeline
 from .prompts import semantic_prompt
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from personaseg.capture import AttentionCapture
-from personaseg.models import layer_map_for
+from personaseg.layers import layer_map_for
 
 
 @pytest.fixture(scope="module")

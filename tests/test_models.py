@@ -1,58 +1,9 @@
-"""Model loading errors and layer maps (SD 1.5's map from its real config, on the meta device)."""
+"""Model loading errors, model names, fingerprints."""
 
 import pytest
 
 from personaseg.errors import ModelError
-from personaseg.models import layer_map_for, list_blocks, load_pipeline
-
-SD15_UNET = dict(
-    sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, cross_attention_dim=768,
-    block_out_channels=(320, 640, 1280, 1280), attention_head_dim=8,
-    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-)
-
-
-@pytest.fixture(scope="module")
-def sd15_unet():
-    from accelerate import init_empty_weights
-    from diffusers import UNet2DConditionModel
-
-    with init_empty_weights():
-        return UNet2DConditionModel(**SD15_UNET)
-
-
-def test_sd15_layer_map_is_the_papers(sd15_unet):
-    blocks = list_blocks(sd15_unet)
-    assert len(blocks) == 16
-    lm = layer_map_for(sd15_unet)
-    assert [b.index for b in lm.cross] == [4, 5, 6, 7, 8]
-    assert [b.name for b in lm.cross] == [
-        "down_blocks.2.attentions.0", "down_blocks.2.attentions.1", "mid_block.attentions.0",
-        "up_blocks.1.attentions.0", "up_blocks.1.attentions.1"]
-    assert lm.self_.name == "up_blocks.2.attentions.1" and lm.self_.index == 11
-    assert lm.self_.factor == 2 and {b.factor for b in lm.cross} == {4, 8}
-    assert lm.self_modules(sd15_unet) == ["up_blocks.2.attentions.1.transformer_blocks.0.attn1"]
-
-
-def test_layer_map_override_by_index_and_name(sd15_unet):
-    lm = layer_map_for(sd15_unet, cross=["0", "up_blocks.3.attentions.2"], self_="none")
-    assert [b.index for b in lm.cross] == [0, 15] and lm.self_ is None
-    with pytest.raises(ModelError, match="unknown cross block"):
-        layer_map_for(sd15_unet, cross=["up_blocks.9.attentions.0"])
-
-
-def test_sdxl_is_refused_clearly():
-    from accelerate import init_empty_weights
-    from diffusers import UNet2DConditionModel
-
-    with init_empty_weights():
-        unet = UNet2DConditionModel(
-            **{**SD15_UNET, "block_out_channels": (32, 64, 64, 64), "attention_head_dim": 2,
-               "addition_embed_type": "text_time", "addition_time_embed_dim": 8,
-               "projection_class_embeddings_input_dim": 80})
-    with pytest.raises(ModelError, match="SDXL"):
-        layer_map_for(unet)
+from personaseg.models import load_pipeline
 
 
 @pytest.mark.parametrize("model, match", [
@@ -95,3 +46,18 @@ def test_model_fingerprint_follows_a_local_models_contents(tmp_path):
     (folder / "personaseg.json").write_text('{"find": {"long_side": 96, "timestep": 100}}')
     assert model_fingerprint(str(folder)) != third
     assert model_fingerprint("some-org/some-model") == "some-org/some-model"  # hub ids: by name
+
+
+def test_the_loader_finds_the_toy_model_without_importing_the_toy_world():
+    """models.py knows its shipped models by a name -> folder registry (issue 20, item 6): reading the
+    toy card does not import personaseg.toyworld, and the toy world reads its folder from that registry
+    without importing torch (the CLI's start stays light)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from personaseg.models import EMBEDDED, read_card; card = read_card('toy'); "
+            "assert card.folder == EMBEDDED['toy'].folder and card.layer_map, card; "
+            "assert 'personaseg.toyworld' not in sys.modules, 'models imported the toy world'; "
+            "import personaseg.toyworld as tw; assert tw.TOY_MODEL_DIR == EMBEDDED['toy'].folder; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)

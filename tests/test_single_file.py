@@ -146,7 +146,7 @@ def test_the_shipped_configs_are_sd_1_and_2():
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig
 
-    from personaseg.models import SD_CROSS_BLOCKS, layer_map_for, list_blocks
+    from personaseg.layers import SD_CROSS_BLOCKS, layer_map_for, list_blocks
 
     for family, width in (("v1", 768), ("v2", 1024)):
         folder = single_file.FAMILIES[family]

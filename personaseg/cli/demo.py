@@ -44,7 +44,7 @@ def demo(
 
       personaseg demo --scenes 12 --steps 150
     """
-    from ..demo import run_demo
+    from ..toyworld.demo import run_demo
 
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise InputError(f"--out {out} is not a folder", hint="choose a new folder")

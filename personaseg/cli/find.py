@@ -22,9 +22,9 @@ import typer
 from rich.table import Table
 
 from ..errors import InputError
-from .common import check_out_dir, console, ensure_out_dir, err_console, make_segmenter, one_line_warnings, progress, warn
+from .common import console, ensure_out_dir, err_console, make_segmenter
 from .options import ConceptsDirOpt, DeviceOpt, DtypeOpt, ForceOpt, ModelOpt, RecursiveOpt, SeedOpt
-from .outputs import Outputs, output_stems, outside
+from .outputs import ImageRun, image_run
 
 
 class Preset(str, Enum):
@@ -89,25 +89,11 @@ def find(
 
       accelerate launch -m personaseg find '<mymug>' /photos --out masks
     """
-    from ..images import collect_images, load_image
-    from ..io import save_npy_atomic, save_png_atomic
-    from ..masks import find_record
-    from ..viz import overlay, titled
-    from ..runtime import is_main, process_device, shard
+    from ..runtime import is_main, process_device
 
     if not phrase.strip():
         raise InputError("the phrase is empty", hint='give a word such as "mug" or a concept like "<mymug>"')
-    paths, warnings = collect_images(images, recursive=recursive)
-    for w in warnings:
-        warn(w)
-    if recursive:
-        paths = outside(paths, out) or paths  # a walk over '.' must not read the masks it writes
-    check_out_dir(out)
-    stems = output_stems(paths, out)
-    mine = shard(paths)  # this process's share under `accelerate launch`, else all
-    outputs = Outputs(force)
-    kinds = (".mask.png", ".overlay.png") + ((".scores.npy",) if scores else ())
-    outputs.check_free([Path(f"{stems[p]}{k}") for p in mine for k in kinds])
+    run = image_run(images, recursive, out, force, (".mask.png", ".overlay.png") + ((".scores.npy",) if scores else ()))
     seg = make_segmenter(
         model, device or process_device(), dtype,
         preset.value if preset else None, recipe, concepts_dir, phrases=[phrase, prompt],
@@ -116,43 +102,42 @@ def find(
         seed=seed, crf=crf or None, keep=keep.value if keep else None,
         outline=outline.value if outline else None,
     )
-    done = failed = 0
     rows = []  # (image, found, presence, relative presence, area fraction, regions) for the table
-    with one_line_warnings(), progress(len(mine), f"find {phrase}") as step:
-        for path in mine:
-            start = time.perf_counter()
-            try:
-                image = load_image(path)
-            except InputError as err:
-                if len(paths) == 1:
-                    raise
-                warn(f"skipped: {err}")
-                failed += 1
-                rows.append((_shown(path, stems[path], out), None, None, None, None, None))
-                step(path.name)
-                continue
-            seg.set_image(image)
-            r = seg.find(phrase, prompt)
-            ensure_out_dir(out)  # made at the first result: a failed run leaves no folder
-            stem = stems[path]
-            save_png_atomic(outputs.claim(f"{stem}.mask.png"), r.mask.astype(np.uint8) * 255)
-            save_png_atomic(outputs.claim(f"{stem}.overlay.png"),
-                            titled(overlay(image, r.mask), phrase if r.found else f"{phrase}: not found"))
-            if scores:
-                save_npy_atomic(outputs.claim(f"{stem}.scores.npy"), r.scores.astype(np.float16))
-            record = find_record(str(path), phrase, r, image.size, f"{stem}.mask.png", time.perf_counter() - start)
-            rows.append((_shown(path, stem, out), r.found, r.presence, r.relative_presence,
-                         record["area_fraction"], len(record["instances"])))
-            if as_json:
-                print(json.dumps(record), flush=True)
-            done += 1
-            step(path.name)
+
+    def work(path: Path, image, start: float) -> None:
+        rows.append(_find_one(seg, phrase, prompt, image, path, start, run, out, scores, as_json))
+
+    done, failed = run.each(f"find {phrase}", work,
+                            skipped=lambda path: rows.append((_shown(path, run.stems[path], out),) + (None,) * 5))
     if not as_json:
-        console.print(_table(phrase, Path(os.path.commonpath([p.absolute().parent for p in paths])), rows))
+        console.print(_table(phrase, Path(os.path.commonpath([p.absolute().parent for p in run.paths])), rows))
     if not as_json and is_main():
         err_console.print(f"{done} image(s) written to {out}" + (f", {failed} skipped" if failed else ""))
     if done == 0 and failed:
         raise typer.Exit(1)
+
+
+def _find_one(seg, phrase: str, prompt: str | None, image, path: Path, start: float, run: ImageRun, out: Path,
+              scores: bool, as_json: bool) -> tuple:
+    """Find ``phrase`` in one image, write its files (and its JSON line); returns its table row."""
+    from ..io import save_npy_atomic, save_png_atomic
+    from ..masks import find_record
+    from ..viz import overlay, titled
+
+    seg.set_image(image)
+    r = seg.find(phrase, prompt)
+    ensure_out_dir(out)  # made at the first result: a failed run leaves no folder
+    stem = run.stems[path]
+    save_png_atomic(run.outputs.claim(f"{stem}.mask.png"), r.mask.astype(np.uint8) * 255)
+    save_png_atomic(run.outputs.claim(f"{stem}.overlay.png"),
+                    titled(overlay(image, r.mask), phrase if r.found else f"{phrase}: not found"))
+    if scores:
+        save_npy_atomic(run.outputs.claim(f"{stem}.scores.npy"), r.scores.astype(np.float16))
+    record = find_record(str(path), phrase, r, image.size, f"{stem}.mask.png", time.perf_counter() - start)
+    if as_json:
+        print(json.dumps(record), flush=True)
+    return (_shown(path, stem, out), r.found, r.presence, r.relative_presence, record["area_fraction"],
+            len(record["instances"]))
 
 
 def _shown(path: Path, stem: Path, out: Path) -> str:

@@ -90,9 +90,7 @@ def learn(
 
       personaseg learn ./photos --token '<mymug>' --class-word mug --masks ./masks
     """
-    from ..concepts import LearnConfig
     from ..concepts import learn as learn_concept
-    from ..config import build_config, load_recipe
 
     flags = {
         "method": method.value if method else None, "class_word": class_word, "init_word": init_word, "steps": steps, "lr": lr,
@@ -105,18 +103,31 @@ def learn(
         "checkpoint_every": checkpoint_every, "seed": seed,
         "attention_weight": attention_weight, "masked_loss": masked_loss, "guided_steps": guided_steps,
     }
-    recipe_values = load_recipe(recipe) if recipe else None
-    given = recipe_values or any(v is not None for v in flags.values())
-    config = build_config(LearnConfig, recipe_values, flags, source=str(recipe or "")) if given or not resume else None
+    config = _config(recipe, flags, resume)
     with one_line_warnings():
         concept = learn_concept(
             photos if len(photos) > 1 else photos[0], token, config, model=model,
             concepts_dir=concepts_dir, force=force, resume=resume, progress=not quiet,
             masks=masks, boxes=box, clicks=click,
         )
+    _report(concept, concepts_dir)
+
+
+def _config(recipe: Path | None, flags: dict, resume: bool):
+    """The LearnConfig of the recipe and flags; None for a --resume that gives neither (the checkpoint's)."""
+    from ..concepts import LearnConfig
+    from ..config import build_config, load_recipe
+
+    recipe_values = load_recipe(recipe) if recipe else None
+    given = recipe_values or any(v is not None for v in flags.values())
+    return build_config(LearnConfig, recipe_values, flags, source=str(recipe or "")) if given or not resume else None
+
+
+def _report(concept, concepts_dir: Path | None) -> None:
+    """What was learned and the find command to paste, once (under `accelerate launch`, by the main process)."""
     from accelerate import PartialState
 
-    if not PartialState().is_main_process:  # under `accelerate launch`, one report
+    if not PartialState().is_main_process:
         return
     loss = concept.meta.get("final_loss")
     err_console.print(

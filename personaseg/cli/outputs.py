@@ -6,15 +6,24 @@ Images of one folder are written flat into --out under their stem (``kitchen.jpg
 ``--recursive`` walk) mirror their folders below the folders' common parent (``OUT/a/x.mask.png``,
 ``OUT/b/x.mask.png``). Two images of one folder that differ only in suffix (``good.jpg``,
 ``good.png``) keep it in their names (``good.jpg.mask.png``, ``good.png.mask.png``).
+
+:func:`image_run` and :meth:`ImageRun.each` are the image loop both commands share.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 from ..errors import InputError
+from .common import check_out_dir, one_line_warnings, progress, warn
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 def output_stems(paths: list[Path], out: Path) -> dict[Path, Path]:
@@ -68,3 +77,58 @@ class Outputs:
                              hint="give each run its own --out, or add --force")
         self.written.add(path)
         return path
+
+
+@dataclass
+class ImageRun:
+    """The images one `find` or `segment` reads and where each one's outputs go (see :func:`image_run`)."""
+
+    paths: list[Path]  # every input image
+    mine: list[Path]  # this process's share under `accelerate launch`, else all
+    stems: dict[Path, Path]  # each image's output stem under --out
+    outputs: Outputs
+
+    def each(self, label: str, work: Callable[[Path, Image.Image, float], None],
+             skipped: Callable[[Path], None] = lambda path: None) -> tuple[int, int]:
+        """``work(path, image, start time)`` on each image of this process's share, behind a progress bar.
+        An image that cannot be read is a warning and ``skipped(path)`` (its error, when it is the only
+        input). Returns (images done, images skipped)."""
+        from ..images import load_image
+
+        done = failed = 0
+        with one_line_warnings(), progress(len(self.mine), label) as step:
+            for path in self.mine:
+                start = time.perf_counter()
+                try:
+                    image = load_image(path)
+                except InputError as err:
+                    if len(self.paths) == 1:
+                        raise
+                    warn(f"skipped: {err}")
+                    failed += 1
+                    skipped(path)
+                    step(path.name)
+                    continue
+                work(path, image, start)
+                done += 1
+                step(path.name)
+        return done, failed
+
+
+def image_run(images: list[str], recursive: bool, out: Path, force: bool, suffixes: tuple[str, ...]) -> ImageRun:
+    """The images named on the command line, checked before the model loads: --out writable, and none of
+    this process's output files (stem + each of ``suffixes``) there already unless ``force``."""
+    from ..images import collect_images
+    from ..runtime import shard
+
+    paths, warnings = collect_images(images, recursive=recursive)
+    for w in warnings:
+        warn(w)
+    if recursive:
+        paths = outside(paths, out) or paths  # a walk over '.' must not read what it writes
+    check_out_dir(out)
+    stems = output_stems(paths, out)
+    mine = shard(paths)  # this process's share under `accelerate launch`, else all
+    outputs = Outputs(force)
+    outputs.check_free([Path(f"{stems[p]}{k}") for p in mine for k in suffixes])
+    return ImageRun(paths, mine, stems, outputs)

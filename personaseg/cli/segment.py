@@ -17,10 +17,10 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import InputError
-from .common import check_out_dir, ensure_out_dir, err_console, make_segmenter, one_line_warnings, progress, warn
+from .common import ensure_out_dir, err_console, make_segmenter
 from .find import Preset
 from .options import ConceptsDirOpt, DeviceOpt, DtypeOpt, ForceOpt, ModelOpt, RecursiveOpt, SeedOpt
-from .outputs import Outputs, output_stems, outside
+from .outputs import ImageRun, image_run
 
 
 def segment(
@@ -62,56 +62,24 @@ def segment(
 
       personaseg segment kitchen.jpg --labels '<mymug>,cup'
     """
-    from ..images import collect_images, load_image
-    from ..io import atomic_write, save_png_atomic
     from ..prompts import background_words as paper_background_words
-    from ..viz import palette_png
-    from ..runtime import is_main, process_device, shard
+    from ..runtime import is_main, process_device
 
     names = [x.strip() for x in labels.split(",") if x.strip()]
     if not names:
         raise InputError("--labels has no label", hint="e.g. --labels 'cat,dog,sofa'")
-    paths, warnings = collect_images(images, recursive=recursive)
-    for w in warnings:
-        warn(w)
-    if recursive:
-        paths = outside(paths, out) or paths  # a walk over '.' must not read the label maps it writes
-    check_out_dir(out)
-    stems = output_stems(paths, out)
-    mine = shard(paths)  # this process's share under `accelerate launch`, else all
-    outputs = Outputs(force)
-    outputs.check_free([Path(f"{stems[p]}{k}") for p in mine for k in (".labels.png", ".legend.json")])
+    run = image_run(images, recursive, out, force, (".labels.png", ".legend.json"))
     added = paper_background_words(names) if background_words and prompt is None else []
     seg = make_segmenter(model, device or process_device(), dtype, preset.value if preset else None, recipe,
                          concepts_dir, phrases=[*names, prompt], draws=draws, seed=seed, crf=crf or None)
-    done = failed = 0
-    used_prompt = prompt
-    with one_line_warnings(), progress(len(mine), f"segment {','.join(names)}") as step:
-        for path in mine:
-            try:
-                img = load_image(path)
-            except InputError as err:
-                if len(paths) == 1:
-                    raise
-                warn(f"skipped: {err}")
-                failed += 1
-                step(path.name)
-                continue
-            seg.set_image(img)
-            r = seg.segment(names, prompt, background=background_words)
-            used_prompt = r.prompt
-            ensure_out_dir(out)  # made at the first result: a failed run leaves no folder
-            stem = stems[path]
-            save_png_atomic(outputs.claim(f"{stem}.labels.png"), palette_png(r.label_map))
-            legend = {"image": str(path), "prompt": r.prompt, "background_words": added,
-                      "labels": {"0": "background", **{str(i + 1): n for i, n in enumerate(names)}},
-                      "area_fraction": {n: float((r.label_map == i + 1).mean()) for i, n in enumerate(names)}}
-            with atomic_write(outputs.claim(f"{stem}.legend.json")) as fh:
-                fh.write(json.dumps(legend, indent=2).encode())
-            done += 1
-            step(path.name)
+    used = {"prompt": prompt}
+
+    def work(path: Path, image, start: float) -> None:
+        used["prompt"] = _segment_one(seg, names, prompt, background_words, added, image, path, run, out)
+
+    done, failed = run.each(f"segment {','.join(names)}", work)
     if is_main():
-        err_console.print(f"prompt: {used_prompt!r}")
+        err_console.print(f"prompt: {used['prompt']!r}")
         if added:
             err_console.print(f"background words added to the prompt: {', '.join(added)} "
                               "(the paper's; --no-background-words leaves them out)")
@@ -119,6 +87,25 @@ def segment(
                           + (f", {failed} skipped" if failed else ""))
     if done == 0 and failed:
         raise typer.Exit(1)
+
+
+def _segment_one(seg, names: list[str], prompt: str | None, background_words: bool, added: list[str], image,
+                 path: Path, run: ImageRun, out: Path) -> str:
+    """Label one image, write its label map and legend; returns the prompt it used."""
+    from ..io import atomic_write, save_png_atomic
+    from ..viz import palette_png
+
+    seg.set_image(image)
+    r = seg.segment(names, prompt, background=background_words)
+    ensure_out_dir(out)  # made at the first result: a failed run leaves no folder
+    stem = run.stems[path]
+    save_png_atomic(run.outputs.claim(f"{stem}.labels.png"), palette_png(r.label_map))
+    legend = {"image": str(path), "prompt": r.prompt, "background_words": added,
+              "labels": {"0": "background", **{str(i + 1): n for i, n in enumerate(names)}},
+              "area_fraction": {n: float((r.label_map == i + 1).mean()) for i, n in enumerate(names)}}
+    with atomic_write(run.outputs.claim(f"{stem}.legend.json")) as fh:
+        fh.write(json.dumps(legend, indent=2).encode())
+    return r.prompt
 
 
 def register(app: typer.Typer) -> None:

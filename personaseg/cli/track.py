@@ -61,7 +61,7 @@ def _check_free(out: Path, stem: str, force: bool, claimed: dict[str, Path], pat
 def _track_clip(seg, path: Path, phrase: str, args: dict, out: Path, as_json: bool, bar: Progress) -> tuple[int, int]:
     """Track one clip; outputs are written beside and moved into place only when the whole clip worked."""
     from ..io import save_png_atomic
-    from ..masks import bbox, rle_encode
+    from ..masks import frame_record
     from ..track import TrackConfig
     from ..video import OverlayWriter, open_clip
     from ..viz import overlay
@@ -82,12 +82,7 @@ def _track_clip(seg, path: Path, phrase: str, args: dict, out: Path, as_json: bo
                 label = f"{phrase} {r.time:.2f}s" if r.found else f"{phrase}: not found"
                 video.write(overlay(r.image, r.mask, label))
                 if as_json:
-                    print(json.dumps({"video": str(path), "frame": r.index, "time": round(r.time, 4),
-                                      "found": r.found, "presence": round(r.presence, 6),
-                                      "relative_presence": None if r.relative_presence is None
-                                      else round(r.relative_presence, 4),
-                                      "rle": rle_encode(r.mask), "bbox": bbox(r.mask),
-                                      "mask_path": str(out / stem / "masks" / name)}), flush=True)
+                    print(json.dumps(frame_record(str(path), r, str(out / stem / "masks" / name))), flush=True)
                 frames, found = frames + 1, found + int(r.found)
                 bar.update(task, advance=1)
             target = out / stem
@@ -108,7 +103,8 @@ def track(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: <stem>/masks/<frame>.png and "
                                                           "<stem>.overlay.mp4 per clip.")] = Path("personaseg-track"),
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON record per frame on stdout (frame, time, "
-                                                         "found, presence, COCO RLE, bbox).")] = False,
+                                                         "found, presence, the mask in COCO's terms as find --json "
+                                                         "writes it: RLE, bbox [x, y, w, h], area, regions).")] = False,
     every: Annotated[int, typer.Option("--every", help="Process every N-th frame (the overlay runs at fps/N).")] = 1,
     start: Annotated[Optional[float], typer.Option("--start", help="First second to process.")] = None,
     end: Annotated[Optional[float], typer.Option("--end", help="Stop at this second (not included).")] = None,
@@ -152,11 +148,26 @@ def track(
     """
     from ..video import collect_clips
 
+    _check_options(phrase, every, start, end, window, {"--draws-per-frame": draws_per_frame, "--batch": batch,
+                                                       "--fps": fps})
+    paths = collect_clips(videos)
+    check_out_dir(out)
+    seg = make_segmenter(model, device, dtype, None, recipe, concepts_dir, draws=draws, seed=seed,
+                         min_relative_presence=min_relative_presence)
+    args = {"fps": fps, "every": every, "start": start, "end": end, "temporal": temporal, "prompt": prompt,
+            "draws": draws_per_frame, "window": window, "batch": batch}
+    if _track_all(seg, paths, phrase, args, out, force, as_json):
+        raise typer.Exit(2)
+
+
+def _check_options(phrase: str, every: int, start: float | None, end: float | None, window: int | None,
+                   positive: dict[str, float | None]) -> None:
+    """One line for the first bad option, before any model loads."""
     if not phrase.strip():
         raise InputError("the phrase is empty", hint='give a word such as "mug" or a concept like "<mymug>"')
     if every < 1:
         raise InputError(f"--every {every} must be >= 1", hint="1 keeps every frame, 2 every other one")
-    for name, value in (("--draws-per-frame", draws_per_frame), ("--batch", batch), ("--fps", fps)):
+    for name, value in positive.items():
         if value is not None and value <= 0:
             raise InputError(f"{name} {value:g} must be > 0")
     if window is not None and window < 0:
@@ -165,15 +176,14 @@ def track(
         raise InputError(f"--start {start:g} must be >= 0 seconds")
     if start is not None and end is not None and end <= start:
         raise InputError(f"--end {end:g} s is not after --start {start:g} s", hint="give an end after the start")
-    paths = collect_clips(videos)
-    check_out_dir(out)
-    seg = make_segmenter(model, device, dtype, None, recipe, concepts_dir, draws=draws, seed=seed,
-                         min_relative_presence=min_relative_presence)
-    args = {"fps": fps, "every": every, "start": start, "end": end, "temporal": temporal, "prompt": prompt,
-            "draws": draws_per_frame, "window": window, "batch": batch}
+
+
+def _track_all(seg, paths: list[Path], phrase: str, args: dict, out: Path, force: bool, as_json: bool) -> int:
+    """Track every clip behind one progress bar; a bad clip is one error line. Returns the clips that failed."""
     failed, claimed = 0, {}
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _FramesPerSecond(),
-                   TimeElapsedColumn(), console=err_console)
+    # markup=False: a clip's name is shown as it is ("[1]" in a file name is no style)
+    bar = Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
+                   _FramesPerSecond(), TimeElapsedColumn(), console=err_console)
     with one_line_warnings(), bar:
         for path in paths:
             t0 = time.perf_counter()
@@ -190,8 +200,7 @@ def track(
             seconds = time.perf_counter() - t0
             bar.console.print(f"{stem}: {frames} frames ({found} with {phrase}), {frames / seconds:.2f} frames/s "
                               f"-> {out / stem}/masks, {out / stem}.overlay.mp4", highlight=False)
-    if failed:
-        raise typer.Exit(2)
+    return failed
 
 
 def register(app: typer.Typer) -> None:

@@ -12,11 +12,10 @@ with ``personaseg toyworld train`` rebuilds it.
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from ..models import EMBEDDED
 from .scenes import COLOURS, PATTERNS, SHAPES, Scene, ToyObject, make_scene
 
-TOY_MODEL_DIR = Path(__file__).parent / "weights"  # the shipped model (diffusers folder)
+TOY_MODEL_DIR = EMBEDDED["toy"].folder  # the shipped model (diffusers folder, ``weights/`` here)
 
 
 def make_bench(out, seed: int = 0, concepts: int = 4, scenes: int = 12, **kwargs):

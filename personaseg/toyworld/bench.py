@@ -41,7 +41,7 @@ class BenchSummary:
     counts: dict[str, int]  # test samples per subset tag
 
 
-def concept_name(spec: Spec) -> str:
+def instance_name(spec: Spec) -> str:
     """Folder name of a personal instance, e.g. ``ring-striped-yellow``."""
     shape, colour, pattern = spec
     return f"{shape}-{pattern}-{colour}"
@@ -61,7 +61,7 @@ def pick_concepts(rng: np.random.Generator, k: int) -> list[Spec]:
     return specs
 
 
-def _other(rng: np.random.Generator, spec: Spec, same_shape: bool) -> Spec:
+def other_object(rng: np.random.Generator, spec: Spec, same_shape: bool) -> Spec:
     """A random object that is not the instance: same shape in another colour, or another shape."""
     shape, colour, _ = spec
     colours = [c for c in COLOURS if c != colour] if same_shape else list(COLOURS)
@@ -73,13 +73,13 @@ def _other(rng: np.random.Generator, spec: Spec, same_shape: bool) -> Spec:
 def scene_specs(rng: np.random.Generator, spec: Spec, subset: str) -> tuple[list[Spec], int | None]:
     """Objects of one test scene and the instance's index among them (None when absent)."""
     if subset == "alone":
-        others = [_other(rng, spec, False) for _ in range(rng.integers(0, 3))]
+        others = [other_object(rng, spec, False) for _ in range(rng.integers(0, 3))]
     elif subset == "distractor":
-        others = [_other(rng, spec, True) for _ in range(rng.integers(1, 3))]
-        others += [_other(rng, spec, False) for _ in range(rng.integers(0, 2))]
+        others = [other_object(rng, spec, True) for _ in range(rng.integers(1, 3))]
+        others += [other_object(rng, spec, False) for _ in range(rng.integers(0, 2))]
     else:  # absent: others only, usually one of the instance's shape
-        others = [_other(rng, spec, True)] if rng.random() < 0.7 else []
-        others += [_other(rng, spec, False) for _ in range(rng.integers(1, 3))]
+        others = [other_object(rng, spec, True)] if rng.random() < 0.7 else []
+        others += [other_object(rng, spec, False) for _ in range(rng.integers(1, 3))]
     order = rng.permutation(len(others) + (subset != "absent"))
     specs = [spec if i == len(others) else others[i] for i in order]
     where = None if subset == "absent" else int(np.flatnonzero(order == len(others))[0])
@@ -121,7 +121,7 @@ def make_bench(
     names, counts, lines = [], Counter(), []
     with new_folder(out) as tmp:
         for spec in pick_concepts(rng, concepts):
-            name = concept_name(spec)
+            name = instance_name(spec)
             names.append(name)
             folder = tmp / "concepts" / name
             for p in range(photos):

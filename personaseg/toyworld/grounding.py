@@ -13,8 +13,12 @@ such help: it must earn its map through the denoising loss alone.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
+
+from ..capture import project_qkv, project_out
 
 
 class GroundedAttnProcessor:
@@ -25,18 +29,13 @@ class GroundedAttnProcessor:
         self.store, self.features, self.name = store, features, name
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kw):
-        b, n, _ = hidden_states.shape  # (B, N, C)
         if self.features is not None:
-            self.features.append((self.name, hidden_states))
-        q = attn.to_q(hidden_states)
-        k = attn.to_k(encoder_hidden_states)
-        v = attn.to_v(encoder_hidden_states)
-        h = attn.heads
-        q, k, v = (x.view(b, -1, h, x.shape[-1] // h).transpose(1, 2) for x in (q, k, v))  # (B, h, *, d)
+            self.features.append((self.name, hidden_states))  # (B, N, C)
+        residual, input_shape = hidden_states, hidden_states.shape
+        q, k, v = project_qkv(attn, hidden_states, encoder_hidden_states)  # (B, h, N or T, d)
         probs = (q @ k.transpose(-1, -2) * attn.scale).softmax(dim=-1, dtype=torch.float32)  # (B, h, N, T), fp32 under autocast too
         self.store.append(probs.mean(dim=1))  # (B, h, N, T) -> (B, N, T)
-        out = (probs @ v).transpose(1, 2).reshape(b, n, -1)  # (B, h, N, d) -> (B, N, h*d)
-        return attn.to_out[1](attn.to_out[0](out))
+        return project_out(attn, probs @ v, residual, input_shape)  # (B, h, N, d) -> (B, N, h*d) -> to_out
 
 
 class Fp32AttnProcessor:
@@ -45,42 +44,59 @@ class Fp32AttnProcessor:
     than the fp32 one."""
 
     def __init__(self):
-        self.inner = _default()
+        from diffusers.models.attention_processor import AttnProcessor2_0
+
+        self.inner = AttnProcessor2_0()
 
     def __call__(self, attn, hidden_states, *args, **kw):
         with torch.autocast(hidden_states.device.type, enabled=False):
             return self.inner(attn, hidden_states.float(), *args, **kw)
 
 
-def install(unet, features: list | None = None, fp32_self: bool = False) -> list[torch.Tensor]:
-    """Put the grounded processor on every cross-attention (attn2); returns the shared store.
-    With ``features`` (a list), each layer also appends ``(name, its input features)`` there.
-    ``fp32_self``: self-attention (attn1) in fp32 under autocast (:class:`Fp32AttnProcessor`)."""
-    store: list[torch.Tensor] = []
-    procs = {}
-    for name, proc in unet.attn_processors.items():
-        if name.endswith("attn2.processor"):
-            procs[name] = GroundedAttnProcessor(store, features, _layer(name))
-        else:
-            procs[name] = Fp32AttnProcessor() if fp32_self else proc
-    unet.set_attn_processor(procs)
-    return store
+class Grounding:
+    """The grounded processor on every cross-attention (attn2) of a UNet, for training.
+
+    A context manager, as :class:`~personaseg.capture.AttentionCapture` is: it installs the processors
+    and puts back the ones the UNet had on exit, even on error. ``store`` gets each layer's
+    head-averaged cross-attention per forward; with ``features`` (a list), each layer also appends
+    ``(name, its input features)`` there. ``fp32_self``: self-attention (attn1) in fp32 under
+    autocast (:class:`Fp32AttnProcessor`).
+    """
+
+    def __init__(self, unet, features: list | None = None, fp32_self: bool = False):
+        self.unet, self.features, self.fp32_self = unet, features, fp32_self
+        self.store: list[torch.Tensor] = []
+        self._originals: dict | None = None
+
+    def __enter__(self) -> "Grounding":
+        if self._originals is not None:
+            raise RuntimeError("this Grounding is already installed")
+        self._originals = self.unet.attn_processors
+        procs = {}
+        for name, proc in self._originals.items():
+            if name.endswith("attn2.processor"):
+                procs[name] = GroundedAttnProcessor(self.store, self.features, _layer(name))
+            else:
+                procs[name] = Fp32AttnProcessor() if self.fp32_self else proc
+        self.unet.set_attn_processor(procs)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._originals is not None:
+            self.unet.set_attn_processor(self._originals)
+            self._originals = None
+
+    def plain_copy(self):
+        """A deep copy of the UNet with the processors it had before (what a snapshot saves)."""
+        unet = copy.deepcopy(self.unet)
+        if self._originals is not None:
+            unet.set_attn_processor(copy.deepcopy(self._originals))
+        return unet
 
 
 def _layer(processor_name: str) -> str:
     """``down_blocks.0.attentions.0.transformer_blocks.0.attn2.processor`` -> its module path."""
     return processor_name.removesuffix(".processor")
-
-
-def uninstall(unet) -> None:
-    """Back to diffusers' default processors (what a loaded model uses)."""
-    unet.set_attn_processor({name: _default() for name in unet.attn_processors})
-
-
-def _default():
-    from diffusers.models.attention_processor import AttnProcessor2_0
-
-    return AttnProcessor2_0()
 
 
 def token_masks(masks: torch.Tensor, positions: list[list[list[int]]], n_tokens: int) -> torch.Tensor:
@@ -166,7 +182,7 @@ def class_targets(masks: torch.Tensor, class_ids: torch.Tensor, n_classes: int) 
 def class_loss(features: list, heads: torch.nn.ModuleDict, targets: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Soft cross-entropy of each layer's per-pixel class prediction, averaged over layers.
 
-    ``features``: ``(layer, (B, N, C))`` from :func:`install`; ``targets``: (B, S + 1, h, w) from
+    ``features``: ``(layer, (B, N, C))`` from :class:`Grounding`; ``targets``: (B, S + 1, h, w) from
     :func:`class_targets` on the finest grid; ``weight``: (B,) 1 for samples to supervise.
     """
     if weight.sum() == 0 or not features:

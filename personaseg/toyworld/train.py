@@ -31,57 +31,11 @@ from ..io import folder_swap
 from ..runtime import make_accelerator
 from . import grounding, resume
 from .bench import write_class_images
+from .card import CLASS_IMAGES, json_text, model_card
 from .config import ToyTrainConfig
 from .model import SCHEDULER_CONFIG, build_scheduler, build_text_encoder, build_unet, build_vae, n_params
 from .scenes import COLOURS, PATTERNS, SHAPES, ToyObject, caption_words, make_scene
 from .vocab import build_tokenizer, save_tokenizer
-
-# Which transformer blocks personaseg reads (see docs/design.md, "personaseg.json").
-LAYER_MAP = {
-    # the 32x32 up blocks, which the shape classifiers teach shapes (linear probe 0.98; down_blocks.0,
-    # before any downsampling, sees colour, not shape: 0.38). On seed 23 the shape model's TI scored
-    # 71.0 with them, 69.2 adding down_blocks.0, 43.9 with all seven (benchmarks/RESULTS.md)
-    "cross": [
-        "up_blocks.2.attentions.0",  # 32x32
-        "up_blocks.2.attentions.1",  # 32x32
-    ],
-    "self": "up_blocks.1.attentions.1",  # 16x16 (used when refine is turned on)
-}
-# FindConfig fields left None that the model decides (chosen on the seed-23 toy bench, see
-# benchmarks/RESULTS.md): its native size; "not found" for a concept below 0.7 of its presence on its
-# own photos; no self-attention refinement (it spread maps onto neighbours: TI 65.3 with, 76.2 without);
-# a concept drawn with its class word (outline "with-class": fresh seed 707, TI 66.5 -> 79.4)
-FIND_DEFAULTS = {"long_side": 64, "min_relative_presence": 0.7, "refine": False, "outline": "with-class"}
-# Rendered class images shipped in the model folder (toyworld.bench.write_class_images): the toy model
-# cannot draw its classes, so these stand in for the class images SD would generate.
-CLASS_IMAGES = "class-images"
-# LearnConfig fields left None that the model decides: TI prompts in the captions' own grammar (the
-# diffusers imagenet templates are mostly unknown words to the toy tokenizer, which spells them out
-# letter by letter: "a rendering of" even yields the shape word "ring"); TI contrast against the
-# rendered class images (a token started from its shape word otherwise matches every object of that
-# shape: distractor mIoU 55.3 -> 85.5 on seed 23), reading 2 photos and 2 class images a step
-# (benchmarks/RESULTS.md, "A cheaper contrast").
-LEARN_DEFAULTS = {"templates": ["a {}", "a photo of a {}"], "contrast_weight": 1.0,
-                  "class_images": CLASS_IMAGES + "/{class}", "contrast_pairs": 2}
-# ... and its learning schedule and native size (64 px, not SD's 512), read from one shipped recipe, so
-# `learn --model toy` without --recipe is the fast toy learn and the recipe and the card cannot drift
-CARD_RECIPE = "ti-cpu"
-CARD_FROM_RECIPE = ("steps", "lr", "batch_size", "grad_accum", "resolution")
-
-
-def model_card() -> dict:
-    """The toy model's ``personaseg.json``, as ``toyworld train`` writes it and as shipped."""
-    from ..config import load_recipe
-
-    recipe = load_recipe(CARD_RECIPE)
-    learn = {**LEARN_DEFAULTS, **{k: recipe[k] for k in CARD_FROM_RECIPE}}
-    return {"layer_map": LAYER_MAP, "find": FIND_DEFAULTS, "learn": learn}
-
-
-def json_text(data) -> str:
-    """How the model folder's JSON files are written (the shipped card's bytes)."""
-    return json.dumps(data, indent=2) + "\n"
-
 
 Log = Callable[[str], None]
 
@@ -185,20 +139,16 @@ def train_denoiser(cfg, latents, objects, masks, tokenizer, gen, rng, tick, log,
                    init=None, autocast=contextlib.nullcontext):
     """Train UNet + text encoder jointly; returns (unet, text_encoder, losses).
 
-    ``snapshot(step, unet, text_encoder, losses, opt)`` is called every ``cfg.snapshot_every``
-    steps. ``resume_from``: ``(out, meta)`` of a saved state to continue from. ``init``: the
-    weights to start from (see :func:`load_init`), else a fresh initialisation. ``autocast()``:
-    the mixed-precision context of the forward passes (the losses are computed in fp32).
+    ``snapshot(step, unet, text_encoder, losses, opt, heads)`` is called every ``cfg.snapshot_every``
+    steps with a copy of the UNet free of the training processors. ``resume_from``: ``(out, meta)`` of
+    a saved state to continue from. ``init``: the weights to start from (see :func:`load_init`), else a
+    fresh initialisation. ``autocast()``: the mixed-precision context of the forward passes (the
+    losses are computed in fp32).
     """
     from diffusers import DDPMScheduler
     from diffusers.optimization import get_cosine_schedule_with_warmup
 
-    mcfg = cfg.model_config()
-    unet = build_unet(mcfg)
-    text_encoder = build_text_encoder(mcfg, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
-    if init is not None:
-        unet.load_state_dict(init["unet"].state_dict())
-        text_encoder.load_state_dict(init["text_encoder"].state_dict())
+    unet, text_encoder = _denoiser_models(cfg, tokenizer, init)
     noise_sched = DDPMScheduler.from_config({**SCHEDULER_CONFIG, "prediction_type": cfg.prediction_type})
     attrs = {name: (weight, values) for name, weight, values in (
         ("shape", cfg.shape_loss, SHAPES), ("colour", cfg.look_loss, tuple(COLOURS)), ("pattern", cfg.look_loss, PATTERNS),
@@ -210,80 +160,109 @@ def train_denoiser(cfg, latents, objects, masks, tokenizer, gen, rng, tick, log,
     lr_sched = get_cosine_schedule_with_warmup(opt, cfg.warmup, int(cfg.steps * 1.1))
     start, losses, recent = 0, [], []
     if resume_from is not None:
-        out, meta = resume_from
-        resume.load_weights(out, "unet", unet)
-        resume.load_weights(out, "text_encoder", text_encoder)
-        if heads is not None:
-            resume.load_weights(out, "class_heads", heads)
-        resume.restore_training(out, meta, opt, gen, rng)
-        start, losses = meta["step"], [tuple(x) for x in meta["losses"]]
-        with warnings.catch_warnings():  # stepping the schedule without optimizer steps
-            warnings.simplefilter("ignore")
-            for _ in range(start):
-                lr_sched.step()
+        start, losses = _resume_denoiser(*resume_from, {"unet": unet, "text_encoder": text_encoder, "class_heads": heads},
+                                         opt, lr_sched, gen, rng)
         log(f"resumed at step {start}")
     features: list | None = [] if heads is not None else None
-    store = grounding.install(unet, features, fp32_self=cfg.mixed_precision != "no") \
+    hooks = grounding.Grounding(unet, features, fp32_self=cfg.mixed_precision != "no") \
         if cfg.ground_loss or heads is not None else None
     class_ids = {name: torch.tensor([[values.index(getattr(o, name)) for o in objs] + [-1] * (masks.shape[1] - len(objs))
                                      for objs in objects]) for name, (_, values) in attrs.items()}  # (N, K) per object slot
     unet.train()
     text_encoder.train()
-    for step in range(start, cfg.steps):
-        idx = torch.randint(0, len(latents), (cfg.batch,), generator=gen)
-        x0 = latents[idx]  # (B, C, h, w), already scaled
-        prompts, positions = [], []
-        for i in idx.tolist():
-            text, where = ("", []) if rng.random() < cfg.p_uncond else caption_words(
-                objects[i], rng, p_partial=cfg.p_partial, p_drop_colour=cfg.p_drop_colour)
-            prompts.append(text)
-            positions.append([[p + 1 for p in w] for w in where])  # +1: the start token
-        ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
-                        truncation=True, return_tensors="pt").input_ids  # (B, 77)
-        noise = torch.randn(x0.shape, generator=gen)
-        t = torch.randint(cfg.t_min, cfg.t_max, (cfg.batch,), generator=gen)
-        xt = noise_sched.add_noise(x0, noise, t)
-        if store is not None:
-            store.clear()
-        if features is not None:
-            features.clear()
-        with autocast():
-            cond = text_encoder(ids)[0]  # (B, 77, D)
-            pred = unet(xt, t, cond).sample
-            pad = padding_loss(text_encoder, ids, cond, tokenizer) if cfg.pad_loss else None
-        target = noise_sched.get_velocity(x0, noise, t) if cfg.prediction_type == "v_prediction" else noise
-        loss = F.mse_loss(pred.float(), target)
-        low_t = (t < cfg.ground_t_max).float()  # (B,) samples whose layout is visible in x_t
-        if cfg.ground_loss:
-            targets = grounding.token_masks(masks[idx].float(), positions, ids.shape[1])  # (B, T, h, w)
-            loss = loss + cfg.ground_loss * grounding.grounding_loss(store, targets, low_t)
-        for name, (weight, values) in attrs.items():
-            targets = grounding.class_targets(masks[idx].float(), class_ids[name][idx], len(values))  # (B, S+1, h, w)
-            loss = loss + weight * grounding.class_loss(features, heads[name], targets, low_t)
-        if pad is not None:
-            loss = loss + cfg.pad_loss * pad
-        loss.backward()
-        if store is not None:
-            store.clear()  # free the graph's tensors (and keep the UNet deep-copyable)
-        if features is not None:
-            features.clear()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        lr_sched.step()
-        opt.zero_grad(set_to_none=True)
-        recent.append(loss.item())
-        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            losses.append((step + 1, float(np.mean(recent))))
-            log(f"step {step + 1}/{cfg.steps} loss {losses[-1][1]:.4f}")
-            recent = []
-        tick(step + 1, f"loss {losses[-1][1]:.4f}" if losses else "")
-        if snapshot and cfg.snapshot_every and (step + 1) % cfg.snapshot_every == 0 and step + 1 < cfg.steps:
-            snapshot(step + 1, unet, text_encoder, losses, opt, heads)
-            unet.train()
-            text_encoder.train()
-    if store is not None:
-        grounding.uninstall(unet)
+    with hooks or contextlib.nullcontext():
+        for step in range(start, cfg.steps):
+            idx, x0, ids, positions = _caption_batch(cfg, latents, objects, tokenizer, gen, rng)
+            noise = torch.randn(x0.shape, generator=gen)
+            t = torch.randint(cfg.t_min, cfg.t_max, (cfg.batch,), generator=gen)
+            xt = noise_sched.add_noise(x0, noise, t)
+            with _cleared(hooks):
+                with autocast():
+                    cond = text_encoder(ids)[0]  # (B, 77, D)
+                    pred = unet(xt, t, cond).sample
+                    pad = padding_loss(text_encoder, ids, cond, tokenizer) if cfg.pad_loss else None
+                target = noise_sched.get_velocity(x0, noise, t) if cfg.prediction_type == "v_prediction" else noise
+                loss = F.mse_loss(pred.float(), target)
+                low_t = (t < cfg.ground_t_max).float()  # (B,) samples whose layout is visible in x_t
+                if cfg.ground_loss:
+                    targets = grounding.token_masks(masks[idx].float(), positions, ids.shape[1])  # (B, T, h, w)
+                    loss = loss + cfg.ground_loss * grounding.grounding_loss(hooks.store, targets, low_t)
+                for name, (weight, values) in attrs.items():
+                    targets = grounding.class_targets(masks[idx].float(), class_ids[name][idx], len(values))  # (B, S+1, h, w)
+                    loss = loss + weight * grounding.class_loss(features, heads[name], targets, low_t)
+                if pad is not None:
+                    loss = loss + cfg.pad_loss * pad
+                loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            lr_sched.step()
+            opt.zero_grad(set_to_none=True)
+            recent.append(loss.item())
+            if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+                losses.append((step + 1, float(np.mean(recent))))
+                log(f"step {step + 1}/{cfg.steps} loss {losses[-1][1]:.4f}")
+                recent = []
+            tick(step + 1, f"loss {losses[-1][1]:.4f}" if losses else "")
+            if snapshot and cfg.snapshot_every and (step + 1) % cfg.snapshot_every == 0 and step + 1 < cfg.steps:
+                snapshot(step + 1, hooks.plain_copy() if hooks else copy.deepcopy(unet), text_encoder, losses, opt, heads)
+                unet.train()
+                text_encoder.train()
     return unet.eval(), text_encoder.eval(), losses
+
+
+def _denoiser_models(cfg, tokenizer, init):
+    """A fresh UNet and text encoder of the recipe's sizes, with ``init``'s weights when given."""
+    mcfg = cfg.model_config()
+    unet = build_unet(mcfg)
+    text_encoder = build_text_encoder(mcfg, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
+    if init is not None:
+        unet.load_state_dict(init["unet"].state_dict())
+        text_encoder.load_state_dict(init["text_encoder"].state_dict())
+    return unet, text_encoder
+
+
+def _resume_denoiser(out, meta, modules, opt, lr_sched, gen, rng) -> tuple[int, list]:
+    """Load a saved state's weights (``modules``: name -> module or None), optimizer and random
+    states; step the schedule to where it stopped. Returns (start step, losses so far)."""
+    for name, module in modules.items():
+        if module is not None:
+            resume.load_weights(out, name, module)
+    resume.restore_training(out, meta, opt, gen, rng)
+    start = meta["step"]
+    with warnings.catch_warnings():  # stepping the schedule without optimizer steps
+        warnings.simplefilter("ignore")
+        for _ in range(start):
+            lr_sched.step()
+    return start, [tuple(x) for x in meta["losses"]]
+
+
+def _caption_batch(cfg, latents, objects, tokenizer, gen, rng):
+    """A batch of training scenes with fresh captions: (indices (B,), latents (B, C, h, w), token ids
+    (B, 77), each caption's object word positions, +1 for the start token)."""
+    idx = torch.randint(0, len(latents), (cfg.batch,), generator=gen)
+    x0 = latents[idx]  # (B, C, h, w), already scaled
+    prompts, positions = [], []
+    for i in idx.tolist():
+        text, where = ("", []) if rng.random() < cfg.p_uncond else caption_words(
+            objects[i], rng, p_partial=cfg.p_partial, p_drop_colour=cfg.p_drop_colour)
+        prompts.append(text)
+        positions.append([[p + 1 for p in w] for w in where])  # +1: the start token
+    ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
+                    truncation=True, return_tensors="pt").input_ids  # (B, 77)
+    return idx, x0, ids, positions
+
+
+@contextlib.contextmanager
+def _cleared(hooks):
+    """A step's recorded attention and features: emptied before it, and after its backward (frees
+    the graph's tensors and keeps the UNet deep-copyable)."""
+    for records in (hooks.store, hooks.features) if hooks else ():
+        if records is not None:
+            records.clear()
+    yield
+    for records in (hooks.store, hooks.features) if hooks else ():
+        if records is not None:
+            records.clear()
 
 
 def load_init(folder: str | Path) -> dict[str, object]:
@@ -380,8 +359,7 @@ def train(cfg: ToyTrainConfig, out: str | Path, tick=None, log: Log = print, res
         """Write the model so far (a run cut short still leaves a usable model) and the state."""
         info = {"config": asdict(cfg), "snapshot_step": step, "losses": losses}
         extra = {"personaseg.json": model_card(), "train_log.json": info}
-        unet_copy = copy.deepcopy(unet)
-        grounding.uninstall(unet_copy)
+        unet_copy = unet  # train_denoiser's copy, without the training processors
         models = {"vae": vae, "unet": unet_copy, "text_encoder": text_encoder}
         if heads is not None:
             models["class_heads"] = heads  # training-only, kept so a resumed run continues them

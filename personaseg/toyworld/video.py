@@ -28,7 +28,7 @@ from PIL import Image
 
 from ..errors import InputError
 from ..io import check_new_folder, new_folder
-from .bench import _other, concept_name, pick_concepts
+from .bench import other_object, instance_name, pick_concepts
 from .scenes import IMAGE_SIZE, SIZE_RANGE, ToyObject, draw, place
 
 TAGS = ("alone", "distractor", "leaves")
@@ -78,10 +78,10 @@ def _bounce(x: float, lo: float, hi: float) -> float:
 def _paths(rng: np.random.Generator, spec, tag: str) -> tuple[list[_Path], int]:
     """The objects' paths (drawing order) and the instance's index among them."""
     if tag == "distractor" or (tag == "leaves" and rng.random() < 0.5):
-        others = [_other(rng, spec, True) for _ in range(rng.integers(1, 3))]
-        others += [_other(rng, spec, False) for _ in range(rng.integers(0, 2))]
+        others = [other_object(rng, spec, True) for _ in range(rng.integers(1, 3))]
+        others += [other_object(rng, spec, False) for _ in range(rng.integers(0, 2))]
     else:
-        others = [_other(rng, spec, False) for _ in range(rng.integers(0, 3))]
+        others = [other_object(rng, spec, False) for _ in range(rng.integers(0, 3))]
     specs = [spec, *others]
     order = rng.permutation(len(specs))
     placed = place([specs[i] for i in order], rng)
@@ -119,7 +119,7 @@ def make_video_bench(out: str | Path, seed: int = 0, sequences: int = 6, frames:
     with new_folder(out) as tmp:
         for k, spec in enumerate(pick_concepts(rng, sequences)):
             tag = TAGS[k % len(TAGS)]
-            concept = concept_name(spec)
+            concept = instance_name(spec)
             seq = f"{concept}-{tag}"
             for p in range(photos):
                 image, _ = draw(place([spec], rng), rng)

@@ -25,7 +25,8 @@ from typing import Any
 import gradio as gr
 
 from ..errors import InputError, PersonasegError
-from .workspace import MAX_PHOTOS, Workspace, collecting_warnings
+from . import layout
+from .workspace import Workspace, collecting_warnings
 
 INTRO = """# personaseg
 Outline **your** object in photos: learn it from a few photos (**Learn**), then find it (**Find**).
@@ -46,21 +47,6 @@ def _files(value) -> list[str]:
     return [str(getattr(v, "name", v)) for v in items]
 
 
-def _handed_as_is(image: gr.Image) -> gr.Image:
-    """Make a filepath ``gr.Image`` hand the uploaded file over as is: a file that is no image then fails
-    in ``load_image``, with the one line the CLI prints, not inside Gradio. (An instance attribute,
-    not a subclass: Gradio writes a .pyi beside the module of every component subclass.)"""
-    original = image.preprocess
-
-    def preprocess(payload):
-        if payload is not None and getattr(payload, "path", None):
-            return str(payload.path)
-        return original(payload)
-
-    image.preprocess = preprocess
-    return image
-
-
 # small images (the toy model's 64 px) are drawn to the size of their box, pixels kept sharp; the files stay as made
 CSS = """
 #find-image img, #find-overlay img, #find-mask img { width: 100%; height: 100%; object-fit: contain;
@@ -70,6 +56,46 @@ CSS = """
 
 def build_app(ws: Workspace) -> gr.Blocks:
     """The page; ``ws`` does the work."""
+    has_video = importlib.util.find_spec("av") is not None  # a clip to track needs PyAV (personaseg[video])
+    with gr.Blocks(title="personaseg", analytics_enabled=False) as demo:
+        gr.Markdown(INTRO.format(model=ws.model or "(default)", store=ws.store.root))
+        with gr.Tab("Find", id="find"):
+            find = layout.find_tab(has_video)
+        with gr.Tab("Learn", id="learn"):
+            learn = layout.learn_tab()
+        with gr.Tab("Concepts", id="concepts"):
+            concepts = layout.concepts_tab()
+        lists = [find.concept_pick, concepts.chosen, concepts.table]  # every place that lists the concepts
+        concept_choices = _concept_choices(ws)
+        demo.load(concept_choices, outputs=lists, api_visibility="private")
+        _find_events(ws, find)
+        _learn_events(ws, learn, lists, concept_choices)
+        _concept_events(ws, concepts, lists, concept_choices)
+    return demo
+
+
+def _concept_choices(ws: Workspace):
+    """The event that refills ``lists`` (both dropdowns, the table) from the store."""
+
+    def concept_choices():
+        try:
+            concepts = ws.concepts()
+        except PersonasegError as err:
+            gr.Warning(html.escape(str(err)))
+            concepts = []
+        tokens = [c.token for c in concepts]
+        rows = [[c.token, c.method, c.class_word or "-", c.meta.get("steps"), _loss(c), c.base_model or "-",
+                 c.meta.get("created", "-")] for c in concepts]
+        return gr.update(choices=tokens, value=None), gr.update(choices=tokens, value=None), rows
+
+    return concept_choices
+
+
+def _find_events(ws: Workspace, tab) -> None:
+    """Find (``/find``) and, with PyAV, Track (``/track``): the files of one find or track and a status line."""
+
+    def pick(token):
+        return token or gr.skip()
 
     def find(image, phrase, draws, seed):
         try:
@@ -100,11 +126,22 @@ def build_app(ws: Workspace) -> gr.Blocks:
         status = f"{_code(phrase)} tracked: found in {out.found} of {out.frames} frames"
         return str(out.video), str(out.records), status
 
+    tab.concept_pick.change(pick, tab.concept_pick, tab.phrase, api_visibility="private")
+    tab.find_btn.click(find, [tab.image, tab.phrase, tab.draws, tab.seed],
+                       [tab.mask, tab.overlay, tab.record, tab.heat, tab.status],
+                       api_name="find", concurrency_limit=1, concurrency_id="find")
+    if tab.track_btn is not None:
+        tab.track_btn.click(track, [tab.clip, tab.phrase, tab.draws, tab.seed, tab.every],
+                            [tab.track_video, tab.track_records, tab.status],
+                            api_name="track", concurrency_limit=1, concurrency_id="find")
+
+
+def _learn_events(ws: Workspace, tab, lists: list, concept_choices) -> None:
+    """Learn (``/learn``), Resume (``/resume``), Stop (``/stop_learn``) and the click or box on a photo."""
+
     def run_learn(photos, token, class_word, method, steps, replace, guide_photo=None, guide_kind="click",
                   guide_point="", resume=False):
         """Learn in a thread and stream its progress; a page that goes away stops it with a checkpoint."""
-        from ..concepts import LearnInterrupted
-
         try:
             pointer = _pointer(guide_photo, guide_point)
             job = ws.plan_learn(_files(photos), token, class_word, method, _number(steps), replace=bool(replace),
@@ -112,56 +149,7 @@ def build_app(ws: Workspace) -> gr.Blocks:
                                                   if pointer else {}))
         except PersonasegError as err:
             raise _error(err) from None
-        steps_seen: queue.Queue = queue.Queue()
-        result: dict[str, Any] = {}
-
-        def work():
-            try:
-                with collecting_warnings() as notes:
-                    result["concept"] = ws.learn(job, on_step=lambda *s: steps_seen.put(s))
-                result["notes"] = notes
-            except BaseException as err:  # noqa: BLE001 - handed to the request thread below
-                result["error"] = err
-            finally:
-                steps_seen.put(None)
-
-        thread = threading.Thread(target=work, name="personaseg-learn", daemon=True)
-        thread.start()
-        done, first = False, None  # (time, step) of the first step seen: the rate leaves out loading
-        try:
-            yield f"loading the model to learn {_code(job.token)}…"
-            while True:
-                item = steps_seen.get()
-                while item is not None and not steps_seen.empty():  # show the latest step only
-                    item = steps_seen.get()
-                if item is None:
-                    break
-                step, total, loss = item
-                first = first or (time.perf_counter(), step)
-                rate = (step - first[1]) / max(time.perf_counter() - first[0], 1e-6)
-                yield (f"learning {_code(job.token)}: step {step}/{total} · loss {loss:.4f}"
-                       + (f" · {rate:.2f} steps/s" if step > first[1] else ""))
-            done = True
-        finally:
-            if not done:  # the page closed or the event was cancelled: stop after this step, keep a checkpoint
-                ws.stop_learn()
-        err = result.get("error")
-        if isinstance(err, LearnInterrupted):
-            yield (f"stopped: {html.escape(err.message)}. Press **Resume** to continue with the same photos, "
-                   "or tick *Replace* and press **Learn** to start over.")
-            return
-        if isinstance(err, PersonasegError):
-            yield f"{_code(job.token)} was not learned: {html.escape(_one_line(err))}"
-            raise _error(err)
-        if err is not None:
-            raise err
-        concept = result["concept"]
-        loss = concept.meta.get("final_loss")
-        text = (f"learned {_code(concept.token)} ({concept.method}, {concept.meta.get('steps')} steps"
-                + (f", final loss {loss:.4f}" if loss is not None else "") + "): pick it in **Find**.")
-        for note in result.get("notes", []):
-            text += f"\n\n⚠ {html.escape(note)}"
-        yield text
+        yield from _learn_progress(ws, job)
 
     def resume_learn(photos, token, guide_photo=None, guide_kind="click", guide_point=""):
         yield from run_learn(photos, token, None, None, None, False, guide_photo, guide_kind, guide_point,
@@ -203,16 +191,83 @@ def build_app(ws: Workspace) -> gr.Blocks:
         else:
             gr.Info("no learn is running")
 
-    def concept_choices():
+    guide = [tab.guide_photo, tab.guide_kind, tab.guide_point]
+    tab.photos.change(guide_choices, tab.photos, [tab.guide_photo, tab.guide_image, tab.guide_point],
+                      api_visibility="private")
+    tab.guide_photo.change(guide_show, [tab.photos, tab.guide_photo], [tab.guide_image, tab.guide_point],
+                           api_visibility="private")
+    tab.guide_kind.change(lambda: "", None, tab.guide_point, api_visibility="private")
+    tab.guide_image.select(guide_click, [tab.guide_kind, tab.guide_point], tab.guide_point, api_visibility="private")
+    learn_inputs = [tab.photos, tab.token, tab.class_word, tab.method, tab.steps, tab.replace, *guide]
+    for button, fn, inputs, api_name in ((tab.learn_btn, run_learn, learn_inputs, "learn"),
+                                         (tab.resume_btn, resume_learn, [tab.photos, tab.token, *guide], "resume")):
+        done = button.click(lambda: None, None, tab.derived, api_visibility="private"
+                            ).then(fn, inputs, tab.status, api_name=api_name, concurrency_limit=1,
+                                   concurrency_id="learn")
+        done.then(concept_choices, outputs=lists, api_visibility="private")
+        done.success(learned_mask, tab.token, tab.derived, api_visibility="private")
+    tab.stop_btn.click(stop_learn, None, None, api_name="stop_learn", concurrency_limit=None, concurrency_id="stop")
+
+
+def _learn_progress(ws: Workspace, job):
+    """Learn ``job`` in a thread and yield its progress as status lines, then the outcome. Closed early
+    (the page closed or the event was cancelled), it stops the learn after this step, with a checkpoint."""
+    from ..concepts import LearnInterrupted
+
+    steps_seen: queue.Queue = queue.Queue()
+    result: dict[str, Any] = {}
+
+    def work():
         try:
-            concepts = ws.concepts()
-        except PersonasegError as err:
-            gr.Warning(html.escape(str(err)))
-            concepts = []
-        tokens = [c.token for c in concepts]
-        rows = [[c.token, c.method, c.class_word or "-", c.meta.get("steps"), _loss(c), c.base_model or "-",
-                 c.meta.get("created", "-")] for c in concepts]
-        return gr.update(choices=tokens, value=None), gr.update(choices=tokens, value=None), rows
+            with collecting_warnings() as notes:
+                result["concept"] = ws.learn(job, on_step=lambda *s: steps_seen.put(s))
+            result["notes"] = notes
+        except BaseException as err:  # noqa: BLE001 - handed to the request thread below
+            result["error"] = err
+        finally:
+            steps_seen.put(None)
+
+    thread = threading.Thread(target=work, name="personaseg-learn", daemon=True)
+    thread.start()
+    done, first = False, None  # (time, step) of the first step seen: the rate leaves out loading
+    try:
+        yield f"loading the model to learn {_code(job.token)}…"
+        while True:
+            item = steps_seen.get()
+            while item is not None and not steps_seen.empty():  # show the latest step only
+                item = steps_seen.get()
+            if item is None:
+                break
+            step, total, loss = item
+            first = first or (time.perf_counter(), step)
+            rate = (step - first[1]) / max(time.perf_counter() - first[0], 1e-6)
+            yield (f"learning {_code(job.token)}: step {step}/{total} · loss {loss:.4f}"
+                   + (f" · {rate:.2f} steps/s" if step > first[1] else ""))
+        done = True
+    finally:
+        if not done:  # the page closed or the event was cancelled: stop after this step, keep a checkpoint
+            ws.stop_learn()
+    err = result.get("error")
+    if isinstance(err, LearnInterrupted):
+        yield (f"stopped: {html.escape(err.message)}. Press **Resume** to continue with the same photos, "
+               "or tick *Replace* and press **Learn** to start over.")
+        return
+    if isinstance(err, PersonasegError):
+        yield f"{_code(job.token)} was not learned: {html.escape(_one_line(err))}"
+        raise _error(err)
+    if err is not None:
+        raise err
+    concept = result["concept"]
+    loss = concept.meta.get("final_loss")
+    text = (f"learned {_code(concept.token)} ({concept.method}, {concept.meta.get('steps')} steps"
+            + (f", final loss {loss:.4f}" if loss is not None else "") + "): pick it in **Find**.")
+    for note in result.get("notes", []):
+        text += f"\n\n⚠ {html.escape(note)}"
+    yield text
+
+
+def _concept_events(ws: Workspace, tab, lists: list, concept_choices) -> None:
+    """The Concepts tab (and ``/concepts``, the store as ``concepts list --json``): show, export, delete."""
 
     def list_concepts() -> list[dict]:
         """The concepts in the store (`personaseg concepts list --json`)."""
@@ -222,9 +277,6 @@ def build_app(ws: Workspace) -> gr.Blocks:
                      "steps": c.meta.get("steps"), "created": c.meta.get("created")} for c in ws.concepts()]
         except PersonasegError as err:
             raise _error(err) from None
-
-    def pick(token):
-        return token or gr.skip()
 
     def show(token):
         if not token:
@@ -261,122 +313,15 @@ def build_app(ws: Workspace) -> gr.Blocks:
         except PersonasegError as err:
             raise _error(err) from None
 
-    has_video = importlib.util.find_spec("av") is not None  # a clip to track needs PyAV (personaseg[video])
-    with gr.Blocks(title="personaseg", analytics_enabled=False) as demo:
-        gr.Markdown(INTRO.format(model=ws.model or "(default)", store=ws.store.root))
-        with gr.Tab("Find", id="find"):
-            with gr.Row():
-                with gr.Column(scale=1):
-                    image = _handed_as_is(gr.Image(label="Image", type="filepath", sources=["upload"], height=280,
-                                                   elem_id="find-image"))
-                    concept_pick = gr.Dropdown(label="A learned concept", choices=[], elem_id="find-concept")
-                    phrase = gr.Textbox(label="…or a phrase", placeholder="mug, or <mymug>", max_lines=1,
-                                        elem_id="find-phrase")
-                    with gr.Accordion("Settings", open=False):
-                        draws = gr.Number(0, label="Noise draws (0: the model's default)", precision=0, minimum=0,
-                                          elem_id="find-draws")
-                        seed = gr.Number(0, label="Seed", precision=0, minimum=0, elem_id="find-seed")
-                    find_btn = gr.Button("Find", variant="primary", elem_id="find-button")
-                    if has_video:
-                        clip = gr.File(label="…or a clip to follow the phrase through (video file)",
-                                       file_types=["video"], elem_id="track-clip")
-                        every = gr.Number(1, label="Every N-th frame", precision=0, minimum=1, elem_id="track-every")
-                        track_btn = gr.Button("Track the clip", elem_id="track-button")
-                with gr.Column(scale=2):
-                    find_status = gr.Markdown(label="status", elem_id="find-status")
-                    with gr.Row():
-                        overlay_img = gr.Image(label="Overlay", format="png", interactive=False, height=300,
-                                               elem_id="find-overlay")
-                        mask_img = gr.Image(label="Mask", format="png", interactive=False, height=300,
-                                            elem_id="find-mask")
-                    heat_img = gr.Image(label="Heat map of each prompt token", format="png", interactive=False,
-                                        elem_id="find-heatmap")
-                    record_file = gr.File(label="JSON record (mask as COCO RLE)", interactive=False,
-                                          elem_id="find-record")
-                    if has_video:
-                        track_video = gr.Video(label="The clip, outlined", interactive=False, elem_id="track-video")
-                        track_records = gr.File(label="JSON lines, one per frame (as track --json)",
-                                                interactive=False, elem_id="track-records")
-        with gr.Tab("Learn", id="learn"):
-            with gr.Row():
-                with gr.Column():
-                    photos = gr.File(label=f"Photos of your object (3-10, at most {MAX_PHOTOS})",
-                                     file_count="multiple", file_types=["image"], elem_id="learn-photos")
-                    token = gr.Textbox(label="Token", placeholder="<mymug>", max_lines=1, elem_id="learn-token")
-                    class_word = gr.Textbox(label="Class word (what it is)", placeholder="mug", max_lines=1,
-                                            elem_id="learn-class")
-                    method = gr.Radio(["ti", "lora"], value="ti", label="Method (ti: Textual Inversion, lora: LoRA)",
-                                      elem_id="learn-method")
-                    steps = gr.Number(0, label="Steps (0: the model's default)", precision=0, minimum=0,
-                                      elem_id="learn-steps")
-                    replace = gr.Checkbox(label="Replace: learn an existing concept again / start an interrupted "
-                                          "run over", value=False, elem_id="learn-replace")
-                    with gr.Accordion("Where the object is (optional; needs the class word)", open=True):
-                        guide_photo = gr.Dropdown(label="Photo to click on", choices=[], allow_custom_value=True,
-                                                  elem_id="learn-guide-photo")
-                        guide_kind = gr.Radio(["click", "box"], value="click", label="Click on the object, or "
-                                              "box: click two corners", elem_id="learn-guide-kind")
-                        guide_image = gr.Image(label="Click on your object", type="filepath", interactive=False,
-                                               height=280, elem_id="learn-guide-image")
-                        guide_point = gr.Textbox(label="Click X,Y or box X0,Y0,X1,Y1 (pixels of the photo)",
-                                                 value="", max_lines=1, elem_id="learn-guide-point")
-                    with gr.Row():
-                        learn_btn = gr.Button("Learn", variant="primary", elem_id="learn-button")
-                        stop_btn = gr.Button("Stop", elem_id="learn-stop")
-                        resume_btn = gr.Button("Resume", elem_id="learn-resume")
-                with gr.Column():
-                    learn_status = gr.Markdown(label="status", elem_id="learn-status")
-                    derived = gr.Image(label="The mask the model drew from your click or box", format="png",
-                                       interactive=False, height=280, elem_id="learn-derived-mask")
-        with gr.Tab("Concepts", id="concepts"):
-            table = gr.Dataframe(headers=["token", "method", "class word", "steps", "final loss", "base model",
-                                          "created"], interactive=False, elem_id="concepts-table")
-            with gr.Row():
-                chosen = gr.Dropdown(label="Concept", choices=[], elem_id="concepts-pick")
-                fmt = gr.Radio(["diffusers", "a1111"], value="diffusers", label="Export format")
-            with gr.Row():
-                export_btn = gr.Button("Export", elem_id="concepts-export")
-                delete_btn = gr.Button("Delete…", variant="stop", elem_id="concepts-delete")
-            with gr.Row(visible=False) as confirm_row:
-                confirm_text = gr.Markdown()
-                yes_btn = gr.Button("Yes, delete it", variant="stop", elem_id="concepts-delete-yes")
-                no_btn = gr.Button("Cancel", elem_id="concepts-delete-no")
-            exported = gr.File(label="Exported file", interactive=False, elem_id="concepts-exported")
-            details = gr.Markdown()
-            meta = gr.JSON(label="concept.json")
-
-        lists = [concept_pick, chosen, table]
-        demo.load(concept_choices, outputs=lists, api_visibility="private")
-        concept_pick.change(pick, concept_pick, phrase, api_visibility="private")
-        find_btn.click(find, [image, phrase, draws, seed], [mask_img, overlay_img, record_file, heat_img, find_status],
-                       api_name="find", concurrency_limit=1, concurrency_id="find")
-        if has_video:
-            track_btn.click(track, [clip, phrase, draws, seed, every], [track_video, track_records, find_status],
-                            api_name="track", concurrency_limit=1, concurrency_id="find")
-        guide = [guide_photo, guide_kind, guide_point]
-        photos.change(guide_choices, photos, [guide_photo, guide_image, guide_point], api_visibility="private")
-        guide_photo.change(guide_show, [photos, guide_photo], [guide_image, guide_point], api_visibility="private")
-        guide_kind.change(lambda: "", None, guide_point, api_visibility="private")
-        guide_image.select(guide_click, [guide_kind, guide_point], guide_point, api_visibility="private")
-        for button, fn, inputs, api_name in ((learn_btn, run_learn, [photos, token, class_word, method, steps,
-                                                                     replace, *guide], "learn"),
-                                             (resume_btn, resume_learn, [photos, token, *guide], "resume")):
-            done = button.click(lambda: None, None, derived, api_visibility="private"
-                                ).then(fn, inputs, learn_status, api_name=api_name, concurrency_limit=1,
-                                       concurrency_id="learn")
-            done.then(concept_choices, outputs=lists, api_visibility="private")
-            done.success(learned_mask, token, derived, api_visibility="private")
-        stop_btn.click(stop_learn, None, None, api_name="stop_learn", concurrency_limit=None,
-                       concurrency_id="stop")
-        gr.api(list_concepts, api_name="concepts", concurrency_limit=None, concurrency_id="concepts")
-        chosen.change(show, chosen, [meta, details], api_visibility="private"
-                      ).then(lambda: gr.update(visible=False), None, confirm_row, api_visibility="private")  # re-ask
-        delete_btn.click(ask_delete, chosen, [confirm_row, confirm_text], api_visibility="private")
-        no_btn.click(lambda: gr.update(visible=False), None, confirm_row, api_visibility="private")
-        yes_btn.click(delete, chosen, [confirm_row, meta, details], api_visibility="private",
+    gr.api(list_concepts, api_name="concepts", concurrency_limit=None, concurrency_id="concepts")
+    tab.chosen.change(show, tab.chosen, [tab.meta, tab.details], api_visibility="private"
+                      ).then(lambda: gr.update(visible=False), None, tab.confirm_row,
+                             api_visibility="private")  # another concept: ask again before deleting
+    tab.delete_btn.click(ask_delete, tab.chosen, [tab.confirm_row, tab.confirm_text], api_visibility="private")
+    tab.no_btn.click(lambda: gr.update(visible=False), None, tab.confirm_row, api_visibility="private")
+    tab.yes_btn.click(delete, tab.chosen, [tab.confirm_row, tab.meta, tab.details], api_visibility="private",
                       concurrency_id="learn").then(concept_choices, outputs=lists, api_visibility="private")
-        export_btn.click(export, [chosen, fmt], exported, api_visibility="private")
-    return demo
+    tab.export_btn.click(export, [tab.chosen, tab.fmt], tab.exported, api_visibility="private")
 
 
 def _error(err) -> gr.Error:

@@ -163,7 +163,7 @@ class Workspace:
         writes track's files (``<stem>.overlay.mp4``, ``<stem>/masks/<frame>.png``) and its JSON lines."""
         from ..concepts.store import concept_name
         from ..io import save_png_atomic
-        from ..masks import bbox, rle_encode
+        from ..masks import frame_record
         from ..video import OverlayWriter, open_clip
         from ..viz import overlay
 
@@ -188,12 +188,7 @@ class Workspace:
                     save_png_atomic(out / stem / "masks" / name, r.mask)
                     video.write(overlay(r.image, r.mask, f"{phrase} {r.time:.2f}s" if r.found
                                         else f"{phrase}: not found"))
-                    lines.append(json.dumps({"video": path.name, "frame": r.index, "time": round(r.time, 4),
-                                             "found": r.found, "presence": round(r.presence, 6),
-                                             "relative_presence": None if r.relative_presence is None
-                                             else round(r.relative_presence, 4),
-                                             "rle": rle_encode(r.mask), "bbox": bbox(r.mask),
-                                             "mask_path": f"{stem}/masks/{name}"}))
+                    lines.append(json.dumps(frame_record(path.name, r, f"{stem}/masks/{name}")))
                     frames, found = frames + 1, found + int(r.found)
         records = out / f"{stem}.jsonl"
         records.write_text("".join(line + "\n" for line in lines))

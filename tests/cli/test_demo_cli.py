@@ -6,7 +6,7 @@ import pytest
 @pytest.fixture
 def fake_demo(monkeypatch):
     """run_demo without learning: writes a picture into the folder it is given."""
-    import personaseg.demo as demo_mod
+    import personaseg.toyworld.demo as demo_mod
 
     calls = []
 
@@ -44,7 +44,7 @@ def test_demo_never_replaces_a_foreign_folder(run, fake_demo, tmp_path):
 
 
 def test_a_failed_demo_leaves_the_earlier_one(run, fake_demo, tmp_path, monkeypatch):
-    import personaseg.demo as demo_mod
+    import personaseg.toyworld.demo as demo_mod
 
     out = tmp_path / "d"
     assert run("demo", "--out", out)[0] == 0

@@ -77,11 +77,11 @@ def test_a_model_missing_offline_is_one_balanced_line(run, img, tmp_path, monkey
     assert err.count("(") == err.count(")"), err
 
 
-def test_load_reason_never_leaves_a_parenthesis_open():
-    from personaseg.models import _load_reason
+def testload_reason_never_leaves_a_parenthesis_open():
+    from personaseg.models import load_reason
 
     long = "Cannot load x: the model is not here (" + "very long detail " * 20 + ") and more"
-    got = _load_reason(OSError(long))
+    got = load_reason(OSError(long))
     assert got.count("(") == got.count(")") and len(got) <= 170, got
-    assert _load_reason(OSError("short (closed) reason")) == "short (closed) reason"
-    assert _load_reason(OSError("stray ) paren")).count(")") == 0
+    assert load_reason(OSError("short (closed) reason")) == "short (closed) reason"
+    assert load_reason(OSError("stray ) paren")).count(")") == 0

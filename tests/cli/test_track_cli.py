@@ -42,6 +42,30 @@ def test_outputs_json_and_frame_rate(run, tiny_model_dir, clips, tmp_path):
     assert "frames/s" in err and not list(out.glob(".*"))  # no temp folders left
 
 
+def test_json_writes_the_mask_as_find_does_and_names_show_as_they_are(run, tiny_model_dir, clips, tmp_path):
+    """track --json wrote bbox as x0,y0,x1,y1 where find --json writes COCO's [x, y, w, h]; now both write
+    masks.coco_summary's fields. A clip's name in the progress bar was read as rich markup ("[red]" vanished)."""
+    from personaseg.masks import coco_summary, rle_decode
+
+    named = tmp_path / "walk[red].mp4"
+    named.write_bytes((clips / "walk.mp4").read_bytes())
+    code, stdout, err = run("track", "mug", named, "--model", tiny_model_dir, "--out", tmp_path / "out", "--json",
+                            "--draws", "1")
+    assert code == 0, err
+    records = [json.loads(line) for line in stdout.splitlines()]
+    drawn = [r for r in records if r["area"] > 0]
+    assert drawn, "no frame has a mask: the bbox is not tested"
+    for r in records:
+        mask = np.asarray(Image.open(r["mask_path"])) > 0
+        assert (rle_decode(r["rle"]) == mask).all()
+        summary = coco_summary(mask)
+        assert {k: r[k] for k in summary} == summary
+        if r["area"]:
+            ys, xs = mask.nonzero()
+            assert r["bbox"] == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
+    assert any("walk[red] " in line and "━" in line for line in err.splitlines()), err
+
+
 def test_every_start_end(run, tiny_model_dir, clips, tmp_path):
     code, stdout, err = run("track", "mug", clips / "walk.mp4", "--model", tiny_model_dir, "--out", tmp_path,
                             "--json", "--draws", "1", "--every", "2", "--start", "0.1", "--end", "0.55",

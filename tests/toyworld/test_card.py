@@ -7,7 +7,7 @@ import json
 from personaseg.concepts import LearnConfig
 from personaseg.config import build_config, load_recipe, to_dict
 from personaseg.toyworld import TOY_MODEL_DIR
-from personaseg.toyworld.train import CARD_RECIPE, json_text, model_card
+from personaseg.toyworld.card import CARD_RECIPE, json_text, model_card
 
 
 def test_the_shipped_card_is_what_toyworld_train_writes():
@@ -32,9 +32,8 @@ def test_the_card_learns_as_its_recipe_does():
 
 
 def test_the_demo_learns_with_the_cards_recipe():
-    from personaseg.demo import TOY_RECIPE, demo_learn_config
+    from personaseg.toyworld.demo import demo_learn_config
 
-    assert TOY_RECIPE == CARD_RECIPE
     cfg = demo_learn_config("circle", seed=3)
     want = build_config(LearnConfig, load_recipe(CARD_RECIPE), {"class_word": "circle", "seed": 3})
     assert to_dict(dataclasses.replace(cfg, checkpoint_every=0)) == to_dict(dataclasses.replace(want, checkpoint_every=0))

@@ -21,7 +21,7 @@ pytestmark = [
 
 
 def test_demo_personal_token_beats_the_class_word(tmp_path):
-    from personaseg.demo import run_demo
+    from personaseg.toyworld.demo import run_demo
 
     r = run_demo(tmp_path / "demo", progress=False)
     d, a = r.iou["distractor"], r.iou["alone"]

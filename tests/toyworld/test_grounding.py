@@ -17,15 +17,36 @@ def test_grounded_processor_matches_default_and_records():
     x, t, text = torch.randn(2, 4, 32, 32), torch.tensor([10, 500]), torch.randn(2, 77, 16)
     with torch.no_grad():
         ref = unet(x, t, text).sample
-        store = grounding.install(unet)
-        out = unet(x, t, text).sample
+        with grounding.Grounding(unet) as hooks:
+            out = unet(x, t, text).sample
+    store = hooks.store
     assert torch.allclose(ref, out, atol=1e-5)
     assert len(store) == 7  # every cross-attention of the toy UNet
     assert all(p.shape[0] == 2 and p.shape[2] == 77 for p in store)
     assert torch.allclose(store[0].sum(-1), torch.ones_like(store[0][..., 0]))
-    grounding.uninstall(unet)
     with torch.no_grad():
         assert torch.allclose(unet(x, t, text).sample, ref, atol=1e-5)
+
+
+def test_grounding_puts_back_the_processors_it_found():
+    """On exit (even on error) the UNet gets back the processors it had, not diffusers' defaults; a
+    snapshot's copy has them too, while training goes on hooked (issue 20, item 6)."""
+    from diffusers.models.attention_processor import AttnProcessor
+
+    unet = build_unet(TINY)
+    unet.set_attn_processor(AttnProcessor())  # someone's own choice, not the default AttnProcessor2_0
+    before = unet.attn_processors
+    try:
+        with grounding.Grounding(unet, fp32_self=True) as hooks:
+            assert all(isinstance(p, (grounding.GroundedAttnProcessor, grounding.Fp32AttnProcessor))
+                       for p in unet.attn_processors.values())
+            copy = hooks.plain_copy()
+            assert all(type(p) is AttnProcessor for p in copy.attn_processors.values())
+            assert isinstance(next(iter(unet.attn_processors.values())), grounding.Fp32AttnProcessor)
+            raise KeyError("boom")
+    except KeyError:
+        pass
+    assert unet.attn_processors == before
 
 
 def test_fp32_self_attention_under_autocast():
@@ -39,11 +60,11 @@ def test_fp32_self_attention_under_autocast():
     with torch.no_grad():
         ref = attn(hidden)
         ref_unet = unet(x, t, text).sample
-        grounding.install(unet, fp32_self=True)
-        assert isinstance(attn.processor, grounding.Fp32AttnProcessor)
-        torch.testing.assert_close(unet(x, t, text).sample, ref_unet, atol=1e-5, rtol=1e-5)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            out = attn(hidden.bfloat16())
+        with grounding.Grounding(unet, fp32_self=True):
+            assert isinstance(attn.processor, grounding.Fp32AttnProcessor)
+            torch.testing.assert_close(unet(x, t, text).sample, ref_unet, atol=1e-5, rtol=1e-5)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out = attn(hidden.bfloat16())
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, ref, atol=2e-2, rtol=2e-2)  # only the bf16 input rounding differs
 
@@ -124,10 +145,8 @@ def test_features_are_recorded_for_every_class_head():
     unet = build_unet(TINY)
     heads = grounding.class_heads(unet, 5)
     features: list = []
-    grounding.install(unet, features)
-    with torch.no_grad():
+    with grounding.Grounding(unet, features), torch.no_grad():
         unet(torch.randn(2, 4, 32, 32), torch.tensor([10, 500]), torch.randn(2, 77, 16))
-    grounding.uninstall(unet)
     assert len(features) == len(heads) == 7
     for layer, feat in features:
         assert feat.shape[0] == 2 and heads[layer.replace(".", "_")](feat).shape[-1] == 6

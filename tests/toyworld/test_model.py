@@ -53,10 +53,10 @@ def test_tiny_training_writes_a_pipeline(tiny_model):
     log = json.loads((out / "train_log.json").read_text())
     assert log["config"]["steps"] == 3
     # the card's TI contrast reads the class images shipped beside the weights
-    from personaseg.models import _read_card
+    from personaseg.models import read_card
     from personaseg.toyworld.scenes import SHAPES
 
-    learn = _read_card(str(out), out).learn_defaults
+    learn = read_card(str(out)).learn_defaults
     assert learn["contrast_weight"] > 0
     for shape in SHAPES:
         assert len(list(Path(learn["class_images"].replace("{class}", shape)).glob("*.png"))) == 32

@@ -9,25 +9,24 @@ mask | personal mask, each mask with its IoU) and returns IoUs.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-# Textual Inversion on the toy model (64 px): the shipped recipe the toy card's learn settings come from
-TOY_RECIPE = "ti-cpu"
+from .card import CARD_RECIPE
 
 
 def demo_learn_config(class_word: str, seed: int, steps: int | None = None):
-    """The demo's LearnConfig: the toy recipe, the object's class word, no checkpoints."""
-    from .concepts import LearnConfig
-    from .config import build_config, load_recipe
+    """The demo's LearnConfig: the recipe the toy card's learn settings come from (Textual Inversion on
+    the 64 px toy model), the object's class word, no checkpoints."""
+    from ..concepts import LearnConfig
+    from ..config import build_config, load_recipe
 
-    return build_config(LearnConfig, load_recipe(TOY_RECIPE),
+    return build_config(LearnConfig, load_recipe(CARD_RECIPE),
                         {"class_word": class_word, "seed": seed, "steps": steps, "checkpoint_every": 0},
-                        source=TOY_RECIPE)
+                        source=CARD_RECIPE)
 
 
 @dataclass
@@ -42,37 +41,34 @@ class DemoResult:
 def run_demo(out: str | Path, seed: int = 0, scenes: int = 6, steps: int | None = None,
              model: str = "toy", progress: bool = True) -> DemoResult:
     """Run the demo into ``out`` (a new folder); see the module docstring."""
-    from PIL import Image
-
-    from .bench.metrics import iou
-    from .concepts import learn
-    from .images import load_image
-    from .segmenter import Segmenter
-    from .toyworld import make_bench
-    from .viz import image_grid, overlay
+    from ..bench import open_dataset
+    from ..bench.metrics import iou
+    from ..concepts import learn
+    from ..images import load_image
+    from ..segmenter import Segmenter
+    from ..viz import image_grid, overlay
+    from .bench import make_bench
 
     out = Path(out)
     t0 = time.perf_counter()
     bench = make_bench(out / "data", seed=seed, concepts=1, scenes=scenes)
-    name = bench.concepts[0]
-    root = bench.root
-    class_word = (root / "concepts" / name / "concept.toml").read_text().split('"')[1]
-    token = f"<{name}>"
-    photos = root / "concepts" / name / "photos"
+    data = open_dataset(bench.root, "mug19")  # the benchmark as `bench personal` reads it
+    spec = data.concepts[bench.concepts[0]]
+    class_word = spec.class_word
+    token = f"<{spec.name}>"
+    photos = bench.root / "concepts" / spec.name / "photos"
     t1 = time.perf_counter()
     config = demo_learn_config(class_word, seed, steps)
     learn(photos, token, config, model=model, concepts_dir=out / "concepts", force=True, progress=progress)
     t2 = time.perf_counter()
     seg = Segmenter.from_pretrained(model, concepts_dir=out / "concepts")
-    samples = [json.loads(x) for x in (root / "test" / "index.jsonl").read_text().splitlines()]
     rows, captions, ious = [], [], {}
-    photo_list = [load_image(p) for p in sorted(photos.iterdir())]
-    for k, s in enumerate(samples):
-        image = load_image(root / "test" / s["image"])
-        gt = np.asarray(Image.open(root / "test" / s["mask"])) > 127
+    photo_list = [load_image(p) for p in spec.photos]
+    for k, sample in enumerate(data.samples):
+        image, gt = sample.load()  # RGB, bool (H, W)
         seg.set_image(image)
         by_class, personal = seg.find(class_word), seg.find(token)
-        tag = s["subset"][0]  # the scene's kind; a distractor scene is also tagged semantic-distractor (Mug19's name)
+        tag = sample.subset[0]  # the scene's kind; a distractor scene is also tagged semantic-distractor (Mug19's name)
         ious.setdefault(tag, {"class-word": [], "personal": []})
         ious[tag]["class-word"].append(iou(by_class.mask, gt))
         ious[tag]["personal"].append(iou(personal.mask, gt))

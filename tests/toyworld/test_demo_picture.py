@@ -10,7 +10,7 @@ def test_demo_picture_shows_every_scene_and_each_rows_photo(monkeypatch, tmp_pat
     import personaseg.concepts as concepts
     import personaseg.segmenter as segmenter
     import personaseg.viz as viz
-    from personaseg.demo import run_demo
+    from personaseg.toyworld.demo import run_demo
 
     monkeypatch.setattr(concepts, "learn", lambda *a, **k: None)  # no learning: the picture is under test
 

@@ -134,8 +134,8 @@ def test_find_concept_uses_all_sub_tokens(tiny_model_dir, concepts, image):
     seg.set_image(image)
     r = seg.find("<twovec>")
     assert "<twovec> <twovec>_1" in r.prompt
-    text, phrase, _ = seg._resolve("<twovec>", None)
-    assert len(seg._positions(text, [phrase])[0]) == 2
+    text, phrase, _, _ = seg._resolve("<twovec>", None)
+    assert len(seg.positions(text, [phrase])[0]) == 2
     assert r.mask.shape == (37, 90)
 
 
@@ -168,7 +168,7 @@ def test_lora_concept_does_not_leak_into_plain_phrases(tiny_model_dir, concepts,
         for name, p in seg.pipe.unet.named_parameters():
             if "lora_B" in name:
                 p.add_(0.5)
-    seg._attn.clear()  # run the UNet again for both
+    seg.clear_cache()  # run the UNet again for both
     after = seg.find("mug").scores
     assert np.allclose(before, after, atol=1e-5)
 
@@ -215,7 +215,7 @@ def test_concepts_in_segment_labels_and_explain_prompts(tiny_model_dir, concepts
     r = seg.segment(["<twovec>", "cup"])
     assert "<twovec> <twovec>_1, cup" in r.prompt and r.labels == ["<twovec>", "cup"]
     assert r.scores.shape == (3, 37, 90) and r.label_map.shape == (37, 90)
-    assert len(seg._positions(r.prompt, ["<twovec> <twovec>_1"])[0]) == 2
+    assert len(seg.positions(r.prompt, ["<twovec> <twovec>_1"])[0]) == 2
     custom = seg.segment(["<twovec>", "cup"], prompt="a <twovec> beside a cup")
     assert custom.prompt == "a <twovec> <twovec>_1 beside a cup"
     e = seg.explain("cup", prompt="a photo of <twovec> and a {}")

@@ -1,8 +1,9 @@
-"""One prompt's UNet passes on an image's noisy latents, and the phrase scores read from them.
+"""An image's noisy latents, one prompt's UNet passes on them, and the phrase scores read from them.
 
-``run`` is the only place find's UNet forwards happen (the segmenter caches what it returns per
-prompt and adapter; ``track`` batches frames through it); ``phrase_scores`` turns the captured
-attention into refined score maps and presence with :mod:`personaseg.t2m`.
+``noisy_latents`` is find's image encoding (a VAE sample, D noise draws); ``run`` is the only place
+find's UNet forwards happen (the segmenter caches what it returns per prompt and adapter; ``track``
+batches frames through it); ``phrase_scores`` turns the captured attention into refined score maps
+and presence with :mod:`personaseg.t2m`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,18 @@ class Attention:
     self_qk: QueryKey | None  # (D, heads, N, d)
     self_grid: tuple[int, int] | None
     seconds: float
+
+
+def noisy_latents(vae, scheduler, x: torch.Tensor, seed: int, draws: int, timestep: int) -> torch.Tensor:
+    """The image ``x`` ``(1, 3, H, W)`` in [-1, 1] encoded by the VAE (a posterior sample) and
+    noised to ``timestep`` by ``draws`` independent draws: ``(D, C, h, w)``, all seeded by ``seed``."""
+    gen = torch.Generator("cpu").manual_seed(seed)
+    x = x.to(vae.device, vae.dtype)
+    latent = vae.encode(x).latent_dist.sample(generator=gen) * vae.config.scaling_factor
+    # (1, C, h, w) -> D draws; noise drawn on the CPU so a seed means the same on every device
+    noise = torch.randn((draws, *latent.shape[1:]), generator=gen).to(latent.device, latent.dtype)
+    t = torch.full((draws,), timestep, dtype=torch.long, device=latent.device)
+    return scheduler.add_noise(latent.expand(draws, -1, -1, -1), noise, t)
 
 
 @torch.inference_mode()

@@ -92,13 +92,7 @@ class Finder:
         cfg, vae = self.config, self.pipe.vae
         img = load_image(image) if isinstance(image, (str, Path)) else to_rgb(image)
         x, geom = prepare(img, cfg.long_side, self.multiple, cfg.pad_rgb)  # (1, 3, H, W)
-        gen = torch.Generator("cpu").manual_seed(cfg.seed)
-        x = x.to(vae.device, vae.dtype)
-        latent = vae.encode(x).latent_dist.sample(generator=gen) * vae.config.scaling_factor
-        # (1, C, h, w) -> D draws; noise drawn on the CPU so a seed means the same on every device
-        noise = torch.randn((cfg.draws, *latent.shape[1:]), generator=gen).to(latent.device, latent.dtype)
-        t = torch.full((cfg.draws,), cfg.timestep, dtype=torch.long, device=latent.device)
-        self._noisy = self.scheduler.add_noise(latent.expand(cfg.draws, -1, -1, -1), noise, t)
+        self._noisy = attention.noisy_latents(vae, self.scheduler, x, cfg.seed, cfg.draws, cfg.timestep)
         self._image, self._geom = img, geom
         self._attn.clear()
         self._encode_s = time.perf_counter() - start

@@ -1,5 +1,6 @@
 """The pieces a :class:`~personaseg.concepts.trainer.Trainer` works with: the module it trains,
-the flags it puts back, a micro-batch, where find reads maps, and the masked denoising loss."""
+the flags it puts back, the photos' latents, a micro-batch, where find reads maps, and the masked
+denoising loss."""
 
 from __future__ import annotations
 
@@ -65,6 +66,18 @@ class Flags:
                     m.activation_checkpointing_disable()  # transformers >= 5
                 else:
                     m.gradient_checkpointing_disable()
+
+
+def encode_pairs(vae, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """VAE posterior mean and std of each photo ``(N, 3, R, R)`` and its mirror image: ``(N, 2, 4, h, w)``
+    each, float32 on the CPU (call under ``no_grad``)."""
+    means, stds = [], []
+    for x in pixels:  # one photo at a time bounds the VAE's memory
+        pair = torch.stack([x, x.flip(-1)]).to(vae.device, vae.dtype)  # (2, 3, R, R)
+        dist = vae.encode(pair).latent_dist
+        means.append(dist.mean.float().cpu())
+        stds.append(dist.std.float().cpu())
+    return torch.stack(means), torch.stack(stds)  # (N, 2, 4, h, w)
 
 
 @dataclass

@@ -24,7 +24,7 @@ from .checkpoint import rng_state, set_rng_state
 from .config import LearnConfig, fill_template
 from .data import TI_TEMPLATES, PhotoSet, photo_index, sample_generator
 from .lora import UnetAdapter, add_text_encoder_lora, text_encoder_lora_state_dict
-from .parts import Batch, ContrastSpec, Flags, LearnModel, lora_enabled
+from .parts import Batch, ContrastSpec, Flags, LearnModel, encode_pairs, lora_enabled
 from .parts import masked_mse as _mse
 from .textual_inversion import TokenRows, check_free, class_word_vector, sub_tokens
 
@@ -144,23 +144,14 @@ class Trainer:
     @torch.no_grad()
     def _cache_latents(self, vae) -> None:
         """Posterior mean and std of every photo and its mirror image: ``(N, 2, 4, h, w)`` each."""
-        def encode(pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            means, stds = [], []
-            for x in pixels:  # one photo at a time bounds the VAE's memory
-                pair = torch.stack([x, x.flip(-1)]).to(vae.device, vae.dtype)  # (2, 3, R, R)
-                dist = vae.encode(pair).latent_dist
-                means.append(dist.mean.float().cpu())
-                stds.append(dist.std.float().cpu())
-            return torch.stack(means), torch.stack(stds)  # (N, 2, 4, h, w)
-
         self.scaling = vae.config.scaling_factor
-        self.mean, self.std = encode(self.photos.pixels)
+        self.mean, self.std = encode_pairs(vae, self.photos.pixels)
         if self.photos.masks is not None:  # (N, R, R) -> (N, 2, h, w): each latent cell's object share, and mirrored
             small = F.interpolate(self.photos.masks.masks[:, None], size=self.mean.shape[-2:], mode="area")[:, 0]
             self.mask_lat = torch.stack([small, small.flip(-1)], dim=1)
             self.guided = self.photos.masks.guided
         if self.class_photos is not None:
-            self.class_mean, self.class_std = encode(self.class_photos.pixels)
+            self.class_mean, self.class_std = encode_pairs(vae, self.class_photos.pixels)
 
     def _ids(self, texts: list[str]) -> torch.Tensor:
         return self.tokenizer(texts, padding="max_length", truncation=True,

@@ -131,7 +131,7 @@ class AttentionCapture:
     def hook(self) -> "AttentionCapture":
         if self._originals is not None:
             raise RuntimeError("this AttentionCapture is already hooked")
-        if any(isinstance(p, _Recorder) for p in self.unet.attn_processors.values()):
+        if hooked(self.unet):
             raise RuntimeError("another AttentionCapture is hooked on this UNet")
         originals = self.unet.attn_processors
         self._originals = originals
@@ -185,3 +185,9 @@ class AttentionCapture:
 
     def clear(self) -> None:
         self._records.clear()
+
+
+def hooked(unet) -> list[str]:
+    """The attention processors of ``unet`` that a capture has replaced (``"<module>.processor"``);
+    empty when no capture is hooked."""
+    return [name for name, p in unet.attn_processors.items() if isinstance(p, _Recorder)]

@@ -198,6 +198,25 @@ def find_config(
     )
 
 
+def resolve_find(config: FindConfig | None, card: Any = None) -> FindConfig:
+    """The settings a find on a model runs with: ``config``'s, with the fields it leaves ``None``
+    filled from the model card (``card.find_defaults``, e.g. the toy model's native size), then the
+    paper's (prompt ``DEFAULT_PROMPT``, refinement on, outline ``"token"``). The one place they are
+    merged: the segmenter, learn (its contrast and attention loss read find's blocks and timestep)
+    and the presence calibration all read them from here."""
+    config = config or FindConfig()
+    defaults = getattr(card, "find_defaults", None) or {}
+    model_fill = {k: v for k, v in defaults.items() if getattr(config, k, 0) is None}
+    resolved = build_config(FindConfig, vars(config), model_fill, source="model card")
+    if resolved.prompt is None:
+        resolved.prompt = DEFAULT_PROMPT
+    if resolved.refine is None:
+        resolved.refine = True  # the paper's method
+    if resolved.outline is None:
+        resolved.outline = "token"  # the paper's: a learned token is read like any other phrase
+    return resolved
+
+
 def to_dict(config: Any) -> dict[str, Any]:
     """A JSON-ready dict of a config dataclass (tuples become lists)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
@@ -218,5 +237,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'personaseg.config' has no attribute {name!r}")
 
 
-__all__ = ["FindConfig", "PRESETS", "build_config", "find_config", "load_recipe", "read_toml", "recipe_path", "to_dict",
+__all__ = ["FindConfig", "PRESETS", "build_config", "find_config", "load_recipe", "read_toml", "recipe_path",
+           "resolve_find", "to_dict",
            *_ELSEWHERE]

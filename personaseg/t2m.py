@@ -43,6 +43,15 @@ def cross_map(
     return torch.stack(out).mean(dim=0)  # (L, D, h, w) -> (D, h, w)
 
 
+def presence(maps: torch.Tensor) -> torch.Tensor:
+    """A phrase's presence: the peak of its un-normalised cross-attention map, ``(..., h, w) -> (...)``.
+
+    Read on the finest cross grid (upsampling lowers peaks). ``find`` reads it on the map averaged
+    over draws, learn's contrast on each sample's map: one definition for both.
+    """
+    return maps.flatten(-2).max(dim=-1).values
+
+
 def minmax(x: torch.Tensor) -> torch.Tensor:
     """Min-max normalise each map of ``(..., h, w)`` to [0, 1] (a flat map becomes 0)."""
     flat = x.flatten(-2)

@@ -39,7 +39,6 @@ import dataclasses
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,17 +101,6 @@ class _Pending:
     seconds: float = 0.0  # encode + its share of the batched UNet calls
 
 
-@contextmanager
-def _settings(seg, **changes):
-    """The segmenter's FindConfig with ``changes`` for the duration (restored on exit)."""
-    old = seg.config
-    seg.config = dataclasses.replace(old, **changes)
-    try:
-        yield
-    finally:
-        seg.config = old
-
-
 def _frames(frames: Iterable) -> Iterator[tuple[int, float | None, Image.Image]]:
     """(index, time, RGB image) from Frames, PIL images or paths."""
     for i, f in enumerate(frames):
@@ -127,7 +115,7 @@ def _frames(frames: Iterable) -> Iterator[tuple[int, float | None, Image.Image]]
 def _passes(seg, image: Image.Image, phrase: str, prompt: str | None) -> list[tuple]:
     """The UNet passes (prompt, adapter) a find of ``phrase`` runs, read off one find of one draw
     (so track follows whatever find needs: the concept's prompt, its class word's, ...)."""
-    with _settings(seg, draws=1, draw_batch=1):
+    with seg.with_config(draws=1, draw_batch=1):
         seg.set_image(image)
         seg.find(phrase, prompt)
         keys = list(seg._attn)
@@ -142,7 +130,7 @@ def _attend(seg, batch: list[_Pending], keys: list[tuple], draws: int, rows_per_
         by_size.setdefault(tuple(p.noisy.shape), []).append(p)
     for group in by_size.values():
         noisy = torch.cat([p.noisy for p in group])  # (B*d, C, h, w)
-        with _settings(seg, draws=len(noisy), draw_batch=rows_per_call):
+        with seg.with_config(draws=len(noisy), draw_batch=rows_per_call):
             for key in keys:
                 seg._noisy = noisy
                 seg._attn.clear()
@@ -191,6 +179,32 @@ def continuing_region(every: np.ndarray, previous: np.ndarray) -> np.ndarray | N
     return labels == int(np.argmax(overlap)) + 1
 
 
+def _encode(seg, index: int, when: float | None, image: Image.Image, draws: int, temporal: bool) -> _Pending:
+    """A frame encoded with its ``draws`` noise draws (temporal: seeded by its index), not yet attended."""
+    t0 = time.perf_counter()
+    seed = seg.config.seed + index if temporal else seg.config.seed  # neighbours' noise must differ
+    with seg.with_config(draws=draws, seed=seed):
+        seg.set_image(image)
+    return _Pending(index, when, seg._image, seg._geom, seg._noisy, {}, time.perf_counter() - t0)
+
+
+def _temporal_outline(seg, find_on, r, merged: dict, own: dict, prev_mask: np.ndarray | None) -> tuple:
+    """(mask, scores) of a frame found in temporal mode: the region continuing the previous frame's
+    mask when find kept one of several, outlined from the frame's own draws (``own``; the window's
+    smear a moving object), kept where the window's mask agrees (alone, a few draws also outline noise)."""
+    with seg.with_config(min_presence=None, min_relative_presence=None):
+        pick = r.mask if r.found else find_on(merged).mask
+        if prev_mask is not None:
+            with seg.with_config(keep="all"):
+                every = find_on(merged).mask
+            if pick.sum() < every.sum():  # find kept one region of several
+                cont = continuing_region(every, prev_mask)
+                pick = cont if cont is not None else pick
+        with seg.with_config(keep="all"):
+            mine = find_on(own)
+        return mine.mask & pick, mine.scores
+
+
 def track(seg, frames: Iterable, phrase: str, prompt: str | None = None,
           config: TrackConfig | None = None) -> Iterator[FrameResult]:
     """Yield a :class:`FrameResult` per frame of ``frames`` (Frames, PIL images or paths), streaming:
@@ -225,19 +239,7 @@ def track(seg, frames: Iterable, phrase: str, prompt: str | None = None,
             found = r.found or (prev_found and _clears(r, seg.config, cfg.hysteresis))
             mask = np.zeros_like(r.mask)
             if found:
-                with _settings(seg, min_presence=None, min_relative_presence=None):
-                    pick = r.mask if r.found else find_on(merged).mask
-                    if prev_mask is not None:
-                        with _settings(seg, keep="all"):
-                            every = find_on(merged).mask
-                        if pick.sum() < every.sum():  # find kept one region of several
-                            cont = continuing_region(every, prev_mask)
-                            pick = cont if cont is not None else pick
-                    # the outline from the frame's own draws (the window's smears a moving object),
-                    # kept where the window agrees (alone, a few draws also outline noise)
-                    with _settings(seg, keep="all"):
-                        own = find_on(me.attn)
-                    mask, scores = own.mask & pick, own.scores
+                mask, scores = _temporal_outline(seg, find_on, r, merged, me.attn, prev_mask)
             prev_found, prev_mask = found, (mask if found and mask.any() else None)
         seg._attn.clear()
         return FrameResult(index=me.index, time=me.time, phrase=phrase, mask=mask, scores=scores,
@@ -251,12 +253,7 @@ def track(seg, frames: Iterable, phrase: str, prompt: str | None = None,
         for index, when, image in stream:
             if keys is None:
                 keys = _passes(seg, image, phrase, prompt)
-            t0 = time.perf_counter()
-            seed = seg.config.seed + index if temporal else seg.config.seed  # neighbours' noise must differ
-            with _settings(seg, draws=draws, seed=seed):
-                seg.set_image(image)
-            batch.append(_Pending(index, when, seg._image, seg._geom, seg._noisy, {},
-                                  time.perf_counter() - t0))
+            batch.append(_encode(seg, index, when, image, draws, temporal))
             if len(batch) == cfg.batch:
                 break
         else:

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from personaseg import capture
 from personaseg.capture import AttentionCapture
 from personaseg.layers import layer_map_for
 
@@ -25,7 +26,7 @@ def test_records_only_named_layers_and_restores(unet):
     before = {k: type(v) for k, v in unet.attn_processors.items()}
     x, t, text = _inputs()
     with AttentionCapture(unet, cross=cross, self_=self_) as cap:
-        hooked = [k for k, v in unet.attn_processors.items() if type(v).__name__ == "_Recorder"]
+        hooked = capture.hooked(unet)
         assert sorted(hooked) == sorted(f"{n}.processor" for n in cross + self_)
         cap.run(lambda: unet(x, t, encoder_hidden_states=text))
     assert {k: type(v) for k, v in unet.attn_processors.items()} == before
@@ -45,7 +46,7 @@ def test_restores_on_error_and_refuses_double_hook(unet):
             with pytest.raises(RuntimeError, match="already hooked"):
                 cap.hook()
             1 / 0
-    assert not any(type(v).__name__ == "_Recorder" for v in unet.attn_processors.values())
+    assert not capture.hooked(unet)
 
 
 def test_stop_after_last_skips_the_rest_and_output_is_unchanged_without_it(unet):

@@ -72,3 +72,18 @@ def test_mask_only_find_settings_come_from_find_config():
     # what the attention is read with is never mask-only (learned concepts depend on it)
     assert not MASK_ONLY_FIND & {"prompt", "timestep", "draws", "seed", "cross_layers", "long_side", "pad_rgb"}
     assert {"refine", "outline", "tau", "min_relative_presence"} <= MASK_ONLY_FIND
+
+
+def test_resolve_find_fills_what_the_user_left_to_the_card_then_the_papers_defaults():
+    """One function merges a model card into find's settings (the segmenter, learn's contrast and
+    its presence calibration all read it): the user's fields win, None fields take the card's,
+    and what neither sets takes the paper's (default prompt, refinement on, the token's outline)."""
+    from types import SimpleNamespace
+
+    from personaseg.config import DEFAULT_PROMPT, resolve_find
+
+    card = SimpleNamespace(find_defaults={"long_side": 64, "refine": False, "outline": "with-class", "timestep": 300})
+    got = resolve_find(FindConfig(outline="token"), card)
+    assert (got.long_side, got.refine, got.outline, got.timestep) == (64, False, "token", 150)  # timestep is set: 150 wins
+    plain = resolve_find(None, None)
+    assert (plain.prompt, plain.refine, plain.outline, plain.long_side) == (DEFAULT_PROMPT, True, "token", None)

@@ -134,8 +134,8 @@ def test_find_concept_uses_all_sub_tokens(tiny_model_dir, concepts, image):
     seg.set_image(image)
     r = seg.find("<twovec>")
     assert "<twovec> <twovec>_1" in r.prompt
-    text, phrase, _ = seg._resolve("<twovec>", None)
-    assert len(seg._positions(text, [phrase])[0]) == 2
+    text, phrase, _, _ = seg._resolve("<twovec>", None)
+    assert len(seg.positions(text, [phrase])[0]) == 2
     assert r.mask.shape == (37, 90)
 
 
@@ -168,7 +168,7 @@ def test_lora_concept_does_not_leak_into_plain_phrases(tiny_model_dir, concepts,
         for name, p in seg.pipe.unet.named_parameters():
             if "lora_B" in name:
                 p.add_(0.5)
-    seg._attn.clear()  # run the UNet again for both
+    seg.clear_cache()  # run the UNet again for both
     after = seg.find("mug").scores
     assert np.allclose(before, after, atol=1e-5)
 
@@ -215,7 +215,7 @@ def test_concepts_in_segment_labels_and_explain_prompts(tiny_model_dir, concepts
     r = seg.segment(["<twovec>", "cup"])
     assert "<twovec> <twovec>_1, cup" in r.prompt and r.labels == ["<twovec>", "cup"]
     assert r.scores.shape == (3, 37, 90) and r.label_map.shape == (37, 90)
-    assert len(seg._positions(r.prompt, ["<twovec> <twovec>_1"])[0]) == 2
+    assert len(seg.positions(r.prompt, ["<twovec> <twovec>_1"])[0]) == 2
     custom = seg.segment(["<twovec>", "cup"], prompt="a <twovec> beside a cup")
     assert custom.prompt == "a <twovec> <twovec>_1 beside a cup"
     e = seg.explain("cup", prompt="a photo of <twovec> and a {}")
@@ -229,3 +229,20 @@ def test_concepts_in_segment_labels_and_explain_prompts(tiny_model_dir, concepts
         seg.segment(["<lorathing>", "<loratwo>"])
     with pytest.raises(ConceptError, match="unknown concept <nope>"):
         seg.segment(["<nope>", "cup"])
+
+
+def test_with_config_changes_settings_for_a_block_and_restores_them_on_error(tiny_model_dir, image):
+    s = _seg(tiny_model_dir)
+    built = s.config
+    s.set_image(image)
+    calls = s.unet_calls
+    plain = s.find("red").mask
+    with s.with_config(tau=0.95) as changed:
+        assert s.config is changed and changed.tau == 0.95 and built.tau != 0.95
+        tight = s.find("red").mask
+    assert s.unet_calls == calls + 1  # the cached attention is reused under the changed config
+    assert s.config is built and tight.sum() < plain.sum()
+    with pytest.raises(RuntimeError):
+        with s.with_config(tau=0.1):
+            raise RuntimeError("boom")
+    assert s.config is built and built.tau != 0.1  # the config the segmenter was built with never changes

@@ -11,7 +11,6 @@ The layout is :mod:`.pascal`'s. The same run folder as ``bench personal`` (:mod:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 import warnings
@@ -70,8 +69,8 @@ def _dense(entries: list[list[int]]) -> np.ndarray:
 def score_image(seg, sample: VocSample, methods: list[str], rundir: Path, save: bool) -> list[dict[str, Any]]:
     """Pseudo-masks of one image (per method: "t2m", "t2m+crf"), one record each.
 
-    The segmenter's config is not changed: each method segments under a copy of it with its ``crf``
-    (the attention is cached: only the CRF reruns), and the segmenter gets its own back after."""
+    Each method segments under ``seg.with_config(crf=...)`` (the attention is cached: only the CRF
+    reruns); the segmenter's own config comes back after, even on error."""
     try:
         image, gt = sample.load()
     except DatasetError as err:
@@ -81,21 +80,18 @@ def score_image(seg, sample: VocSample, methods: list[str], rundir: Path, save: 
     lut = np.array([0, *classes], np.uint8)  # segment's label i -> VOC class index
     t0 = time.perf_counter()
     seg.set_image(image)
-    out, own = [], seg.config
-    try:
-        for method in methods:
-            seg.config = dataclasses.replace(own, crf=method.endswith("+crf"))
+    out = []
+    for method in methods:
+        with seg.with_config(crf=method.endswith("+crf")):
             if classes:
                 pred = lut[seg.segment([VOC_CLASSES[c] for c in classes]).label_map]
             else:  # no object class: everything is background
                 pred = np.zeros(gt.shape, np.uint8)
-            out.append({"method": method, "image": sample.image, "concept": "voc", "classes": classes,
-                        "confusion": _sparse(confusion(pred, gt)), "find_s": time.perf_counter() - t0})
-            t0 = time.perf_counter()
-            if save:
-                save_png_atomic(voc_mask_path(rundir, method, sample.image), palette_png(pred))
-    finally:
-        seg.config = own
+        out.append({"method": method, "image": sample.image, "concept": "voc", "classes": classes,
+                    "confusion": _sparse(confusion(pred, gt)), "find_s": time.perf_counter() - t0})
+        t0 = time.perf_counter()
+        if save:
+            save_png_atomic(voc_mask_path(rundir, method, sample.image), palette_png(pred))
     return out
 
 

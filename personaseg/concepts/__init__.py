@@ -6,8 +6,15 @@
 
 Files: ``config.py`` (LearnConfig), ``data.py`` (photos, templates), ``textual_inversion.py``
 (token rows, embedding files), ``lora.py`` (peft adapter), ``trainer.py`` (one step, on a
-pipeline's parts), ``checkpoint.py`` (resumable state), ``train.py`` (``learn``), ``concept.py``
-(``Concept``), ``store.py`` (``ConceptStore``), ``prior.py`` (class images), ``progress.py``.
+pipeline's parts; ``parts.py`` the pieces it uses), ``checkpoint.py`` (resumable state),
+``train.py`` (``learn``), ``loop.py`` (the step loop, Ctrl-C), ``resume.py`` (interrupted runs),
+``calibrate.py`` (where learn runs find: find's blocks and timestep, presence on the photos, the
+class word's mask for boxes and clicks), ``masks.py`` (guidance masks), ``concept.py``
+(``Concept``), ``store.py`` (``ConceptStore``), ``locks.py`` (one writer per concept),
+``prior.py`` (class images), ``progress.py``.
+
+The find engine (:mod:`personaseg.finder`) never imports this package: learn depends on find,
+not the other way round.
 """
 
 from .concept import Concept

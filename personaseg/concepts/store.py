@@ -36,12 +36,8 @@ from .. import __version__
 from ..errors import ConceptError, PersonasegWarning
 from ..runtime import home_dir
 from .concept import META_FILE, Concept
+from .locks import hold, pid_alive
 from .textual_inversion import A1111_KEY, EMBEDS_FILE, check_name, load_embeds, parse_token, save_embeds
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: lock files by exclusive creation
-    fcntl = None
 
 EXPORT_FORMATS = ("diffusers", "a1111")
 LOCKS = ".locks"
@@ -50,7 +46,6 @@ LOCKS = ".locks"
 _LEFTOVER = re.compile(r"^\.(tmp|old|rm)\.(\d+)\.([0-9a-f]{8})\.(.+)$")
 _LEGACY = re.compile(r"^\.(tmp|old)-(.+)-([0-9a-f]{8})$")  # before pids were recorded
 LEGACY_STALE_SECONDS = 600  # such a folder this old is left over from a killed run
-_held: dict[str, list] = {}  # lock file -> [fd, depth]: the locks this process holds (re-entrant)
 
 
 class StoreWarning(PersonasegWarning):
@@ -65,26 +60,6 @@ def default_root() -> Path:
 def concept_name(name_or_token: str) -> str:
     """``"<mymug>"`` or ``"mymug"`` -> ``"mymug"``."""
     return str(name_or_token).strip().strip("<>")
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id runs (on this machine)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):  # another user's process, or a platform that cannot tell
-        return True
-    return True
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 class ConceptStore:
@@ -194,21 +169,10 @@ class ConceptStore:
         folder = self.root / LOCKS
         folder.mkdir(parents=True, exist_ok=True)
         path = self._inside(folder / f"{name}.lock", folder)
-        key = str(path.resolve())
-        if key in _held:
-            _held[key][1] += 1
-            try:
-                yield
-            finally:
-                _held[key][1] -= 1
-            return
-        fd = _acquire(path, name)
-        _held[key] = [fd, 1]
         try:
-            yield
+            with hold(path, name):
+                yield
         finally:
-            del _held[key]
-            _release(path, fd)
             # a run that failed before writing anything leaves no store behind (rmdir: only if empty)
             for empty in (folder, self.root) if new_root else (folder,):
                 try:
@@ -392,61 +356,6 @@ class ConceptStore:
         finally:
             tmp.unlink(missing_ok=True)
         return out
-
-
-def _acquire(path: Path, name: str) -> int:
-    """Lock ``path`` for this process and write its pid there; ConceptError if another holds it."""
-    while True:
-        if fcntl is None:  # pragma: no cover - exclusive creation; a dead holder's file is stale
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                holder = _read_pid(path)
-                if holder is not None and not pid_alive(holder):
-                    path.unlink(missing_ok=True)
-                    continue
-                raise _busy(name, holder) from None
-        else:
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-            except FileNotFoundError:  # another process removed the empty lock folder just now
-                path.parent.mkdir(parents=True, exist_ok=True)
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                raise _busy(name, _read_pid(path)) from None
-            except OSError:  # a file system without flock (some network mounts): the pid alone decides
-                holder = _read_pid(path)
-                if holder is not None and holder != os.getpid() and pid_alive(holder):
-                    os.close(fd)
-                    raise _busy(name, holder) from None
-            try:
-                same = os.stat(path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if not same:  # the holder removed the file as we opened it: lock the new one
-                os.close(fd)
-                continue
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        return fd
-
-
-def _release(path: Path, fd: int) -> None:
-    try:
-        path.unlink(missing_ok=True)  # while still holding it: a waiter re-checks the inode
-    finally:
-        os.close(fd)
-
-
-def _busy(name: str, holder: int | None) -> ConceptError:
-    who = f"pid {holder}" if holder is not None else "another process"
-    return ConceptError(
-        f"<{name}> is being learned or written by another personaseg process ({who})",
-        hint="one learn of a token at a time: wait for it to finish, or stop it and run again",
-    )
 
 
 def _copy_regular(src: Path, dst: Path) -> bool:

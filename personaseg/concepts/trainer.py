@@ -13,106 +13,20 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from .. import t2m
 from ..errors import ConceptError
 from .checkpoint import rng_state, set_rng_state
 from .config import LearnConfig, fill_template
 from .data import TI_TEMPLATES, PhotoSet, photo_index, sample_generator
 from .lora import UnetAdapter, add_text_encoder_lora, text_encoder_lora_state_dict
+from .parts import Batch, ContrastSpec, Flags, LearnModel, encode_pairs, lora_enabled
+from .parts import masked_mse as _mse
 from .textual_inversion import TokenRows, check_free, class_word_vector, sub_tokens
-
-
-class LearnModel(nn.Module):
-    """Text encoder + UNet as one module, so accelerate can wrap (autocast, DDP) our step only."""
-
-    def __init__(self, text_encoder: nn.Module, unet: nn.Module):
-        super().__init__()
-        self.text_encoder, self.unet = text_encoder, unet
-        self.unet_dtype = unet.conv_in.weight.dtype
-
-    def forward(self, input_ids: torch.Tensor, noisy: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        hidden = self.text_encoder(input_ids)[0]  # (B, T, width)
-        return self.unet(noisy.to(self.unet_dtype), t, hidden.to(self.unet_dtype)).sample
-
-
-def _checkpointing(m: nn.Module) -> bool:
-    """Whether gradient checkpointing is on (transformers renamed the flag in v5)."""
-    flag = getattr(type(m), "is_activation_checkpointing", None)
-    name = "is_activation_checkpointing" if flag is not None else "is_gradient_checkpointing"
-    return bool(getattr(m, name, False))
-
-
-def _lora_enabled(unet: nn.Module) -> bool:
-    """Whether the UNet carries peft LoRA layers that are switched on."""
-    if not getattr(unet, "peft_config", None):
-        return False
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    return any(isinstance(m, BaseTunerLayer) and not m.disable_adapters for m in unet.modules())
-
-
-class _Flags:
-    """requires_grad, train/eval, device and gradient checkpointing of modules, to put back."""
-
-    def __init__(self, modules: list[nn.Module]):
-        self.modules = modules
-        self.grad = [[(p, p.requires_grad) for p in m.parameters()] for m in modules]
-        self.training = [m.training for m in modules]
-        self.device = [next(m.parameters()).device for m in modules]
-        self.ckpt = [_checkpointing(m) for m in modules]
-
-    def restore(self) -> None:
-        for m, grads, training, device, ckpt in zip(
-            self.modules, self.grad, self.training, self.device, self.ckpt
-        ):
-            for p, flag in grads:
-                p.requires_grad_(flag)
-            m.train(training)
-            if next(m.parameters()).device != device:
-                m.to(device)
-            if not ckpt and _checkpointing(m):
-                if hasattr(m, "disable_gradient_checkpointing"):
-                    m.disable_gradient_checkpointing()  # diffusers
-                elif hasattr(m, "activation_checkpointing_disable"):
-                    m.activation_checkpointing_disable()  # transformers >= 5
-                else:
-                    m.gradient_checkpointing_disable()
-
-
-@dataclass
-class Batch:
-    """One micro-batch (instance samples first, then class samples with prior preservation)."""
-
-    input_ids: torch.Tensor  # (B, T)
-    latents: torch.Tensor  # (B, 4, h, w) clean latents
-    noise: torch.Tensor  # (B, 4, h, w)
-    timesteps: torch.Tensor  # (B,)
-    masks: torch.Tensor | None = None  # (B, h, w) the object's share of each latent cell (1: unguided or class image)
-    guided: torch.Tensor | None = None  # (B,) bool: the sample's photo has a mask
-
-
-@dataclass
-class ContrastSpec:
-    """Where ``find`` reads presence and maps: the cross-attention modules (with grid factors) and t.
-    Read by TI contrast and by the attention loss of masked photos."""
-
-    cross: list[tuple[str, int]]  # (attention module name, grid factor of its block)
-    timestep: int
-
-
-def _mse(pred: torch.Tensor, target: torch.Tensor, masks: torch.Tensor | None) -> torch.Tensor:
-    """Mean squared error; with ``masks`` (B, h, w) each latent cell weighted by its object share,
-    so a masked photo's background is not learned (Break-A-Scene's masked loss)."""
-    if masks is None:
-        return F.mse_loss(pred, target)
-    w = masks[:, None].to(pred.dtype)  # (B, h, w) -> (B, 1, h, w), broadcast over channels
-    return ((pred - target) ** 2 * w).sum() / (w.sum() * pred.shape[1]).clamp_min(1e-8)
 
 
 class Trainer:
@@ -142,7 +56,7 @@ class Trainer:
 
     def __enter__(self) -> "Trainer":
         pipe, cfg, acc = self.pipe, self.cfg, self.acc
-        self._flags = _Flags([pipe.vae, pipe.unet, pipe.text_encoder])
+        self._flags = Flags([pipe.vae, pipe.unet, pipe.text_encoder])
         self.adapter = None
         self.tokenizer = copy.deepcopy(pipe.tokenizer)
         check_free(self.tokenizer, self.subs)
@@ -165,7 +79,7 @@ class Trainer:
         self.rows = TokenRows(self.base_embedding, ids, init.expand(cfg.vectors, -1))
         self.rows.to(self.base_embedding.weight.device)
         te.set_input_embeddings(self.rows)
-        self.other_lora = cfg.method == "ti" and _lora_enabled(pipe.unet)
+        self.other_lora = cfg.method == "ti" and lora_enabled(pipe.unet)
         if self.other_lora:
             pipe.unet.disable_lora()  # learn the token on the base model, not on a loaded LoRA concept
         if cfg.method == "lora":
@@ -230,23 +144,14 @@ class Trainer:
     @torch.no_grad()
     def _cache_latents(self, vae) -> None:
         """Posterior mean and std of every photo and its mirror image: ``(N, 2, 4, h, w)`` each."""
-        def encode(pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            means, stds = [], []
-            for x in pixels:  # one photo at a time bounds the VAE's memory
-                pair = torch.stack([x, x.flip(-1)]).to(vae.device, vae.dtype)  # (2, 3, R, R)
-                dist = vae.encode(pair).latent_dist
-                means.append(dist.mean.float().cpu())
-                stds.append(dist.std.float().cpu())
-            return torch.stack(means), torch.stack(stds)  # (N, 2, 4, h, w)
-
         self.scaling = vae.config.scaling_factor
-        self.mean, self.std = encode(self.photos.pixels)
+        self.mean, self.std = encode_pairs(vae, self.photos.pixels)
         if self.photos.masks is not None:  # (N, R, R) -> (N, 2, h, w): each latent cell's object share, and mirrored
             small = F.interpolate(self.photos.masks.masks[:, None], size=self.mean.shape[-2:], mode="area")[:, 0]
             self.mask_lat = torch.stack([small, small.flip(-1)], dim=1)
             self.guided = self.photos.masks.guided
         if self.class_photos is not None:
-            self.class_mean, self.class_std = encode(self.class_photos.pixels)
+            self.class_mean, self.class_std = encode_pairs(vae, self.class_photos.pixels)
 
     def _ids(self, texts: list[str]) -> torch.Tensor:
         return self.tokenizer(texts, padding="max_length", truncation=True,
@@ -354,13 +259,12 @@ class Trainer:
     def contrast_presence(self, b: Batch) -> torch.Tensor:
         """``(n,)`` the token's presence in each sample of ``b``, read as ``find`` reads it: the peak of
         its cross-attention map over find's blocks, at find's timestep, with find's prompt."""
-        return self.token_maps(b).flatten(1).max(dim=1).values
+        return t2m.presence(self.token_maps(b))
 
     def token_maps(self, b: Batch) -> torch.Tensor:
         """``(n, h, w)`` the token's cross-attention map in each sample of ``b`` on find's finest grid,
         read as ``find`` reads it (its blocks, timestep and prompt; not normalised)."""
         from ..capture import AttentionCapture
-        from ..t2m import cross_map, finest_grid
 
         names = [m for m, _ in self.find_spec.cross]
         noisy = self.noise_scheduler.add_noise(b.latents, b.noise, b.timesteps)
@@ -368,19 +272,17 @@ class Trainer:
             cap.run(lambda: self.contrast_model(b.input_ids, noisy, b.timesteps))
         h, w = noisy.shape[-2:]
         grids = [(h // f, w // f) for _, f in self.find_spec.cross]
-        return cross_map([cap.cross(m) for m in names], grids, finest_grid(grids), self.find_positions)  # (n, h, w)
+        return t2m.cross_map([cap.cross(m) for m in names], grids, t2m.finest_grid(grids), self.find_positions)  # (n, h, w)
 
     def attention_loss(self, maps: torch.Tensor, b: Batch) -> torch.Tensor:
         """How far the token's min-max normalised map (what find thresholds) is from each guided
         photo's mask on the same grid: mean squared error over the guided photos (SLiMe, OVAM)."""
-        from ..t2m import minmax
-
         keep = b.guided.to(maps.device)
         if not bool(keep.any()):
             return maps.sum() * 0.0
         photos = maps[: len(keep)][keep]  # (g, h, w)
         target = F.interpolate(b.masks[keep][:, None].float(), size=photos.shape[-2:], mode="area")[:, 0]
-        return F.mse_loss(minmax(photos), target)
+        return F.mse_loss(t2m.minmax(photos), target)
 
     @torch.no_grad()
     def mine_hardest(self) -> torch.Tensor:
@@ -427,7 +329,7 @@ class Trainer:
                     cb = self.contrast_batch(first)
                     maps = self.token_maps(cb)  # (n photos [+ n class images], h, w)
                     if self.contrast is not None:
-                        loss = loss + cfg.contrast_weight * self._contrast_term(maps.flatten(1).max(dim=1).values)
+                        loss = loss + cfg.contrast_weight * self._contrast_term(t2m.presence(maps))
                     if self.attention:
                         loss = loss + cfg.attention_weight * self.attention_loss(maps, cb)
                 acc.backward(loss)

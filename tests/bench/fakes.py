@@ -7,8 +7,10 @@ objects of any colour: wrong on distractor and absent samples). So the expected 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,6 +101,15 @@ class FakeSegmenter:
     @classmethod
     def from_pretrained(cls, model=None, *, device=None, dtype=None, config=None, concepts_dir=None, **kw):
         return cls(config)
+
+    @contextmanager
+    def with_config(self, **changes):
+        old = self.config
+        self.config = dataclasses.replace(old, **changes)
+        try:
+            yield self.config
+        finally:
+            self.config = old
 
     def set_image(self, image):
         self.image = np.asarray(image.convert("RGB")).astype(int)

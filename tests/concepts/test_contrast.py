@@ -5,7 +5,8 @@ import torch
 
 from personaseg.concepts import LearnConfig, learn
 from personaseg.concepts.data import load_photos, sample_generator
-from personaseg.concepts.train import _contrast_spec, make_accelerator
+from personaseg.concepts.calibrate import find_spec
+from personaseg.concepts.train import make_accelerator
 from personaseg.concepts.trainer import Batch, Trainer
 from personaseg.config import FindConfig
 from personaseg.errors import ConfigError, InputError
@@ -24,9 +25,9 @@ def test_contrast_presence_is_finds_presence(tiny_sd, photos, tiny_cfg):
     cfg = tiny_cfg(contrast_weight=1.0).resolved()
     acc = make_accelerator("no")
     photo_set = load_photos(photos, cfg.resolution)
-    with Trainer(pipe, "<mymug>", cfg, acc, photo_set, photo_set, contrast=_contrast_spec(pipe, card, acc)) as tr:
+    with Trainer(pipe, "<mymug>", cfg, acc, photo_set, photo_set, contrast=find_spec(pipe, card)) as tr:
         t = seg.config.timestep
-        clean = seg._noisy / tr.noise_scheduler.alphas_cumprod[t].sqrt()  # add_noise with zero noise undoes this
+        clean = seg.noisy_latents / tr.noise_scheduler.alphas_cumprod[t].sqrt()  # add_noise with zero noise undoes this
         b = Batch(tr.find_ids, clean, torch.zeros_like(clean), torch.full((1,), t))
         with torch.no_grad():
             got = tr.contrast_presence(b)
@@ -38,7 +39,7 @@ def test_contrast_loss_reaches_the_token_only(tiny_sd, photos, tiny_cfg):
     cfg = tiny_cfg(contrast_weight=1.0, contrast_ratio=1.0).resolved()
     acc = make_accelerator("no")
     photo_set = load_photos(photos, cfg.resolution)
-    with Trainer(pipe, "<mymug>", cfg, acc, photo_set, photo_set, contrast=_contrast_spec(pipe, card, acc)) as tr:
+    with Trainer(pipe, "<mymug>", cfg, acc, photo_set, photo_set, contrast=find_spec(pipe, card)) as tr:
         b = tr.contrast_batch(0)
         assert b.latents.shape[0] == 2 * cfg.batch_size and (b.timesteps == 150).all()
         loss = tr.contrast_loss(b)
@@ -74,7 +75,7 @@ def test_contrast_pairs_reads_fewer_of_the_same_samples(tiny_sd, photos, tiny_cf
     for pairs in (None, 1):
         cfg = tiny_cfg(contrast_weight=1.0, batch_size=2, contrast_pairs=pairs).resolved()
         photo_set = load_photos(photos, cfg.resolution)
-        with Trainer(pipe, "<mymug>", cfg, acc, photo_set, photo_set, contrast=_contrast_spec(pipe, card, acc)) as tr:
+        with Trainer(pipe, "<mymug>", cfg, acc, photo_set, photo_set, contrast=find_spec(pipe, card)) as tr:
             got[pairs] = tr.contrast_batch(3).latents, tr.contrast_start
     (full, start), (few, few_start) = got[None], got[1]
     assert full.shape[0] == 4 and few.shape[0] == 2
@@ -101,7 +102,7 @@ def test_hard_mining_ranks_class_images_by_presence_and_draws_from_the_top(tiny_
     acc = make_accelerator("no")
     classes = load_photos(_class_folder(tmp_path), cfg.resolution)
     with Trainer(pipe, "<mymug>", cfg, acc, load_photos(photos, cfg.resolution), classes,
-                 contrast=_contrast_spec(pipe, card, acc)) as tr:
+                 contrast=find_spec(pipe, card)) as tr:
         hardest = tr.mine_hardest()
         # the same images, one at a time, with the noise mining gave each
         single = []

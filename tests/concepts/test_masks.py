@@ -10,7 +10,8 @@ from PIL import Image
 from personaseg.concepts import learn
 from personaseg.concepts.data import load_photos
 from personaseg.concepts.masks import Guidance, crop_mask, derive_mask
-from personaseg.concepts.train import _contrast_spec, make_accelerator
+from personaseg.concepts.calibrate import find_spec
+from personaseg.concepts.train import make_accelerator
 from personaseg.concepts.trainer import Trainer
 from personaseg.errors import InputError
 from personaseg.models import load_pipeline
@@ -110,7 +111,7 @@ def test_guidance_losses_reach_the_token_and_follow_the_mask(photos, tmp_path, t
     acc = make_accelerator("no")
     photo_set = load_photos(photos, cfg.resolution)
     photo_set.masks = Guidance(photo_set.paths, tmp_path / "m").photo_masks(cfg.resolution)
-    with Trainer(pipe, "<mymug>", cfg, acc, photo_set, contrast=_contrast_spec(pipe, card, acc)) as tr:
+    with Trainer(pipe, "<mymug>", cfg, acc, photo_set, contrast=find_spec(pipe, card)) as tr:
         assert tr.attention and tr.masked and tr.contrast is None
         cb = tr.contrast_batch(0)
         assert cb.latents.shape[0] == 3 and cb.guided.sum() == 1  # photos only, one with a mask
@@ -164,7 +165,7 @@ def test_bad_boxes_and_clicks(photos, kind, value, match):
 
 def test_learn_from_a_click_saves_the_derived_mask(photos, tmp_path, tiny_sd, tiny_cfg, monkeypatch):
     """The tiny model's class-word map is random: stand a known one in and check the plumbing."""
-    import personaseg.concepts.train as train
+    import personaseg.concepts.calibrate as calibrate
 
     def finder(pipe, card, word):
         def find(path):
@@ -176,7 +177,7 @@ def test_learn_from_a_click_saves_the_derived_mask(photos, tmp_path, tiny_sd, ti
             return m
         return find
 
-    monkeypatch.setattr(train, "_class_finder", finder)
+    monkeypatch.setattr(calibrate, "class_finder", finder)
     concept = learn(photos, "<mymug>", tiny_cfg(), model=str(tiny_sd), concepts_dir=tmp_path / "c",
                     progress=False, clicks={"mug1": (10, 10)})
     meta = json.loads((concept.path / "concept.json").read_text())

@@ -361,12 +361,12 @@ def test_a_checkpoint_that_does_not_fit_the_run_is_one_concept_error_on_resume(p
 def test_without_flock_the_pid_in_the_lock_file_decides(store, monkeypatch):
     import errno
 
-    from personaseg.concepts import store as store_module
+    from personaseg.concepts import locks
 
     def no_flock(fd, op):
         raise OSError(errno.ENOLCK, "No locks available")
 
-    monkeypatch.setattr(store_module.fcntl, "flock", no_flock)
+    monkeypatch.setattr(locks.fcntl, "flock", no_flock)
     (store.root / ".locks").mkdir()
     lock = store.root / ".locks" / "mymug.lock"
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])

@@ -178,7 +178,7 @@ def test_learn_compares_the_token_with_its_class_word_and_warns_when_dead(tiny_s
                                                                           monkeypatch):
     """A token still at its class word's embedding (lr ~0) draws the same attention as the word:
     no warning. Above WEAK_TOKEN_RATIO x the class word's presence it is fine; below it, one warning."""
-    from personaseg.concepts import train as train_mod
+    from personaseg.concepts import calibrate
 
     cfg = tiny_cfg(steps=1, lr=1e-9, templates=["a photo of a {}"])
     with warnings.catch_warnings():
@@ -189,7 +189,7 @@ def test_learn_compares_the_token_with_its_class_word_and_warns_when_dead(tiny_s
     other = learn(photos, "<other>", tiny_cfg(steps=1, lr=1e-9, templates=["a photo of a {}"], init_word="thing"),
                   model=str(tiny_sd), concepts_dir=tmp_path / "c", progress=False)
     assert other.meta["class_presence_ref"] == pytest.approx(class_ref, rel=1e-4)  # the word, not the token
-    monkeypatch.setattr(train_mod, "WEAK_TOKEN_RATIO", 2.0)  # the same token now counts as dead
+    monkeypatch.setattr(calibrate, "WEAK_TOKEN_RATIO", 2.0)  # the same token now counts as dead
     with pytest.warns(LearnWarning, match=r"<weak> barely draws attention .* for the class word 'mug'.*--init-word"):
         learn(photos, "<weak>", cfg, model=str(tiny_sd), concepts_dir=tmp_path / "c", progress=False)
 

@@ -82,10 +82,10 @@ def test_resume_rules(pipe, photos, store_dir, tiny_cfg, ctrl_c_after, monkeypat
 
 def test_periodic_checkpoints_are_removed_after_success(pipe, photos, store_dir, tiny_cfg, monkeypatch):
     saved = []
-    import personaseg.concepts.train as train
+    import personaseg.concepts.loop as loop
 
-    original = train.save_checkpoint
-    monkeypatch.setattr(train, "save_checkpoint", lambda path, state: (saved.append(state["step"]), original(path, state)))
+    original = loop.save_checkpoint
+    monkeypatch.setattr(loop, "save_checkpoint", lambda path, state: (saved.append(state["step"]), original(path, state)))
     learn(photos, "<mymug>", tiny_cfg(steps=3, checkpoint_every=1), pipe=pipe, concepts_dir=store_dir, progress=False)
     assert saved == [1, 2] and not (store_dir / ".runs" / "mymug").exists()
 

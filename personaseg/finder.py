@@ -1,0 +1,275 @@
+"""The find engine: encode an image once, then find phrases and concepts in it cheaply.
+
+:class:`Finder` works on a loaded pipeline and a concept store it is handed (see
+:mod:`personaseg.loaded`); :class:`personaseg.segmenter.Segmenter` is the same with model
+loading and the user's concept store. Learn's presence calibration runs a ``Finder``, so the
+concepts package depends on find and never the other way round.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from . import attention, policy, t2m
+from .attention import Attention
+from .config import FindConfig, resolve_find
+from .errors import PersonasegWarning, PhraseError
+from .images import Geometry, load_image, prepare, restore, to_rgb
+from .layers import layer_map_for
+from .loaded import LoadedConcepts
+from .masks import strongest_region
+from .models import ModelCard
+from .prompts import semantic_prompt
+from .results import ExplainResult, FindResult, SegmentResult
+from .tokens import phrase_positions, prompt_tokens
+
+
+class Finder:
+    """T2M on one diffusers Stable Diffusion pipeline, caching the image and text encodings.
+
+    ``store`` gives learned concepts by name (a ConceptStore or a function ``name -> Concept``;
+    None: only concepts handed to :meth:`load_concept`). ``config`` is read-only once built: change
+    settings for a while with :meth:`with_config`.
+    """
+
+    def __init__(self, pipe, card: ModelCard | None = None, config: FindConfig | None = None, *, store=None):
+        from diffusers import DDPMScheduler
+
+        self.pipe = pipe
+        self.card = card or ModelCard(model_id=getattr(pipe, "name_or_path", "?"))
+        self.config = resolve_find(config, self.card)  # fields left None: the card's, else the paper's
+        self.layer_map = layer_map_for(
+            pipe.unet, self.config.cross_layers, self.config.self_layer, self.card.layer_map
+        )
+        self.scheduler = DDPMScheduler.from_config(pipe.scheduler.config)  # the forward process
+        unet = pipe.unet
+        self._cross = self.layer_map.cross_modules_with_factor(unet)  # [(module, grid factor)]
+        self._self = None
+        if self.config.refine and self.layer_map.self_ is not None:
+            self._self = (self.layer_map.self_modules(unet)[0], self.layer_map.self_.factor)
+        downs = sum(1 for b in unet.down_blocks if getattr(b, "downsamplers", None))
+        self.multiple = pipe.vae_scale_factor * 2**downs  # padding multiple (64 for SD)
+        self.unet_calls = 0  # UNet forwards run, for tests and benchmarks
+        self.concepts = LoadedConcepts(pipe, store, on_change=self.clear_cache)
+        self._warned: set = set()  # concepts already warned about (a mismatched presence reference, no class word)
+        self._image: Any = None
+        self._geom: Geometry | None = None
+        self._noisy: torch.Tensor | None = None
+        self._attn: dict[tuple[str, str | None], Attention] = {}
+        self._text: dict[str, torch.Tensor] = {}
+        self._encode_s = 0.0
+
+    @contextmanager
+    def with_config(self, **changes) -> Iterator[FindConfig]:
+        """The config with ``changes`` (``crf=True``, ``draws=1``) until the block ends, restored
+        even on error. For settings read after the image is encoded (the mask rules, draws of the
+        next ``set_image``); the layers and the refinement's block are fixed when the finder is built."""
+        old = self.config
+        self.config = dataclasses.replace(old, **changes)
+        try:
+            yield self.config
+        finally:
+            self.config = old
+
+    def clear_cache(self) -> None:
+        """Drop the cached UNet passes and text encodings: after a concept is applied (the text encoder
+        or UNet changed), or after changing the model's weights yourself. The image stays set."""
+        self._attn.clear()
+        self._text.clear()
+
+    # ------------------------------------------------------------------ image
+    @torch.inference_mode()
+    def set_image(self, image) -> None:
+        """Encode ``image`` (path or PIL) and draw the noisy latents; clears the per-prompt cache."""
+        start = time.perf_counter()
+        cfg, vae = self.config, self.pipe.vae
+        img = load_image(image) if isinstance(image, (str, Path)) else to_rgb(image)
+        x, geom = prepare(img, cfg.long_side, self.multiple, cfg.pad_rgb)  # (1, 3, H, W)
+        self._noisy = attention.noisy_latents(vae, self.scheduler, x, cfg.seed, cfg.draws, cfg.timestep)
+        self._image, self._geom = img, geom
+        self._attn.clear()
+        self._encode_s = time.perf_counter() - start
+
+    @property
+    def noisy_latents(self) -> torch.Tensor | None:
+        """The image's noisy latents ``(D, C, h, w)`` at the config's timestep (None before set_image)."""
+        return self._noisy
+
+    def _require_image(self) -> None:
+        if self._noisy is None:
+            raise RuntimeError("no image set: call set_image(image) before find/segment/explain")
+
+    # ------------------------------------------------------------------ text
+    def _resolve(self, phrase: str, prompt: str | None) -> tuple[str, str, Any, str | None]:
+        """(prompt with every concept's multi-vector tokens expanded, phrase text in it, the concept
+        the phrase names or None, the LoRA adapter to switch on or None)."""
+        phrase = " ".join(phrase.split())
+        if not phrase:
+            raise PhraseError("the phrase is empty", hint='give a word such as "mug" or a concept like "<mymug>"')
+        template = prompt or self.config.prompt
+        if "{}" not in template:
+            raise PhraseError(f"prompt {template!r} has no '{{}}' for the phrase", hint='e.g. "a photo of a {}"')
+        template, others = self.concepts.expand(template)  # a concept written into the prompt itself
+        if phrase.startswith("<") and phrase.endswith(">") and phrase.count("<") == 1:  # one concept: its own prompt
+            concept, tokens = self.load_concept(phrase)
+            expanded = concept.prompt(template if prompt else None, expand=True)  # all K sub-tokens, {class} filled
+            phrase_text = " ".join(tokens)
+        else:
+            concept = None
+            phrase_text, inside = self.concepts.expand(phrase)  # "<mymug> handle": a concept inside a phrase
+            expanded, others = template.format(phrase_text), others + inside
+        return expanded, phrase_text, concept, self.concepts.one_adapter([concept, *others])
+
+    def load_concept(self, name_or_concept) -> tuple[Any, list[str]]:
+        """Load a learned concept onto the model once; returns (concept, its sub-tokens)."""
+        return self.concepts.load(name_or_concept)
+
+    def positions(self, prompt: str, phrases: list[str]) -> list[list[int]]:
+        """Token positions of each phrase in the tokenized prompt (in order of appearance)."""
+        return phrase_positions(self.pipe.tokenizer, prompt, phrases)
+
+    @torch.inference_mode()
+    def _encode_text(self, prompt: str) -> torch.Tensor:
+        if prompt not in self._text:
+            tok, enc = self.pipe.tokenizer, self.pipe.text_encoder
+            ids = tok(prompt, padding="max_length", max_length=tok.model_max_length,
+                      truncation=True, return_tensors="pt").input_ids
+            self._text[prompt] = enc(ids.to(enc.device))[0]  # (1, T, C)
+        return self._text[prompt]
+
+    # ------------------------------------------------------------------ attention
+    @torch.inference_mode()
+    def _attention(self, prompt: str, adapter: str | None) -> Attention:
+        """Run the D conditional UNet forwards for ``prompt`` (cached per prompt and adapter)."""
+        key = (prompt, adapter)
+        if key in self._attn:
+            return self._attn[key]
+        self._require_image()
+        start = time.perf_counter()
+        cfg, unet = self.config, self.pipe.unet
+        self.concepts.switch(adapter)
+        text = self._encode_text(prompt).to(unet.dtype)
+        att, calls = attention.run(unet, self._cross, self._self, self._noisy, text, cfg.timestep,
+                                   cfg.draws, cfg.draw_batch)
+        self.unet_calls += calls
+        att.seconds = time.perf_counter() - start
+        self._attn[key] = att
+        return att
+
+    def _phrase_scores(self, att: Attention, positions: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Refined scores ``(P, h, w)`` averaged over draws, and presence ``(P,)``."""
+        return attention.phrase_scores(att, positions, self.config.tau_box, self.config.quantize_box)
+
+    def presence_settings(self, prompt: str) -> dict[str, Any]:
+        """What the scale of the presence score depends on (:func:`personaseg.policy.presence_settings`)."""
+        return policy.presence_settings(self.config, self.layer_map.describe()["cross"], prompt)
+
+    # ------------------------------------------------------------------ public
+    def find(self, phrase: str, prompt: str | None = None) -> FindResult:
+        """Outline ``phrase`` (a word, or a learned concept ``<name>``) in the current image.
+
+        ``prompt`` is a template with ``{}`` for the phrase (default: the config's, or for a
+        concept, its own). ``presence`` is the peak, over the grid, of the phrase's raw
+        cross-attention probability (averaged over layers and draws, before min-max
+        normalisation): low when the phrase's tokens draw little attention anywhere.
+        """
+        self._require_image()
+        start, cfg = time.perf_counter(), self.config
+        text, phrase_text, concept, adapter = self._resolve(phrase, prompt)
+        att = self._attention(text, adapter)
+        by_class = self._class_word_pass(concept)
+        t0 = time.perf_counter()
+        scores, presence = self._phrase_scores(att, self.positions(text, [phrase_text]))
+        picker = None  # which region is the object: where the token is strongest
+        if by_class is not None:
+            picker = restore(scores, self._geom)[0].cpu().numpy()
+            scores = policy.with_class(scores, self._phrase_scores(*by_class)[0])
+        full = restore(t2m.label_scores(scores, cfg.tau), self._geom)  # (2, H, W)
+        mask = self._labels(full) == 1
+        score_map = restore(scores, self._geom)[0].clamp(0, 1).cpu().numpy().astype(np.float32)
+        if policy.keeps_one_region(cfg.keep, concept):
+            mask = strongest_region(mask, score_map if picker is None else picker)
+        # relative to the concept's presence on its own photos (measured by learn), when known
+        # and measured the way this find reads presence (its scale depends on t, blocks, size, prompt)
+        ref = policy.reference(concept, self.presence_settings(text), cfg, self._warned)
+        relative, found = policy.verdict(float(presence[0]), ref, cfg)
+        if not found:
+            mask = np.zeros_like(mask)
+        return FindResult(
+            phrase=phrase, prompt=text, mask=mask, scores=score_map,
+            presence=float(presence[0]), found=found, relative_presence=relative,
+            timings={"encode_s": self._encode_s, "unet_s": att.seconds + (by_class[0].seconds if by_class else 0.0),
+                     "t2m_s": time.perf_counter() - t0, "find_s": time.perf_counter() - start},
+        )
+
+    def _class_word_pass(self, concept) -> tuple[Attention, list[list[int]]] | None:
+        """For ``outline = "with-class"``: the attention and positions of ``concept``'s class word on
+        its own prompt and the base model (the pass a find of the word runs, so the two share it);
+        None for a phrase, another outline, or a concept without a class word (warned once)."""
+        if concept is None or self.config.outline != "with-class":
+            return None
+        if not concept.class_word:
+            if ("outline", concept.token) not in self._warned:
+                self._warned.add(("outline", concept.token))
+                warnings.warn(f"{concept.token} has no class word: outline 'with-class' draws it with its own map "
+                              "(learn it again with --class-word)", PersonasegWarning, stacklevel=3)
+            return None
+        class_text, class_phrase, _, _ = self._resolve(concept.class_word, None)
+        return self._attention(class_text, None), self.positions(class_text, [class_phrase])
+
+    def _labels(self, full: torch.Tensor) -> np.ndarray:
+        """Argmax of ``(P+1, H, W)`` scores, through the dense CRF when configured."""
+        if not self.config.crf:
+            return full.argmax(dim=0).cpu().numpy()
+        from .masks import dense_crf
+
+        probs = full.clamp_min(1e-6)
+        probs = (probs / probs.sum(dim=0, keepdim=True)).cpu().numpy()
+        return dense_crf(np.asarray(self._image.convert("RGB")), probs)
+
+    def segment(self, labels: list[str], prompt: str | None = None, background: bool = True) -> SegmentResult:
+        """Label every pixel with one of ``labels`` or background (the paper's semantic setting).
+
+        Default prompt: "a photo including <labels>, <background words>, and <last>." (spec);
+        ``background=False`` leaves the background words out.
+        """
+        self._require_image()
+        labels = [" ".join(x.split()) for x in labels if x.strip()]
+        if not labels:
+            raise PhraseError("no labels given", hint='e.g. --labels "cat,dog,sofa"')
+        start = time.perf_counter()
+        expanded, concepts = zip(*(self.concepts.expand(x) for x in labels))  # learned concepts among the labels
+        concepts = [c for found in concepts for c in found]
+        if prompt is None:
+            prompt, phrases = semantic_prompt(list(expanded), background=background)
+        else:
+            prompt, in_prompt = self.concepts.expand(prompt)
+            phrases, concepts = list(expanded), concepts + in_prompt
+        positions = self.positions(prompt, phrases)
+        att = self._attention(prompt, self.concepts.one_adapter(concepts))
+        scores, _ = self._phrase_scores(att, positions)
+        full = restore(t2m.label_scores(scores, self.config.tau), self._geom)  # (P+1, H, W)
+        return SegmentResult(
+            labels=labels, prompt=prompt, label_map=self._labels(full).astype(np.uint8),
+            scores=full.cpu().numpy().astype(np.float32),
+            timings={"unet_s": att.seconds, "segment_s": time.perf_counter() - start},
+        )
+
+    def explain(self, phrase: str, prompt: str | None = None) -> ExplainResult:
+        """Heat maps of every token of the prompt built around ``phrase`` (cross-attention only)."""
+        self._require_image()
+        text, _, _, adapter = self._resolve(phrase, prompt)
+        positions, tokens = prompt_tokens(self.pipe.tokenizer, text)
+        att = self._attention(text, adapter)
+        grid = max(att.grids, key=lambda g: g[0] * g[1])
+        maps = torch.stack([t2m.cross_map(att.cross, att.grids, grid, [p]).mean(dim=0) for p in positions])
+        maps = restore(t2m.minmax(maps), self._geom).clamp(0, 1)  # (T, H, W)
+        return ExplainResult(text, tokens, maps.cpu().numpy().astype(np.float32))

@@ -1,0 +1,76 @@
+"""Find's rules for a learned concept: which regions to keep, how to outline it, when it is found.
+
+Pure functions of scores, settings and a concept's ``concept.json`` (see docs/design.md, "One
+object of mine"): ``keep`` keeps one region for a concept, ``outline="with-class"`` draws it with
+its class word's map, and the relative-presence rule compares a find's presence with the one learn
+measured on the concept's own photos, when both were read the same way.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+
+from . import t2m
+from .errors import PersonasegWarning
+
+
+class PresenceWarning(PersonasegWarning):
+    """A concept's presence reference does not match this find's settings: not applied."""
+
+
+def presence_settings(config, cross_blocks: list[str], prompt: str) -> dict[str, Any]:
+    """What the scale of the presence score depends on: a concept's ``presence_ref`` only
+    compares with a presence read under the same settings (timestep, cross blocks, size, prompt)."""
+    return {"timestep": config.timestep, "cross": cross_blocks, "long_side": config.long_side, "prompt": prompt}
+
+
+def keeps_one_region(keep: str, concept) -> bool:
+    """Whether find keeps only the region holding the peak: ``"strongest"``, or ``"auto"`` for a
+    learned concept (one object; a phrase may name several: "mug" is every mug)."""
+    return keep == "strongest" or (keep == "auto" and concept is not None)
+
+
+def with_class(scores: torch.Tensor, class_scores: torch.Tensor) -> torch.Tensor:
+    """``outline="with-class"``: the geometric mean of the token's and its class word's maps,
+    min-max normalised again: high only where the token (which object) and the class word (its
+    shape) agree. ``(P, h, w)`` each."""
+    return t2m.minmax((scores.clamp_min(0) * class_scores.clamp_min(0)).sqrt())
+
+
+def reference(concept, settings: dict[str, Any], config, warned: set) -> float | None:
+    """``concept``'s presence reference (learn's presence on its own photos) when it was measured
+    as this find reads presence (``settings``: :func:`presence_settings`); None for a phrase, a
+    concept without one, or one measured otherwise (then, with the rule on, warn once per concept).
+    Concepts learned before the settings were recorded count as measured with the defaults."""
+    ref = concept.meta.get("presence_ref") if concept is not None else None
+    if ref and not _same_settings(concept, settings, config, warned):
+        return None
+    return ref
+
+
+def _same_settings(concept, now: dict[str, Any], config, warned: set) -> bool:
+    at = concept.meta.get("presence_ref_at")
+    if at is None or at == now:
+        return True
+    if config.min_relative_presence is not None and concept.token not in warned:
+        warned.add(concept.token)
+        changed = ", ".join(k for k, v in now.items() if at.get(k) != v)
+        warnings.warn(
+            f"{concept.token}: its presence reference was measured with other find settings ({changed}); "
+            "min_relative_presence is not applied (learn it again with these settings, or use its own)",
+            PresenceWarning, stacklevel=4,  # the caller of find
+        )
+    return False
+
+
+def verdict(presence: float, ref: float | None, config) -> tuple[float | None, bool]:
+    """(relative presence, found): found unless presence is under ``min_presence`` or, for a concept
+    with a reference, its share of the reference is under ``min_relative_presence``."""
+    found = config.min_presence is None or presence >= config.min_presence
+    relative = presence / ref if ref else None
+    if relative is not None and config.min_relative_presence is not None:
+        found = found and relative >= config.min_relative_presence
+    return relative, found

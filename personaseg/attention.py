@@ -2,8 +2,9 @@
 
 ``noisy_latents`` is find's image encoding (a VAE sample, D noise draws; an :class:`EncodedImage`
 holds them with the image); ``run`` is the only place find's UNet forwards happen (the finder caches
-what it returns per prompt and adapter; ``track`` batches frames through it with ``Finder.attend``); ``phrase_scores`` turns the captured attention into refined score maps
-and presence with :mod:`personaseg.t2m`.
+what it returns per prompt and adapter; ``track`` batches frames through it with ``Finder.attend``);
+``phrase_scores`` turns the captured attention into refined score maps and presence with
+:mod:`personaseg.t2m`.
 """
 
 from __future__ import annotations

@@ -227,7 +227,7 @@ class Finder:
         return FindResult(
             phrase=phrase, prompt=text, mask=mask, scores=score_map,
             presence=float(presence[0]), found=found, relative_presence=relative,
-            timings={"encode_s": self._frame.seconds, "unet_s": att.seconds + (by_class[0].seconds if by_class else 0.0),
+            timings={"encode_s": frame.seconds, "unet_s": att.seconds + (by_class[0].seconds if by_class else 0.0),
                      "t2m_s": time.perf_counter() - t0, "find_s": time.perf_counter() - start},
         )
 

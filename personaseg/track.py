@@ -48,8 +48,8 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from .capture import QueryKey
 from .attention import EncodedImage
+from .capture import QueryKey
 from .errors import ConfigError
 from .images import load_image, to_rgb
 

@@ -1,9 +1,10 @@
 """An image's noisy latents, one prompt's UNet passes on them, and the phrase scores read from them.
 
-``noisy_latents`` is find's image encoding (a VAE sample, D noise draws); ``run`` is the only place
-find's UNet forwards happen (the segmenter caches what it returns per prompt and adapter; ``track``
-batches frames through it); ``phrase_scores`` turns the captured attention into refined score maps
-and presence with :mod:`personaseg.t2m`.
+``noisy_latents`` is find's image encoding (a VAE sample, D noise draws; an :class:`EncodedImage`
+holds them with the image); ``run`` is the only place find's UNet forwards happen (the finder caches
+what it returns per prompt and adapter; ``track`` batches frames through it with ``Finder.attend``);
+``phrase_scores`` turns the captured attention into refined score maps and presence with
+:mod:`personaseg.t2m`.
 """
 
 from __future__ import annotations
@@ -11,9 +12,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from PIL import Image
 
 from . import t2m
 from .capture import AttentionCapture, QueryKey
+from .images import Geometry
+
+
+@dataclass
+class EncodedImage:
+    """An image as find reads it: the RGB image, its padding geometry, its noisy latents."""
+
+    image: Image.Image  # RGB, at its own size
+    geom: Geometry  # how the padded model input maps back to the image
+    noisy: torch.Tensor  # (D, C, h, w): D noise draws at the config's timestep
+    seconds: float = 0.0  # spent encoding
 
 
 @dataclass

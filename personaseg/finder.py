@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from . import attention, policy, t2m
-from .attention import Attention
+from .attention import Attention, EncodedImage
 from .config import FindConfig, resolve_find
 from .errors import PersonasegWarning, PhraseError
-from .images import Geometry, load_image, prepare, restore, to_rgb
+from .images import load_image, prepare, restore, to_rgb
 from .layers import layer_map_for
 from .loaded import LoadedConcepts
 from .masks import strongest_region
@@ -60,12 +60,9 @@ class Finder:
         self.unet_calls = 0  # UNet forwards run, for tests and benchmarks
         self.concepts = LoadedConcepts(pipe, store, on_change=self.clear_cache)
         self._warned: set = set()  # concepts already warned about (a mismatched presence reference, no class word)
-        self._image: Any = None
-        self._geom: Geometry | None = None
-        self._noisy: torch.Tensor | None = None
+        self._frame: EncodedImage | None = None  # the current image (set_image, use)
         self._attn: dict[tuple[str, str | None], Attention] = {}
         self._text: dict[str, torch.Tensor] = {}
-        self._encode_s = 0.0
 
     @contextmanager
     def with_config(self, **changes) -> Iterator[FindConfig]:
@@ -86,26 +83,41 @@ class Finder:
         self._text.clear()
 
     # ------------------------------------------------------------------ image
-    @torch.inference_mode()
     def set_image(self, image) -> None:
         """Encode ``image`` (path or PIL) and draw the noisy latents; clears the per-prompt cache."""
+        self.use(self.encode(image))
+
+    @torch.inference_mode()
+    def encode(self, image) -> EncodedImage:
+        """``image`` (path or PIL) encoded with the config's draws and seed, not made the current image."""
         start = time.perf_counter()
         cfg, vae = self.config, self.pipe.vae
         img = load_image(image) if isinstance(image, (str, Path)) else to_rgb(image)
         x, geom = prepare(img, cfg.long_side, self.multiple, cfg.pad_rgb)  # (1, 3, H, W)
-        self._noisy = attention.noisy_latents(vae, self.scheduler, x, cfg.seed, cfg.draws, cfg.timestep)
-        self._image, self._geom = img, geom
+        noisy = attention.noisy_latents(vae, self.scheduler, x, cfg.seed, cfg.draws, cfg.timestep)
+        return EncodedImage(img, geom, noisy, time.perf_counter() - start)
+
+    def use(self, encoded: EncodedImage, passes: dict | None = None) -> None:
+        """Make ``encoded`` the current image. ``passes`` ((prompt, adapter) -> Attention run on its
+        noisy latents, e.g. by :meth:`attend`) fill the per-prompt cache: find reads them, no UNet."""
+        self._frame = encoded
         self._attn.clear()
-        self._encode_s = time.perf_counter() - start
+        self._attn.update(passes or {})
+
+    def clear_image(self) -> None:
+        """Drop the current image and its cached passes (find needs a set_image again)."""
+        self._frame = None
+        self._attn.clear()
 
     @property
     def noisy_latents(self) -> torch.Tensor | None:
         """The image's noisy latents ``(D, C, h, w)`` at the config's timestep (None before set_image)."""
-        return self._noisy
+        return None if self._frame is None else self._frame.noisy
 
-    def _require_image(self) -> None:
-        if self._noisy is None:
+    def _require_image(self) -> EncodedImage:
+        if self._frame is None:
             raise RuntimeError("no image set: call set_image(image) before find/segment/explain")
+        return self._frame
 
     # ------------------------------------------------------------------ text
     def _resolve(self, phrase: str, prompt: str | None) -> tuple[str, str, Any, str | None]:
@@ -146,22 +158,31 @@ class Finder:
         return self._text[prompt]
 
     # ------------------------------------------------------------------ attention
-    @torch.inference_mode()
+    def passes(self) -> list[tuple[str, str | None]]:
+        """The (prompt, adapter) UNet passes cached for the current image, in the order they ran."""
+        return list(self._attn)
+
     def _attention(self, prompt: str, adapter: str | None) -> Attention:
-        """Run the D conditional UNet forwards for ``prompt`` (cached per prompt and adapter)."""
+        """The config's D draws of the current image through the UNet for ``prompt`` (cached)."""
         key = (prompt, adapter)
-        if key in self._attn:
-            return self._attn[key]
-        self._require_image()
+        if key not in self._attn:
+            self._attn[key] = self._run(self._require_image().noisy, prompt, adapter, self.config.draws)
+        return self._attn[key]
+
+    def attend(self, noisy: torch.Tensor, prompt: str, adapter: str | None = None) -> Attention:
+        """The conditional UNet forwards of ``prompt`` (LoRA ``adapter`` on) over all rows of ``noisy``
+        ``(D, C, h, w)``, ``draw_batch`` rows a call, uncached: ``track`` runs many frames' draws at once."""
+        return self._run(noisy, prompt, adapter, len(noisy))
+
+    @torch.inference_mode()
+    def _run(self, noisy: torch.Tensor, prompt: str, adapter: str | None, draws: int) -> Attention:
         start = time.perf_counter()
         cfg, unet = self.config, self.pipe.unet
         self.concepts.switch(adapter)
         text = self._encode_text(prompt).to(unet.dtype)
-        att, calls = attention.run(unet, self._cross, self._self, self._noisy, text, cfg.timestep,
-                                   cfg.draws, cfg.draw_batch)
+        att, calls = attention.run(unet, self._cross, self._self, noisy, text, cfg.timestep, draws, cfg.draw_batch)
         self.unet_calls += calls
         att.seconds = time.perf_counter() - start
-        self._attn[key] = att
         return att
 
     def _phrase_scores(self, att: Attention, positions: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,7 +202,7 @@ class Finder:
         cross-attention probability (averaged over layers and draws, before min-max
         normalisation): low when the phrase's tokens draw little attention anywhere.
         """
-        self._require_image()
+        frame = self._require_image()
         start, cfg = time.perf_counter(), self.config
         text, phrase_text, concept, adapter = self._resolve(phrase, prompt)
         att = self._attention(text, adapter)
@@ -190,11 +211,11 @@ class Finder:
         scores, presence = self._phrase_scores(att, self.positions(text, [phrase_text]))
         picker = None  # which region is the object: where the token is strongest
         if by_class is not None:
-            picker = restore(scores, self._geom)[0].cpu().numpy()
+            picker = restore(scores, frame.geom)[0].cpu().numpy()
             scores = policy.with_class(scores, self._phrase_scores(*by_class)[0])
-        full = restore(t2m.label_scores(scores, cfg.tau), self._geom)  # (2, H, W)
+        full = restore(t2m.label_scores(scores, cfg.tau), frame.geom)  # (2, H, W)
         mask = self._labels(full) == 1
-        score_map = restore(scores, self._geom)[0].clamp(0, 1).cpu().numpy().astype(np.float32)
+        score_map = restore(scores, frame.geom)[0].clamp(0, 1).cpu().numpy().astype(np.float32)
         if policy.keeps_one_region(cfg.keep, concept):
             mask = strongest_region(mask, score_map if picker is None else picker)
         # relative to the concept's presence on its own photos (measured by learn), when known
@@ -206,7 +227,7 @@ class Finder:
         return FindResult(
             phrase=phrase, prompt=text, mask=mask, scores=score_map,
             presence=float(presence[0]), found=found, relative_presence=relative,
-            timings={"encode_s": self._encode_s, "unet_s": att.seconds + (by_class[0].seconds if by_class else 0.0),
+            timings={"encode_s": frame.seconds, "unet_s": att.seconds + (by_class[0].seconds if by_class else 0.0),
                      "t2m_s": time.perf_counter() - t0, "find_s": time.perf_counter() - start},
         )
 
@@ -233,7 +254,7 @@ class Finder:
 
         probs = full.clamp_min(1e-6)
         probs = (probs / probs.sum(dim=0, keepdim=True)).cpu().numpy()
-        return dense_crf(np.asarray(self._image.convert("RGB")), probs)
+        return dense_crf(np.asarray(self._frame.image.convert("RGB")), probs)
 
     def segment(self, labels: list[str], prompt: str | None = None, background: bool = True) -> SegmentResult:
         """Label every pixel with one of ``labels`` or background (the paper's semantic setting).
@@ -241,7 +262,7 @@ class Finder:
         Default prompt: "a photo including <labels>, <background words>, and <last>." (spec);
         ``background=False`` leaves the background words out.
         """
-        self._require_image()
+        frame = self._require_image()
         labels = [" ".join(x.split()) for x in labels if x.strip()]
         if not labels:
             raise PhraseError("no labels given", hint='e.g. --labels "cat,dog,sofa"')
@@ -256,7 +277,7 @@ class Finder:
         positions = self.positions(prompt, phrases)
         att = self._attention(prompt, self.concepts.one_adapter(concepts))
         scores, _ = self._phrase_scores(att, positions)
-        full = restore(t2m.label_scores(scores, self.config.tau), self._geom)  # (P+1, H, W)
+        full = restore(t2m.label_scores(scores, self.config.tau), frame.geom)  # (P+1, H, W)
         return SegmentResult(
             labels=labels, prompt=prompt, label_map=self._labels(full).astype(np.uint8),
             scores=full.cpu().numpy().astype(np.float32),
@@ -265,11 +286,11 @@ class Finder:
 
     def explain(self, phrase: str, prompt: str | None = None) -> ExplainResult:
         """Heat maps of every token of the prompt built around ``phrase`` (cross-attention only)."""
-        self._require_image()
+        frame = self._require_image()
         text, _, _, adapter = self._resolve(phrase, prompt)
         positions, tokens = prompt_tokens(self.pipe.tokenizer, text)
         att = self._attention(text, adapter)
         grid = max(att.grids, key=lambda g: g[0] * g[1])
         maps = torch.stack([t2m.cross_map(att.cross, att.grids, grid, [p]).mean(dim=0) for p in positions])
-        maps = restore(t2m.minmax(maps), self._geom).clamp(0, 1)  # (T, H, W)
+        maps = restore(t2m.minmax(maps), frame.geom).clamp(0, 1)  # (T, H, W)
         return ExplainResult(text, tokens, maps.cpu().numpy().astype(np.float32))

@@ -9,6 +9,7 @@ the concepts package, which imports it (learn calibrates by finding).
 from __future__ import annotations
 
 import re
+import shlex
 from typing import Any, Callable
 
 from .errors import ConceptError, PhraseError
@@ -35,9 +36,10 @@ class LoadedConcepts:
             if loaded is not None:
                 return loaded
             if self._get is None:
+                token = f"<{name_or_concept.strip().strip('<>')}>"
                 raise ConceptError(
                     f"unknown concept {name_or_concept}",
-                    hint=f"learn one with `personaseg learn PHOTOS --token {name_or_concept}`",
+                    hint=f"learn one with `personaseg learn PHOTOS --token {shlex.quote(token)}`",
                 )
             concept = self._get(name_or_concept)
         else:

@@ -48,6 +48,7 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
+from .attention import EncodedImage
 from .capture import QueryKey
 from .errors import ConfigError
 from .images import load_image, to_rgb
@@ -94,10 +95,8 @@ class _Pending:
 
     index: int
     time: float | None
-    image: Image.Image
-    geom: Any
-    noisy: torch.Tensor  # (d, C, h, w)
-    attn: dict  # (prompt, adapter) -> the segmenter's _Attention for this frame's d draws
+    encoded: EncodedImage  # the frame, its geometry and its d noise draws (d, C, h, w)
+    attn: dict  # (prompt, adapter) -> the Attention of this frame's d draws
     seconds: float = 0.0  # encode + its share of the batched UNet calls
 
 
@@ -118,8 +117,8 @@ def _passes(seg, image: Image.Image, phrase: str, prompt: str | None) -> list[tu
     with seg.with_config(draws=1, draw_batch=1):
         seg.set_image(image)
         seg.find(phrase, prompt)
-        keys = list(seg._attn)
-    seg._attn.clear()
+        keys = seg.passes()
+    seg.clear_image()
     return keys
 
 
@@ -127,14 +126,12 @@ def _attend(seg, batch: list[_Pending], keys: list[tuple], draws: int, rows_per_
     """Run every pass for the batch's frames in batched UNet calls; store each frame's share."""
     by_size: dict[tuple, list[_Pending]] = {}
     for p in batch:  # a clip's frames share one size; a list of stills may not
-        by_size.setdefault(tuple(p.noisy.shape), []).append(p)
+        by_size.setdefault(tuple(p.encoded.noisy.shape), []).append(p)
     for group in by_size.values():
-        noisy = torch.cat([p.noisy for p in group])  # (B*d, C, h, w)
-        with seg.with_config(draws=len(noisy), draw_batch=rows_per_call):
+        noisy = torch.cat([p.encoded.noisy for p in group])  # (B*d, C, h, w)
+        with seg.with_config(draw_batch=rows_per_call):
             for key in keys:
-                seg._noisy = noisy
-                seg._attn.clear()
-                att = seg._attention(*key)  # the segmenter's own pass, over B*d rows
+                att = seg.attend(noisy, *key)  # the segmenter's own pass, over B*d rows
                 for k, p in enumerate(group):
                     rows = slice(k * draws, (k + 1) * draws)
                     qk = att.self_qk
@@ -143,7 +140,6 @@ def _attend(seg, batch: list[_Pending], keys: list[tuple], draws: int, rows_per_
                         self_qk=QueryKey(qk.q[rows], qk.k[rows], qk.scale) if qk is not None else None,
                         seconds=att.seconds / len(group))
                     p.seconds += att.seconds / len(group)
-        seg._attn.clear()
 
 
 def _merged(frames: list[_Pending], key: tuple) -> Any:
@@ -184,8 +180,8 @@ def _encode(seg, index: int, when: float | None, image: Image.Image, draws: int,
     t0 = time.perf_counter()
     seed = seg.config.seed + index if temporal else seg.config.seed  # neighbours' noise must differ
     with seg.with_config(draws=draws, seed=seed):
-        seg.set_image(image)
-    return _Pending(index, when, seg._image, seg._geom, seg._noisy, {}, time.perf_counter() - t0)
+        encoded = seg.encode(image)
+    return _Pending(index, when, encoded, {}, time.perf_counter() - t0)
 
 
 def _temporal_outline(seg, find_on, r, merged: dict, own: dict, prev_mask: np.ndarray | None) -> tuple:
@@ -220,17 +216,16 @@ def track(seg, frames: Iterable, phrase: str, prompt: str | None = None,
     out = 0  # position (in held) of the next frame to finish
     prev_found, prev_mask = False, None
 
-    def find_on(attn: dict) -> Any:
-        seg._attn.clear()
-        seg._attn.update(attn)
-        return seg.find(phrase, prompt)
-
     def finish(p: int) -> FrameResult:
         nonlocal prev_found, prev_mask
         me = held[p]
         start = time.perf_counter()
+
+        def find_on(attn: dict) -> Any:  # find on this frame, with its passes (attn) already run
+            seg.use(me.encoded, attn)
+            return seg.find(phrase, prompt)
+
         near = [me] + [held[q] for q in range(max(0, p - window), min(len(held), p + window + 1)) if q != p]
-        seg._image, seg._geom, seg._noisy = me.image, me.geom, me.noisy
         # find's own answer on the attention of the window: presence, its rules and its pick read over time
         merged = {k: _merged(near, k) for k in keys}
         r = find_on(merged)
@@ -241,10 +236,10 @@ def track(seg, frames: Iterable, phrase: str, prompt: str | None = None,
             if found:
                 mask, scores = _temporal_outline(seg, find_on, r, merged, me.attn, prev_mask)
             prev_found, prev_mask = found, (mask if found and mask.any() else None)
-        seg._attn.clear()
+        seg.use(me.encoded)  # the window's passes dropped; the frame stays current until the next
         return FrameResult(index=me.index, time=me.time, phrase=phrase, mask=mask, scores=scores,
                            presence=r.presence, found=bool(found), relative_presence=r.relative_presence,
-                           unet_rows=draws * len(keys), image=me.image,
+                           unet_rows=draws * len(keys), image=me.encoded.image,
                            timings={"unet_s": me.seconds, "t2m_s": time.perf_counter() - start})
 
     done = False
@@ -267,8 +262,7 @@ def track(seg, frames: Iterable, phrase: str, prompt: str | None = None,
             while out > window:  # nobody needs the oldest frame any more
                 held.popleft()
                 out -= 1
-    seg._noisy = None  # the segmenter holds no frame: set_image before find again
-    seg._attn.clear()
+    seg.clear_image()  # the segmenter holds no frame: set_image before find again
 
 
 __all__ = ["FrameResult", "TrackConfig", "continuing_region", "track"]

@@ -158,9 +158,10 @@ def _wrap(text: str, font, width: int) -> list[str]:
     return lines + [line] if line else lines
 
 
-def _caption_layout(text: str, width: int, height: int) -> tuple[ImageFont.ImageFont, list[str]]:
-    """The largest font (from ``height``'s size down to ``_MIN_FONT``) that fits ``text`` on one
-    line of ``width`` px; at the smallest size, the lines it wraps into. Names are never cut."""
+def caption_layout(text: str, width: int, height: int) -> tuple[ImageFont.ImageFont, list[str]]:
+    """How the grids lay out a caption of ``text`` in a box ``width`` px wide with a one-line
+    ``height``: the largest font (from ``height``'s size down to ``_MIN_FONT``) that fits it on one
+    line; at the smallest size, the lines it wraps into. Names are never cut."""
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     size = max(_MIN_FONT, height * 3 // 4)
     while True:
@@ -181,7 +182,7 @@ def _caption_needs(texts: Sequence[str], width: int, height: int) -> int:
     """Height in px the tallest of ``texts`` needs in a ``width`` x ``height`` caption box."""
     need = height
     for t in texts:
-        font, lines = _caption_layout(t, width, height)
+        font, lines = caption_layout(t, width, height)
         need = max(need, len(lines) * _line_height(font) + 4)
     return need
 
@@ -191,7 +192,7 @@ def _caption(canvas: Image.Image, text: str, box: tuple[int, int, int, int], bas
     ``base``: the one-line height the font is sized from (as given to :func:`_caption_needs`)."""
     draw = ImageDraw.Draw(canvas)
     x0, y0, x1, y1 = box
-    font, lines = _caption_layout(text, x1 - x0, base or y1 - y0)
+    font, lines = caption_layout(text, x1 - x0, base or y1 - y0)
     lh = _line_height(font)
     top = draw.textbbox((0, 0), "Ag<>[]", font=font)[1]  # one baseline for every line ("a" and "photo" alike)
     y = y0 + (y1 - y0 - lh * len(lines)) // 2

@@ -117,9 +117,9 @@ def test_overlay_dim_darkens_outside_only():
 
 def test_titled_puts_the_label_outside_and_whole():
     """Overlay labels covered the top of small images and cut names ('<triangle-plai', 'no')."""
-    from personaseg.viz import _font, _text_size, titled
+    from PIL import ImageDraw, ImageFont
 
-    from PIL import ImageDraw
+    from personaseg.viz import titled
 
     img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
     text = "<triangle-plain>: not found"
@@ -130,19 +130,19 @@ def test_titled_puts_the_label_outside_and_whole():
     x0 = (out.width - 64) // 2
     assert np.array_equal(a[band:, x0:x0 + 64], np.asarray(img))  # the image itself untouched
     assert (a[band:, :x0] == 0).all()  # beside it: background, no text
-    # the whole text fits in the band: measured with the font it is drawn in
-    font = _font(12)
-    assert _text_size(ImageDraw.Draw(out), text, font)[0] <= out.width
+    # the whole text fits in the band: measured with the font it is drawn in (PIL's default, 12 px here)
+    x0, _, x1, _ = ImageDraw.Draw(out).textbbox((0, 0), text, font=ImageFont.load_default(size=12))
+    assert x1 - x0 <= out.width
     assert (a[:band] > 128).any()  # something (the text) drawn in the band
     wide = titled(_grey(400, 200), "mug")
     assert wide.width == 400 and wide.height > 200
 
 
 def test_captions_are_never_cut():
-    from personaseg.viz import _caption_layout
+    from personaseg.viz import caption_layout
 
     name = "<triangle-plain-with-a-very-long-name>: not found"
-    font, lines = _caption_layout(name, 96, 14)
+    font, lines = caption_layout(name, 96, 14)
     assert "".join(lines).replace(" ", "") == name.replace(" ", "") and "..." not in "".join(lines)
     g = image_grid([[_grey(32, 32)]], titles=[name], tile=96)
     short = image_grid([[_grey(32, 32)]], titles=["mug"], tile=96)

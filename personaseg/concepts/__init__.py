@@ -5,9 +5,10 @@
     >>> subs = ConceptStore().get("<mymug>").apply(pipe)   # ["<mymug>"]
 
 Files: ``config.py`` (LearnConfig), ``data.py`` (photos, templates), ``textual_inversion.py``
-(token rows, embedding files), ``lora.py`` (peft adapter), ``trainer.py`` (one step, on a
-pipeline's parts; ``parts.py`` the pieces it uses), ``checkpoint.py`` (resumable state),
-``train.py`` (``learn``), ``loop.py`` (the step loop, Ctrl-C), ``resume.py`` (interrupted runs),
+(token rows, embedding files), ``lora.py`` (peft adapter), ``trainer.py`` (the ``Trainer``: losses
+and one step, on a pipeline's parts; ``parts.py`` the pieces it uses), ``checkpoint.py``
+(resumable state), ``learning.py`` (``learn``: one learning run, photos in, a stored concept out),
+``loop.py`` (the step loop, Ctrl-C), ``resume.py`` (interrupted runs),
 ``calibrate.py`` (where learn runs find: find's blocks and timestep, presence on the photos, the
 class word's mask for boxes and clicks), ``masks.py`` (guidance masks), ``concept.py``
 (``Concept``), ``store.py`` (``ConceptStore``), ``locks.py`` (one writer per concept),
@@ -21,6 +22,6 @@ from .concept import Concept
 from .config import LearnConfig
 from .data import LearnWarning
 from .store import ConceptStore
-from .train import LearnInterrupted, learn
+from .learning import LearnInterrupted, learn
 
 __all__ = ["Concept", "ConceptStore", "LearnConfig", "LearnInterrupted", "LearnWarning", "learn"]

@@ -21,6 +21,7 @@ import datetime as _dt
 import json
 import os
 import re
+import shlex
 import shutil
 import stat
 import time
@@ -132,8 +133,9 @@ class ConceptStore:
         folder = self.path(name)
         if not (folder / META_FILE).is_file() or folder.is_symlink():
             known = ", ".join(f"<{n}>" for n in self.names()) or "none"
+            token = shlex.quote(f"<{name}>")  # the command is pasted into a shell: <x> unquoted is a redirection
             raise ConceptError(
-                f"unknown concept <{name}>: learn one with `personaseg learn PHOTOS --token <{name}>` "
+                f"unknown concept <{name}>: learn one with `personaseg learn PHOTOS --token {token}` "
                 f"(known: {known})",
                 hint=f"concepts are looked up in {self.root}; --concepts-dir changes it",
             )

@@ -67,7 +67,7 @@ def test_learn_then_manage_concepts(run, photos, tiny_model_dir, tmp_path):
     code, _, _ = run("concepts", "rm", "<mine>", "--yes", "--concepts-dir", store)
     assert code == 0 and not (store / "mine").exists()
     code, _, err = run("concepts", "show", "<nope>", "--concepts-dir", store)
-    _one_error_line(code, err, "unknown concept <nope>", "personaseg learn PHOTOS --token <nope>")
+    _one_error_line(code, err, "unknown concept <nope>", "personaseg learn PHOTOS --token '<nope>'")
 
 
 def test_learn_bad_input_is_one_line(run, photos, tmp_path):

@@ -6,7 +6,7 @@ import torch
 from personaseg.concepts import LearnConfig, learn
 from personaseg.concepts.data import load_photos, sample_generator
 from personaseg.concepts.calibrate import find_spec
-from personaseg.concepts.train import make_accelerator
+from personaseg.concepts.learning import make_accelerator
 from personaseg.concepts.trainer import Batch, Trainer
 from personaseg.config import FindConfig
 from personaseg.errors import ConfigError, InputError

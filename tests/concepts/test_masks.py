@@ -11,7 +11,7 @@ from personaseg.concepts import learn
 from personaseg.concepts.data import load_photos
 from personaseg.concepts.masks import Guidance, crop_mask, derive_mask
 from personaseg.concepts.calibrate import find_spec
-from personaseg.concepts.train import make_accelerator
+from personaseg.concepts.learning import make_accelerator
 from personaseg.concepts.trainer import Trainer
 from personaseg.errors import InputError
 from personaseg.models import load_pipeline
@@ -189,7 +189,7 @@ def test_learn_from_a_click_saves_the_derived_mask(photos, tmp_path, tiny_sd, ti
 def test_resume_with_masks_ends_where_an_uninterrupted_run_ends(pipe, photos, tmp_path, tiny_cfg, monkeypatch):
     import signal
 
-    from personaseg.concepts.train import LearnInterrupted
+    from personaseg.concepts.learning import LearnInterrupted
     from personaseg.errors import ConceptError
 
     _mask(tmp_path / "m", "mug1.png", SIZES["mug1"])

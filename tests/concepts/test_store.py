@@ -1,5 +1,10 @@
 """ConceptStore and Concept: lookup, errors, import/export in diffusers and A1111 form, apply."""
 
+import re
+import shlex
+import shutil
+import subprocess
+
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -35,9 +40,20 @@ def test_get_list_remove(store):
     assert store.get("mymug").path == c.path
     with pytest.raises(ConceptError) as err:
         store.get("<other>")
-    assert "unknown concept <other>: learn one with `personaseg learn PHOTOS --token <other>` (known: <mymug>)" in str(err.value)
+    assert ("unknown concept <other>: learn one with `personaseg learn PHOTOS --token '<other>'` (known: <mymug>)"
+            in str(err.value))
     store.remove("<mymug>")
     assert store.list() == [] and not c.path.exists()
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_unknown_concept_hint_is_a_line_a_shell_takes(store):
+    """The hint printed `--token <other>` unquoted: pasted into a shell, `<other>` is a redirection."""
+    with pytest.raises(ConceptError) as err:
+        store.get("<other>")
+    command = re.search(r"`([^`]*)`", str(err.value)).group(1)
+    assert subprocess.run(["bash", "-n", "-c", command], capture_output=True).returncode == 0, command
+    assert shlex.split(command)[-2:] == ["--token", "<other>"]
 
 
 def test_apply_returns_all_sub_tokens_and_is_idempotent(store, tiny_sd):

@@ -114,11 +114,11 @@ def test_a_lock_file_left_by_a_dead_process_is_stale(store):
 
 
 def test_learn_takes_the_lock_before_loading_a_model(tmp_path, monkeypatch):
-    from personaseg.concepts import train
+    from personaseg.concepts import learning
 
     seen = []
-    monkeypatch.setattr(train, "_learn", lambda *a, **kw: seen.append(sorted(os.listdir(tmp_path / "s" / ".locks"))))
-    train.learn(tmp_path, "<mymug>", concepts_dir=tmp_path / "s")
+    monkeypatch.setattr(learning, "_learn", lambda *a, **kw: seen.append(sorted(os.listdir(tmp_path / "s" / ".locks"))))
+    learning.learn(tmp_path, "<mymug>", concepts_dir=tmp_path / "s")
     assert seen == [["mymug.lock"]] and not (tmp_path / "s").exists()
 
 

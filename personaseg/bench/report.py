@@ -161,10 +161,18 @@ def build_report(data: BenchData, samples: list[Sample], methods: list[str], rec
         "timing": timing(records, learned, run, num_processes()),
     }
     for m, r in report["results"].items():  # what each method's accuracy cost, cached or not
-        for key, field in (("learn_s", "concept_learn_s"), ("learn_cpu_s", "concept_learn_cpu_s")):
-            per_concept = {x["concept"]: x.get(field) or 0.0 for x in learned if x["method"] == m}
-            r[key] = float(sum(per_concept[c] for c in used if c in per_concept))
+        r.update(learn_cost(learned, m, used))
     return report
+
+
+def learn_cost(learned: list[dict[str, Any]], method: str, concepts) -> dict[str, float]:
+    """``learn_s`` / ``learn_cpu_s``: what learning ``method``'s ``concepts`` cost, from the run's
+    learn log (each concept's whole ``learn`` call, also when taken from the cache; 0 for a baseline)."""
+    out = {}
+    for key, field in (("learn_s", "concept_learn_s"), ("learn_cpu_s", "concept_learn_cpu_s")):
+        per_concept = {x["concept"]: x.get(field) or 0.0 for x in learned if x["method"] == method}
+        out[key] = float(sum(per_concept[c] for c in concepts if c in per_concept))
+    return out
 
 
 # --------------------------------------------------------------------------- writing

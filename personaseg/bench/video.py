@@ -9,8 +9,10 @@ share under ``accelerate launch`` (:func:`~personaseg.runtime.shard`), ``--save-
 ``report.json``::
 
     {"config": {"bench", "learn", "find", "track"}, "version", "model", "wall_s",
+     "provenance": {"version", "git_commit", "git_dirty", "model", "model_fingerprint"},
      "dataset": {"root", "n_targets", "tags", "protocol"},
-     "results": {METHOD: {"all" | TAG: {"n", "J", "F", "J&F", "absent_frames", "absent_reported"}}},  # the first mode
+     "results": {METHOD: {"all" | TAG: {"n", "J", "F", "J&F", "absent_frames", "absent_reported"},
+                          "learn_s", "learn_cpu_s"}},  # the first mode; learn cost as in bench personal
      "modes": {MODE: {METHOD: {...as results...}}},        # MODE: "temporal" | "per-frame"
      "per_sequence": {MODE: {METHOD: {"seq/obj": {"J", "F", "J&F"}}}},
      "timing": {MODE: {METHOD: {"frames", "seconds", "frames_per_s", "unet_rows_per_frame"}}},
@@ -38,7 +40,7 @@ from .config import BASELINES, METHODS
 from .data import BenchWarning
 from .davis import VideoData, VideoTarget, open_video_dataset
 from .jf import frame_scores, summarize
-from .report import jsonable, pct
+from .report import jsonable, learn_cost, pct, provenance_line
 from .rundir import RunDir, latest, progress_bar, video_mask_dir
 from .runner import load_segmenter
 
@@ -172,7 +174,7 @@ def run_video(root: str | Path, config: VideoBenchConfig, *, progress: bool = Tr
 
     if is_main():
         report = build_report(data, targets, config, run.finish(), seg.config, model_id,
-                              wall_s=time.perf_counter() - start)
+                              wall_s=time.perf_counter() - start, learned=run.learned())
         run.write_report(report, markdown(report))
     wait()
     return run.report()
@@ -201,9 +203,11 @@ def track_target(seg, target: VideoTarget, tokens: dict, done: set, config: Vide
 
 
 def build_report(data: VideoData, targets: list[VideoTarget], config: VideoBenchConfig, records: list[dict],
-                 find_config: Any, model_id: str, wall_s: float) -> dict[str, Any]:
-    """The report dict (module docstring) from the run's records."""
+                 find_config: Any, model_id: str, wall_s: float,
+                 learned: list[dict[str, Any]] = ()) -> dict[str, Any]:
+    """The report dict (module docstring) from the run's records and learn log."""
     from .. import __version__
+    from ..provenance import provenance
 
     by_key = latest(records, key=record_key)
     tags = sorted({t for x in targets for t in x.tags})
@@ -217,7 +221,8 @@ def build_report(data: VideoData, targets: list[VideoTarget], config: VideoBench
             recs = [by_key[k] for t in targets if (k := (mode, method, t.key)) in by_key]
             ok = [r for r in recs if "error" not in r]
             modes[mode][method] = {"all": summarize(ok), **{tag: summarize(r for r in ok if tag in r["subset"])
-                                                           for tag in tags}}
+                                                           for tag in tags},
+                                   **learn_cost(list(learned), method, {t.concept.name for t in targets})}
             per_seq[mode][method] = {r["target"]: {"J": r["J"], "F": r["F"], "J&F": (r["J"] + r["F"]) / 2}
                                      for r in ok}
             frames, seconds = sum(r["frames"] for r in ok), sum(r["seconds"] for r in ok)
@@ -232,7 +237,7 @@ def build_report(data: VideoData, targets: list[VideoTarget], config: VideoBench
     return {
         "config": {"bench": jsonable(to_dict(config)), "find": jsonable(to_dict(find_config)),
                    "track": to_dict(track_config(config)), "learn": jsonable(config.learn)},
-        "version": __version__, "model": model_id, "wall_s": wall_s,
+        "version": __version__, "model": model_id, "wall_s": wall_s, "provenance": provenance(model_id),
         "dataset": {"root": str(data.root), "n_targets": len(targets), "tags": tags, "protocol": protocol},
         "results": modes[config.modes[0]], "modes": modes, "per_sequence": per_seq, "timing": timing,
         "skipped": list(skipped.values()),
@@ -245,7 +250,7 @@ def markdown(report: dict[str, Any]) -> str:
     groups = ["all", *ds["tags"]]
     lines = [f"# Video benchmark: {ds['root']}", "",
              f"Model `{report['model']}`, personaseg {report['version']}, {ds['n_targets']} targets, learned from "
-             f"{ds['protocol']}; wall {report['wall_s']:.0f} s. Figures x100.", ""]
+             f"{ds['protocol']}; wall {report['wall_s']:.0f} s. Figures x100. {provenance_line(report)}".rstrip(), ""]
     for mode, res in report["modes"].items():
         lines += [f"## J&F ({mode})", "", "| method | " + " | ".join(groups) + " | J | F | absent reported |",
                   "|---" * (len(groups) + 4) + "|"]
@@ -260,6 +265,10 @@ def markdown(report: dict[str, Any]) -> str:
             fps = "-" if t["frames_per_s"] is None else f"{t['frames_per_s']:.2f}"
             rows = "-" if t["unet_rows_per_frame"] is None else f"{t['unet_rows_per_frame']:.1f}"
             lines.append(f"| {mode} | {m} | {t['frames']} | {fps} | {rows} |")
+    learn = {m: r for m, r in report["results"].items() if r.get("learn_s")}
+    if learn:
+        lines += ["", "Learning (each concept's whole learn call, cached ones at what they cost): "
+                  + ", ".join(f"{m} {r['learn_s']:.0f} s ({r['learn_cpu_s']:.0f} CPU s)" for m, r in learn.items())]
     if report["skipped"]:
         lines += ["", f"## Skipped ({len(report['skipped'])})", ""]
         lines += [f"- {s['target']}: {s['error']}" for s in report["skipped"]]

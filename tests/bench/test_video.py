@@ -63,7 +63,7 @@ def test_report_figures_subsets_and_timing(fakes, toy_videos, tmp_path):
     assert set(rep["results"]) == {"ti", "class-word"} and set(rep["modes"]) == {"temporal", "per-frame"}
     for mode in ("temporal", "per-frame"):
         ti, cw = rep["modes"][mode]["ti"], rep["modes"][mode]["class-word"]
-        assert set(ti) == {"all", "alone", "distractor", "leaves"}
+        assert set(ti) == {"all", "alone", "distractor", "leaves", "learn_s", "learn_cpu_s"}
         assert ti["all"]["J"] == ti["all"]["F"] == ti["all"]["J&F"] == 1.0 and ti["all"]["n"] == 3
         assert ti["leaves"]["absent_reported"] == 1.0 and ti["leaves"]["absent_frames"] > 0
         assert cw["leaves"]["absent_reported"] == 0.0  # the class word always finds something
@@ -76,6 +76,21 @@ def test_report_figures_subsets_and_timing(fakes, toy_videos, tmp_path):
     lines = (tmp_path / "run" / "samples.jsonl").read_text().splitlines()
     assert len(lines) == 3 * 2 * 2  # targets x modes x methods
     assert "## J&F (temporal)" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_report_names_its_code_and_model_and_what_learning_cost(fakes, toy_videos, tmp_path):
+    from personaseg.models import model_fingerprint
+    from personaseg.provenance import git_commit
+
+    rep = run_video(toy_videos, _cfg(tmp_path), progress=False)
+    p = rep["provenance"]
+    assert p["model"] == rep["model"] and p["model_fingerprint"] == model_fingerprint(rep["model"])
+    assert p["git_commit"] == git_commit()["commit"]
+    assert f"model fingerprint {p['model_fingerprint'][:16]}" in (tmp_path / "run" / "report.md").read_text()
+    learned = [json.loads(line) for line in (tmp_path / "run" / "learn.jsonl").read_text().splitlines()]
+    ti = sum(r["concept_learn_s"] for r in learned if r["method"] == "ti")
+    assert ti > 0 and rep["results"]["ti"]["learn_s"] == rep["modes"]["per-frame"]["ti"]["learn_s"] == ti
+    assert rep["results"]["class-word"]["learn_s"] == 0.0
 
 
 def test_resume_skips_scored_targets_and_a_rerun_without_it_refuses(fakes, toy_videos, tmp_path):

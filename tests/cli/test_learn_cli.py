@@ -9,7 +9,6 @@ from PIL import Image
 from safetensors.torch import load_file
 
 
-
 @pytest.fixture(autouse=True)
 def one_thread():
     threads = torch.get_num_threads()
@@ -97,25 +96,6 @@ def test_help_teaches_by_example(run):
     assert code == 0 and "export" in out and "import" in out
 
 
-@pytest.fixture
-def ctrl_c_at_first_step(monkeypatch):
-    """Press Ctrl-C (a real SIGINT) once, right after the first optimizer step."""
-    import signal
-
-    from personaseg.concepts.trainer import Trainer
-
-    original = Trainer.train_step
-
-    def step(self, i):
-        loss = original(self, i)
-        if i == 0:
-            signal.raise_signal(signal.SIGINT)
-        return loss
-
-    monkeypatch.setattr(Trainer, "train_step", step)
-    return monkeypatch
-
-
 def _hinted_command(err: str, after: str) -> list[str]:
     """The command a one-line message tells the user to paste (``... (resume with: CMD)``), as the shell splits it."""
     import shlex
@@ -125,7 +105,7 @@ def _hinted_command(err: str, after: str) -> list[str]:
 
 
 def test_resume_and_find_take_the_model_the_concept_was_learned_on(run, photos, tiny_model_dir, tmp_path,
-                                                                    ctrl_c_at_first_step, monkeypatch):
+                                                                    ctrl_c_after, monkeypatch):
     """learn's printed commands paste as they are (the token quoted, --model and the store named);
     --resume and find without --model take the concept's own model; another model is one line."""
     import json
@@ -133,6 +113,7 @@ def test_resume_and_find_take_the_model_the_concept_was_learned_on(run, photos, 
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the default SD model: not here, and not fetched
     monkeypatch.delenv("PERSONASEG_MODEL", raising=False)
+    disarm = ctrl_c_after(1)
     store = tmp_path / "my store"  # a space, which the printed commands must quote
     other = tmp_path / "other-model"
     shutil.copytree(tiny_model_dir, other)
@@ -142,7 +123,7 @@ def test_resume_and_find_take_the_model_the_concept_was_learned_on(run, photos, 
     resume = _hinted_command(err, "resume with:")
     assert resume == ["personaseg", "learn", str(photos), "--token", "<mymug>", "--model",
                       str(Path(tiny_model_dir).resolve()), "--concepts-dir", str(store), "--resume"]
-    ctrl_c_at_first_step.undo()
+    disarm()
     _one_error_line(*run("learn", photos, "--token", "<mymug>", "--model", other, "--concepts-dir", store,
                          "--resume")[::2], "learned on", "resume without --model")
     code, _, err = run("learn", photos, "--token", "<mymug>", "--concepts-dir", store, "--resume", "-q")
@@ -167,8 +148,9 @@ def test_resume_and_find_take_the_model_the_concept_was_learned_on(run, photos, 
     assert code == 0 and "a <mymug> and a cup" in err, err
 
 
-def test_learn_on_the_toy_model_takes_its_card_settings(run, tmp_path, ctrl_c_at_first_step):
+def test_learn_on_the_toy_model_takes_its_card_settings(run, tmp_path, ctrl_c_after):
     """No --recipe: the toy card's fast settings (300 steps), and the resume hint names --model toy."""
+    ctrl_c_after(1)
     from personaseg.toyworld.scenes import make_scene
 
     photos = tmp_path / "photos"

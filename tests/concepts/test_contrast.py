@@ -4,14 +4,14 @@ import pytest
 import torch
 
 from personaseg.concepts import LearnConfig, learn
-from personaseg.concepts.data import load_photos, sample_generator
 from personaseg.concepts.calibrate import find_spec
-from personaseg.concepts.learning import make_accelerator
+from personaseg.concepts.data import load_photos, sample_generator
 from personaseg.concepts.trainer import Batch, Trainer
 from personaseg.config import FindConfig
 from personaseg.errors import ConfigError, InputError
 from personaseg.images import collect_images
 from personaseg.models import load_pipeline
+from personaseg.runtime import make_accelerator
 from personaseg.segmenter import Segmenter
 
 
@@ -122,10 +122,8 @@ def test_hard_mining_ranks_class_images_by_presence_and_draws_from_the_top(tiny_
     assert len(before) > 2 and after == set(hardest.tolist())
 
 
-def test_resume_keeps_the_mined_class_images(pipe, photos, tmp_path, tiny_cfg, monkeypatch):
+def test_resume_keeps_the_mined_class_images(pipe, photos, tmp_path, tiny_cfg, ctrl_c_after, monkeypatch):
     """Mining at steps 0 and 3 of 4; stopped after step 2, the resumed run must draw from step 0's pick."""
-    import signal
-
     from safetensors.torch import load_file
 
     from personaseg.concepts import LearnInterrupted
@@ -133,15 +131,7 @@ def test_resume_keeps_the_mined_class_images(pipe, photos, tmp_path, tiny_cfg, m
     cfg = tiny_cfg(steps=4, contrast_weight=1.0, contrast_hardest=2, contrast_mine_every=3, lr=5e-2,
                    class_images=str(_class_folder(tmp_path)))
     straight = learn(photos, "<mymug>", cfg, pipe=pipe, concepts_dir=tmp_path / "a", progress=False)
-    original = Trainer.train_step
-
-    def step(self, i):
-        loss = original(self, i)
-        if i + 1 == 2:
-            signal.raise_signal(signal.SIGINT)
-        return loss
-
-    monkeypatch.setattr(Trainer, "train_step", step)
+    ctrl_c_after(2)
     with pytest.raises(LearnInterrupted):
         learn(photos, "<mymug>", cfg, pipe=pipe, concepts_dir=tmp_path / "b", progress=False)
     monkeypatch.undo()

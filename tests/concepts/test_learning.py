@@ -1,7 +1,5 @@
 """The training loop: resume = uninterrupted, Ctrl-C, checkpoints, --force, bad input."""
 
-import signal
-
 import pytest
 import torch
 from PIL import Image
@@ -18,23 +16,6 @@ def _tensors(concept) -> dict[str, torch.Tensor]:
     if lora.exists():
         out.update(load_file(str(lora)))
     return out
-
-
-@pytest.fixture
-def ctrl_c_after(monkeypatch):
-    """Press Ctrl-C (a real SIGINT) once, right after optimizer step ``n`` finished."""
-    def arm(n: int) -> None:
-        original = Trainer.train_step
-
-        def step(self, i):
-            loss = original(self, i)
-            if i + 1 == n:
-                signal.raise_signal(signal.SIGINT)
-            return loss
-
-        monkeypatch.setattr(Trainer, "train_step", step)
-
-    return arm
 
 
 @pytest.mark.parametrize("method", ["ti", "lora"])

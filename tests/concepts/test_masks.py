@@ -8,13 +8,13 @@ import torch
 from PIL import Image
 
 from personaseg.concepts import learn
+from personaseg.concepts.calibrate import find_spec
 from personaseg.concepts.data import load_photos
 from personaseg.concepts.masks import Guidance, crop_mask, derive_mask
-from personaseg.concepts.calibrate import find_spec
-from personaseg.concepts.learning import make_accelerator
 from personaseg.concepts.trainer import Trainer
 from personaseg.errors import InputError
 from personaseg.models import load_pipeline
+from personaseg.runtime import make_accelerator
 
 
 def _mask(folder, name, size, box=None):
@@ -186,9 +186,8 @@ def test_learn_from_a_click_saves_the_derived_mask(photos, tmp_path, tiny_sd, ti
     assert saved.shape == (56, 40) and saved.sum() == 15 * 15
 
 
-def test_resume_with_masks_ends_where_an_uninterrupted_run_ends(pipe, photos, tmp_path, tiny_cfg, monkeypatch):
-    import signal
-
+def test_resume_with_masks_ends_where_an_uninterrupted_run_ends(pipe, photos, tmp_path, tiny_cfg, ctrl_c_after,
+                                                                monkeypatch):
     from personaseg.concepts.learning import LearnInterrupted
     from personaseg.errors import ConceptError
 
@@ -196,15 +195,7 @@ def test_resume_with_masks_ends_where_an_uninterrupted_run_ends(pipe, photos, tm
     cfg = tiny_cfg(steps=3, batch_size=2, lr=1e-2)
     kw = dict(pipe=pipe, progress=False, masks=tmp_path / "m")
     straight = learn(photos, "<mymug>", cfg, concepts_dir=tmp_path / "a", **kw)
-    original = Trainer.train_step
-
-    def step(self, i):
-        loss = original(self, i)
-        if i == 0:
-            signal.raise_signal(signal.SIGINT)
-        return loss
-
-    monkeypatch.setattr(Trainer, "train_step", step)
+    ctrl_c_after(1)
     with pytest.raises(LearnInterrupted):
         learn(photos, "<mymug>", cfg, concepts_dir=tmp_path / "b", **kw)
     monkeypatch.undo()

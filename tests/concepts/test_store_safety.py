@@ -328,25 +328,14 @@ def test_import_of_a_folder_copies_regular_files_only(store, tmp_path):
 
 
 def test_a_checkpoint_that_does_not_fit_the_run_is_one_concept_error_on_resume(pipe, photos, tmp_path, tiny_cfg,
-                                                                               monkeypatch):
-    import signal
-
+                                                                               ctrl_c_after):
     from personaseg.concepts import LearnInterrupted, learn
-    from personaseg.concepts.trainer import Trainer
 
-    original = Trainer.train_step
-
-    def step(self, i):  # Ctrl-C right after the first step: a checkpoint is saved
-        loss = original(self, i)
-        if i == 0:
-            signal.raise_signal(signal.SIGINT)
-        return loss
-
-    monkeypatch.setattr(Trainer, "train_step", step)
+    disarm = ctrl_c_after(1)  # Ctrl-C right after the first step: a checkpoint is saved
     root = tmp_path / "s"
     with pytest.raises(LearnInterrupted):
         learn(photos, "<mymug>", tiny_cfg(steps=3), pipe=pipe, concepts_dir=root, progress=False)
-    monkeypatch.setattr(Trainer, "train_step", original)
+    disarm()
     ckpt = root / ".runs" / "mymug" / "checkpoint.safetensors"
     for edit in ("shape", "names"):
         state = load_checkpoint(ckpt)

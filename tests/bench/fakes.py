@@ -7,10 +7,8 @@ objects of any colour: wrong on distractor and absent samples). So the expected 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import numpy as np
 from personaseg.bench.examples import COLOURS, CONCEPTS
 from personaseg.config import FindConfig
 from personaseg.errors import ConceptError
+from personaseg.finder import Finder
 
 COLOUR_OF = {name: COLOURS[colour] for name, _, colour in CONCEPTS}
 COLOUR_OF.update({f"{word}2": COLOURS[colour] for _, word, colour in CONCEPTS})  # PerSeg example names
@@ -102,14 +101,7 @@ class FakeSegmenter:
     def from_pretrained(cls, model=None, *, device=None, dtype=None, config=None, concepts_dir=None, **kw):
         return cls(config)
 
-    @contextmanager
-    def with_config(self, **changes):
-        old = self.config
-        self.config = dataclasses.replace(old, **changes)
-        try:
-            yield self.config
-        finally:
-            self.config = old
+    with_config = Finder.with_config  # the real one: it only swaps self.config for a changed copy
 
     def set_image(self, image):
         self.image = np.asarray(image.convert("RGB")).astype(int)

@@ -144,6 +144,17 @@ def _error_shown(page, text: str, shot: Path | None = None) -> None:
     toast.wait_for(state="detached")
 
 
+def _shown_image(page, selector: str, shot: Path) -> np.ndarray:
+    """The image the page shows in ``selector`` (a screenshot of the page to ``shot`` first), as the
+    browser fetched it."""
+    image = page.locator(selector)
+    image.wait_for()
+    page.screenshot(path=str(shot), full_page=True)
+    shown = page.request.get(image.get_attribute("src"))
+    assert shown.ok
+    return np.asarray(Image.open(io.BytesIO(shown.body())))
+
+
 def _cli_mask(world, out: Path) -> np.ndarray:
     r = _cli("find", world["token"], str(world["scene"]), "--model", "toy", "--concepts-dir", str(world["store"]),
              "--draws", str(DRAWS), "--seed", str(SEED), "--out", str(out))
@@ -182,12 +193,7 @@ def test_learn_then_find_in_the_browser_matches_the_cli(world, server, page):
     page.locator("#find-seed input").fill(str(SEED))
     page.locator("#find-button").click()
     page.locator("#find-status").get_by_text(f"{world['token']} found").wait_for()
-    mask = page.locator("#find-mask img")
-    mask.wait_for()
-    page.screenshot(path=str(shots / "found.png"), full_page=True)
-    shown = page.request.get(mask.get_attribute("src"))
-    assert shown.ok
-    in_page = np.asarray(Image.open(io.BytesIO(shown.body())))
+    in_page = _shown_image(page, "#find-mask img", shots / "found.png")
     cli = _cli_mask(world, world["root"] / "cli-find")
     assert in_page.shape == cli.shape and cli.any()
     assert np.array_equal(in_page, cli)  # the page's mask is find's, pixel for pixel
@@ -246,12 +252,7 @@ def test_a_click_on_a_photo_guides_the_learn_and_its_mask_is_shown(world, server
                            arg=["#learn-guide-point input, #learn-guide-point textarea", f"{x},{y}"])
     page.locator("#learn-button").click()
     page.locator("#learn-status").get_by_text(f"learned {token}").wait_for(timeout=300_000)
-    mask = page.locator("#learn-derived-mask img")
-    mask.wait_for()
-    page.screenshot(path=str(shots / "learned-from-a-click.png"), full_page=True)
-    shown = page.request.get(mask.get_attribute("src"))
-    assert shown.ok
-    in_page = np.asarray(Image.open(io.BytesIO(shown.body())))
+    in_page = _shown_image(page, "#learn-derived-mask img", shots / "learned-from-a-click.png")
     saved = np.asarray(Image.open(world["store"] / "clicked" / "masks" / world["photos"][0].name))
     assert np.array_equal(in_page, saved) and saved[y, x] == 255  # learn's derived mask, holding the click
     assert ((saved > 0) & truth).sum() > 0.5 * (saved > 0).sum()  # and it is the object

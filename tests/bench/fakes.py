@@ -168,3 +168,15 @@ class ThreadState:
 
     # accelerate's own split, the one production's shard() calls through PartialState
     split_between_processes = __import__("accelerate").PartialState.split_between_processes
+
+
+def assert_names_code_and_model(report: dict, rundir: Path) -> None:
+    """A bench report says which code and which model its figures came from, in report.json and in
+    report.md's headline."""
+    from personaseg.models import model_fingerprint
+    from personaseg.provenance import git_commit
+
+    p = report["provenance"]
+    assert p["model"] == report["model"] and p["model_fingerprint"] == model_fingerprint(report["model"])
+    assert p["git_commit"] == git_commit()["commit"]
+    assert f"model fingerprint {p['model_fingerprint'][:16]}" in (rundir / "report.md").read_text()

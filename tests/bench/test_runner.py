@@ -15,7 +15,7 @@ from personaseg.bench.runner import run_personal
 from personaseg.errors import InputError
 from personaseg.io import read_jsonl
 
-from .fakes import LEARN_CALLS, FakeSegmenter, ThreadState, install
+from .fakes import LEARN_CALLS, FakeSegmenter, ThreadState, assert_names_code_and_model, install
 
 
 @pytest.fixture(scope="module")
@@ -73,14 +73,8 @@ def test_report_schema(fakes, mug19, tmp_path):
 
 
 def test_report_names_its_code_and_model(fakes, mug19, tmp_path):
-    from personaseg.models import model_fingerprint
-    from personaseg.provenance import git_commit
-
     rep = run_personal(mug19, _cfg(tmp_path), progress=False)
-    p = rep["provenance"]
-    assert p["model"] == rep["model"] and p["model_fingerprint"] == model_fingerprint(rep["model"])
-    assert p["git_commit"] == git_commit()["commit"]
-    assert f"model fingerprint {p['model_fingerprint'][:16]}" in (tmp_path / "run" / "report.md").read_text()
+    assert_names_code_and_model(rep, tmp_path / "run")
 
 
 def test_report_states_the_learn_settings_the_model_card_gave(fakes, mug19, tmp_path):

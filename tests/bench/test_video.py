@@ -15,7 +15,7 @@ from personaseg.bench.davis import open_video_dataset
 from personaseg.bench.video import VideoBenchConfig, run_video
 from personaseg.errors import ConfigError, InputError
 
-from .fakes import FakeSegmenter, install
+from .fakes import FakeSegmenter, assert_names_code_and_model, install
 
 
 @dataclass
@@ -79,14 +79,8 @@ def test_report_figures_subsets_and_timing(fakes, toy_videos, tmp_path):
 
 
 def test_report_names_its_code_and_model_and_what_learning_cost(fakes, toy_videos, tmp_path):
-    from personaseg.models import model_fingerprint
-    from personaseg.provenance import git_commit
-
     rep = run_video(toy_videos, _cfg(tmp_path), progress=False)
-    p = rep["provenance"]
-    assert p["model"] == rep["model"] and p["model_fingerprint"] == model_fingerprint(rep["model"])
-    assert p["git_commit"] == git_commit()["commit"]
-    assert f"model fingerprint {p['model_fingerprint'][:16]}" in (tmp_path / "run" / "report.md").read_text()
+    assert_names_code_and_model(rep, tmp_path / "run")
     learned = [json.loads(line) for line in (tmp_path / "run" / "learn.jsonl").read_text().splitlines()]
     ti = sum(r["concept_learn_s"] for r in learned if r["method"] == "ti")
     assert ti > 0 and rep["results"]["ti"]["learn_s"] == rep["modes"]["per-frame"]["ti"]["learn_s"] == ti

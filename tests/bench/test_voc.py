@@ -12,7 +12,7 @@ from personaseg.bench import examples
 from personaseg.bench.pascal import read_voc
 from personaseg.bench.voc import VocConfig, run_voc
 
-from .fakes import FakeSegmenter, install
+from .fakes import FakeSegmenter, assert_names_code_and_model, install
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +40,7 @@ def test_run_voc_matches_torchmetrics(monkeypatch, voc, tmp_path):
     assert rep["results"]["t2m"]["per_class"]["person"] == pytest.approx(float(ref[15]), abs=1e-6)
     assert rep["results"]["t2m"]["n"] == 4
     assert "| t2m |" in (tmp_path / "run" / "report.md").read_text()
+    assert_names_code_and_model(rep, tmp_path / "run")
 
 
 def test_a_bad_image_is_one_warning_line_in_the_cli(monkeypatch, voc, tmp_path, run):

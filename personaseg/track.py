@@ -12,22 +12,20 @@ Per-frame mode (``TrackConfig(temporal=False)``): every frame as ``find`` would 
 (the same ``FindConfig.draws`` and seed), only batched: ``batch`` frames x their draws go through
 the UNet per call, and the text is encoded once. Its masks equal ``set_image`` + ``find`` per frame.
 
-Temporal mode (``temporal=True``, ``track --temporal``; off by default, since on the toy clips it
-lost to per-frame find where the object leaves: benchmarks/RESULTS.md), three simple rules:
+Temporal mode (``temporal=True``, ``track --temporal``), three simple rules:
 
-1. *Attention averaged over neighbouring frames.* A frame runs only ``TrackConfig.draws`` noise
-   draws (seeded by its index, so neighbours' noise differs), and the attention of the ``window``
-   frames on each side joins its own as extra draws when presence is read: 2 draws x 5 frames stand
-   in for 10 draws of one frame, at a fifth of the UNet work. The outline is drawn from the frame's
-   own draws (the neighbours' smear a moving object; on the toy model masks need one draw, presence
-   more: benchmarks/RESULTS.md), kept where the window's mask agrees (a few draws of a phrase whose
-   object is gone outline noise).
-2. *Presence hysteresis.* An object found in the previous frame stays found while its presence
-   (and relative presence) clear ``hysteresis`` x find's thresholds; a lost object needs the full
-   thresholds again. One weak frame does not drop it; an object that left the frame is dropped.
+1. *Fewer draws, presence read over time.* A frame runs only ``TrackConfig.draws`` noise draws
+   (seeded by its index, so neighbours' noise differs) and is found on those. Whether the object is
+   there is decided on the *median*, over the frame and the ``window`` frames on each side, of each
+   frame's own presence and relative presence: a median keeps the frame where an object enters or
+   leaves, and drops a lone weak or stray frame. (An earlier version averaged the neighbours'
+   attention maps instead: a moving object's averaged map has a lower peak, so objects were lost
+   and re-found late; benchmarks/RESULTS.md.)
+2. *Presence hysteresis.* An object found in the previous frame stays found while those medians
+   clear ``hysteresis`` x find's thresholds; a lost object needs the full thresholds again.
 3. *The region that continues the object.* When find keeps one region of several (a concept), the
-   region of the window's mask overlapping the previous frame's mask most is kept instead of the one
-   holding the token's peak; with no overlap, find's own pick.
+   region overlapping the previous frame's mask most is kept instead of the one holding the token's
+   peak; with no overlap, find's own pick.
 
 ``FrameResult.unet_rows`` counts the UNet forwards (draws x prompts) spent on a frame: the compute
 the two modes are compared by.
@@ -41,6 +39,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -58,10 +57,9 @@ from .images import load_image, to_rgb
 class TrackConfig:
     """How ``track`` treats time. The find settings themselves are the segmenter's ``FindConfig``."""
 
-    temporal: bool = False  # the temporal rules of the module docstring (off by default: on the toy clips they
-    # lost to per-frame find, benchmarks/RESULTS.md); False: per-frame find
+    temporal: bool = False  # the temporal rules of the module docstring; False: per-frame find
     draws: int = 2  # temporal: noise draws per frame (per-frame mode uses FindConfig.draws)
-    window: int = 2  # temporal: frames on each side whose attention is averaged with the frame's own
+    window: int = 2  # temporal: frames on each side whose presence joins the frame's own (median)
     hysteresis: float = 0.8  # temporal: a found object stays found down to this share of find's thresholds
     batch: int = 8  # frames per UNet call (lower it to bound memory)
 
@@ -81,7 +79,7 @@ class FrameResult:
     phrase: str
     mask: np.ndarray  # (H, W) bool, empty when not found
     scores: np.ndarray  # (H, W) float32 in [0, 1]
-    presence: float  # as FindResult.presence (temporal mode: read on the attention averaged over the window)
+    presence: float  # as FindResult.presence, on the frame's own draws (temporal mode: found reads the window's median)
     found: bool
     relative_presence: float | None
     unet_rows: int  # UNet forwards (noise draws x prompts) run for this frame
@@ -98,6 +96,7 @@ class _Pending:
     encoded: EncodedImage  # the frame, its geometry and its d noise draws (d, C, h, w)
     attn: dict  # (prompt, adapter) -> the Attention of this frame's d draws
     seconds: float = 0.0  # encode + its share of the batched UNet calls
+    own: Any = None  # find on this frame's own draws (temporal mode; computed once, read by its neighbours)
 
 
 def _frames(frames: Iterable) -> Iterator[tuple[int, float | None, Image.Image]]:
@@ -142,19 +141,6 @@ def _attend(seg, batch: list[_Pending], keys: list[tuple], draws: int, rows_per_
                     p.seconds += att.seconds / len(group)
 
 
-def _merged(frames: list[_Pending], key: tuple) -> Any:
-    """One frame's attention with its neighbours' draws appended (same grids only)."""
-    own = frames[0].attn[key]
-    same = [f.attn[key] for f in frames if f.attn[key].grids == own.grids]
-    if len(same) == 1:
-        return own
-    qk = own.self_qk
-    return dataclasses.replace(
-        own, cross=[torch.cat([a.cross[i] for a in same]) for i in range(len(own.cross))],
-        self_qk=QueryKey(torch.cat([a.self_qk.q for a in same]), torch.cat([a.self_qk.k for a in same]), qk.scale)
-        if qk is not None else None)
-
-
 def _clears(r, cfg, factor: float) -> bool:
     """Whether find's presence rules pass with every threshold scaled by ``factor``."""
     if cfg.min_presence is not None and r.presence < factor * cfg.min_presence:
@@ -162,6 +148,18 @@ def _clears(r, cfg, factor: float) -> bool:
     if cfg.min_relative_presence is not None and r.relative_presence is not None:
         return r.relative_presence >= factor * cfg.min_relative_presence
     return True
+
+
+def present(cfg, near: list, was_found: bool, hysteresis: float) -> bool:
+    """Whether the object is in a frame: find's presence rules (``cfg``'s thresholds, scaled by
+    ``hysteresis`` when it ``was_found`` in the previous frame) on the median, over the frame and its
+    neighbours (``near``, each with ``presence`` and ``relative_presence``), of each frame's own. A median keeps the
+    step where an object enters or leaves (an average over frames would blur it, and a map averaged
+    over frames of a moving object has a lower peak) and drops a lone weak or stray frame."""
+    rel = [r.relative_presence for r in near if r.relative_presence is not None]
+    stat = SimpleNamespace(presence=float(np.median([r.presence for r in near])),
+                           relative_presence=float(np.median(rel)) if rel else None)
+    return _clears(stat, cfg, 1.0) or (was_found and _clears(stat, cfg, hysteresis))
 
 
 def continuing_region(every: np.ndarray, previous: np.ndarray) -> np.ndarray | None:
@@ -184,21 +182,19 @@ def _encode(seg, index: int, when: float | None, image: Image.Image, draws: int,
     return _Pending(index, when, encoded, {}, time.perf_counter() - t0)
 
 
-def _temporal_outline(seg, find_on, r, merged: dict, own: dict, prev_mask: np.ndarray | None) -> tuple:
-    """(mask, scores) of a frame found in temporal mode: the region continuing the previous frame's
-    mask when find kept one of several, outlined from the frame's own draws (``own``; the window's
-    smear a moving object), kept where the window's mask agrees (alone, a few draws also outline noise)."""
+def _temporal_outline(seg, find_on, prev_mask: np.ndarray | None) -> tuple:
+    """(mask, scores) of a frame found in temporal mode: find's pick on the frame's own draws, or,
+    when find kept one region of several, the region continuing the previous frame's mask."""
     with seg.with_config(min_presence=None, min_relative_presence=None):
-        pick = r.mask if r.found else find_on(merged).mask
-        if prev_mask is not None:
-            with seg.with_config(keep="all"):
-                every = find_on(merged).mask
-            if pick.sum() < every.sum():  # find kept one region of several
-                cont = continuing_region(every, prev_mask)
-                pick = cont if cont is not None else pick
+        r = find_on()
+        if prev_mask is None:
+            return r.mask, r.scores
         with seg.with_config(keep="all"):
-            mine = find_on(own)
-        return mine.mask & pick, mine.scores
+            every = find_on().mask
+        if r.mask.sum() < every.sum():  # find kept one region of several
+            cont = continuing_region(every, prev_mask)
+            return (cont, r.scores) if cont is not None else (r.mask, r.scores)
+        return r.mask, r.scores
 
 
 def track(seg, frames: Iterable, phrase: str, prompt: str | None = None,
@@ -216,27 +212,29 @@ def track(seg, frames: Iterable, phrase: str, prompt: str | None = None,
     out = 0  # position (in held) of the next frame to finish
     prev_found, prev_mask = False, None
 
+    def find_on(q: _Pending) -> Any:  # find on a frame, with its own passes already run
+        seg.use(q.encoded, q.attn)
+        return seg.find(phrase, prompt)
+
+    def own(q: _Pending) -> Any:  # find on a frame, once (its neighbours read it too)
+        if q.own is None:
+            q.own = find_on(q)
+        return q.own
+
     def finish(p: int) -> FrameResult:
         nonlocal prev_found, prev_mask
         me = held[p]
         start = time.perf_counter()
-
-        def find_on(attn: dict) -> Any:  # find on this frame, with its passes (attn) already run
-            seg.use(me.encoded, attn)
-            return seg.find(phrase, prompt)
-
-        near = [me] + [held[q] for q in range(max(0, p - window), min(len(held), p + window + 1)) if q != p]
-        # find's own answer on the attention of the window: presence, its rules and its pick read over time
-        merged = {k: _merged(near, k) for k in keys}
-        r = find_on(merged)
+        r = own(me)
         found, mask, scores = r.found, r.mask, r.scores
         if temporal:
-            found = r.found or (prev_found and _clears(r, seg.config, cfg.hysteresis))
+            near = [held[q] for q in range(max(0, p - window), min(len(held), p + window + 1))]
+            found = present(seg.config, [own(q) for q in near], prev_found, cfg.hysteresis)
             mask = np.zeros_like(r.mask)
             if found:
-                mask, scores = _temporal_outline(seg, find_on, r, merged, me.attn, prev_mask)
+                mask, scores = _temporal_outline(seg, lambda: find_on(me), prev_mask)
             prev_found, prev_mask = found, (mask if found and mask.any() else None)
-        seg.use(me.encoded)  # the window's passes dropped; the frame stays current until the next
+        seg.use(me.encoded)  # the frame stays current until the next
         return FrameResult(index=me.index, time=me.time, phrase=phrase, mask=mask, scores=scores,
                            presence=r.presence, found=bool(found), relative_presence=r.relative_presence,
                            unet_rows=draws * len(keys), image=me.encoded.image,
@@ -265,4 +263,4 @@ def track(seg, frames: Iterable, phrase: str, prompt: str | None = None,
     seg.clear_image()  # the segmenter holds no frame: set_image before find again
 
 
-__all__ = ["FrameResult", "TrackConfig", "continuing_region", "track"]
+__all__ = ["FrameResult", "TrackConfig", "continuing_region", "present", "track"]

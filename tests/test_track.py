@@ -1,5 +1,7 @@
 """Segmenter.track on a tiny random pipeline: per-frame mode is find, batching, streaming, temporal rules."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -7,7 +9,7 @@ from PIL import Image
 from personaseg.config import FindConfig
 from personaseg.errors import ConfigError
 from personaseg.segmenter import Segmenter
-from personaseg.track import TrackConfig, continuing_region
+from personaseg.track import TrackConfig, continuing_region, present
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +51,29 @@ def windowed(seg, frames):
             list(seg.track(frames, "mug", config=TrackConfig(temporal=True, draws=1, window=1))))
 
 
-def test_temporal_uses_fewer_draws_and_averages_neighbours(windowed):
+def test_temporal_finds_each_frame_on_its_own_draws(windowed):
     alone, avg = windowed
     assert all(r.unet_rows == 1 for r in avg)
-    # presence is read with the neighbours' draws joined to the frame's own; the outline from its own
-    assert all(a.presence != pytest.approx(b.presence, rel=1e-6) for a, b in zip(alone, avg))
+    # presence and outline come from the frame's own draws; the window only votes on found
+    assert [a.presence for a in alone] == pytest.approx([b.presence for b in avg], rel=1e-6)
     assert all(np.array_equal(a.scores, b.scores) for a, b in zip(alone, avg) if a.found and b.found)
+
+
+def _frame(presence, relative=None):
+    return SimpleNamespace(presence=presence, relative_presence=relative)
+
+
+def test_found_is_the_windows_median_which_keeps_entries_and_exits():
+    cfg = FindConfig(min_presence=0.5, min_relative_presence=0.7)
+    # a lone weak frame among strong neighbours is kept; a lone strong frame among weak ones is not
+    assert present(cfg, [_frame(0.9), _frame(0.1), _frame(0.9)], False, 1.0)
+    assert not present(cfg, [_frame(0.1), _frame(0.9), _frame(0.1)], False, 1.0)
+    # an object entering: the first frame with it (two of five in view before it) is found, the one before is not
+    assert present(cfg, [_frame(p) for p in (0.1, 0.1, 0.9, 0.9, 0.9)], False, 1.0)
+    assert not present(cfg, [_frame(p) for p in (0.1, 0.1, 0.1, 0.9, 0.9)], False, 1.0)
+    # relative presence is read the same way, when the frames have one
+    assert not present(cfg, [_frame(0.9, r) for r in (0.9, 0.6, 0.6)], False, 1.0)
+    assert present(cfg, [_frame(0.9, r) for r in (0.9, 0.6, 0.6)], True, 0.8)  # hysteresis: 0.6 >= 0.8 * 0.7
 
 
 def test_streaming_holds_at_most_batch_plus_window_frames(seg, frames):
@@ -76,11 +95,11 @@ def test_streaming_holds_at_most_batch_plus_window_frames(seg, frames):
 
 
 def test_hysteresis_keeps_a_weakening_object(seg, frames, windowed):
-    p = [r.presence for r in windowed[1]]
+    p = [r.presence for r in windowed[0]]  # window 0: found reads each frame's own presence
     k = next(i for i in range(len(p) - 1) if 0.8 * p[i] < p[i + 1] < p[i])  # presence dips after frame k
     strict = Segmenter(seg.pipe, seg.card, FindConfig(draws=3, long_side=64, min_presence=p[k]))
-    off = list(strict.track(frames, "mug", config=TrackConfig(temporal=True, draws=1, window=1, hysteresis=1.0)))
-    on = list(strict.track(frames, "mug", config=TrackConfig(temporal=True, draws=1, window=1, hysteresis=0.8)))
+    off = list(strict.track(frames, "mug", config=TrackConfig(temporal=True, draws=1, window=0, hysteresis=1.0)))
+    on = list(strict.track(frames, "mug", config=TrackConfig(temporal=True, draws=1, window=0, hysteresis=0.8)))
     assert [r.presence for r in on] == pytest.approx(p)
     assert off[k].found and not off[k + 1].found and not off[k + 1].mask.any()
     assert on[k].found and on[k + 1].found and on[k + 1].mask.any()  # one weak frame does not drop it

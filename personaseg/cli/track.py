@@ -108,14 +108,14 @@ def track(
     every: Annotated[int, typer.Option("--every", help="Process every N-th frame (the overlay runs at fps/N).")] = 1,
     start: Annotated[Optional[float], typer.Option("--start", help="First second to process.")] = None,
     end: Annotated[Optional[float], typer.Option("--end", help="Stop at this second (not included).")] = None,
-    temporal: Annotated[bool, typer.Option("--temporal/--no-temporal", help="Temporal reasoning: attention averaged "
-                        "over neighbouring frames (fewer draws each), presence hysteresis, the region continuing "
-                        "the previous frame's object, at a fifth of the UNet work. Off by default: on the toy clips it lost to "
-                        "per-frame find where the object leaves (benchmarks/RESULTS.md).")] = False,
+    temporal: Annotated[bool, typer.Option("--temporal/--no-temporal", help="Temporal reasoning: each frame "
+                        "found on fewer draws (2), whether the object is there read on the median of the "
+                        "neighbouring frames' presence, the region continuing the previous frame's object; a "
+                        "fifth of the UNet work (benchmarks/RESULTS.md).")] = False,
     draws_per_frame: Annotated[Optional[int], typer.Option("--draws-per-frame", help="Temporal: noise draws per "
                                "frame (default 2).")] = None,
-    window: Annotated[Optional[int], typer.Option("--window", help="Temporal: neighbouring frames on each side "
-                                                                   "averaged (default 2).")] = None,
+    window: Annotated[Optional[int], typer.Option("--window", help="Temporal: neighbouring frames on each "
+                                                                   "side voting on presence (default 2).")] = None,
     batch: Annotated[Optional[int], typer.Option("--batch", help="Frames per UNet call (default 8).")] = None,
     fps: Annotated[Optional[float], typer.Option("--fps", help="Frame rate of a folder of frames (default 25).")] = None,
     prompt: Annotated[Optional[str], typer.Option(help="Prompt template with {} for the phrase.")] = None,

@@ -39,7 +39,7 @@ def video(
     steps: Annotated[Optional[int], typer.Option(help="Learn: optimizer steps (overrides the recipe).")] = None,
     draws: Annotated[Optional[int], typer.Option(help="Per-frame mode: noise draws per frame (paper: 10).")] = None,
     draws_per_frame: Annotated[Optional[int], typer.Option("--draws-per-frame", help="Temporal: draws per frame.")] = None,
-    window: Annotated[Optional[int], typer.Option("--window", help="Temporal: neighbouring frames averaged on each side.")] = None,
+    window: Annotated[Optional[int], typer.Option("--window", help="Temporal: neighbouring frames on each side whose presence joins the frame's own (median).")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first bad sequence instead of skipping it.")] = False,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,

@@ -53,7 +53,7 @@ def _av():
     return av
 
 
-def _natural(name: str) -> list:
+def natural_key(name: str) -> list:
     """Sort key: digit runs as numbers, so frame_9 comes before frame_10 (zero-padded names sort as usual)."""
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
@@ -106,7 +106,7 @@ class FrameFolder(Clip):
         self.path = Path(path)
         self.fps = float(fps or FOLDER_FPS)
         self.files = sorted((p for p in self.path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                             and not p.name.startswith(".")), key=lambda p: _natural(p.name))
+                             and not p.name.startswith(".")), key=lambda p: natural_key(p.name))
         if not self.files:
             raise InputError(f"{self.path} has no frames (no image files in it)",
                              hint="give a video file or a folder of .png/.jpg frames")
@@ -197,7 +197,7 @@ def collect_clips(inputs: list[str | Path]) -> list[Path]:
         p = Path(item)
         if p.is_dir():
             videos = sorted((f for f in p.iterdir() if f.is_file() and f.suffix.lower() in VIDEO_SUFFIXES),
-                            key=lambda f: _natural(f.name))
+                            key=lambda f: natural_key(f.name))
             out += videos or [p]
         else:
             out.append(p)
@@ -287,4 +287,5 @@ def write_video(path: str | Path, images: list[Image.Image] | Iterator[Image.Ima
     return Path(path)
 
 
-__all__ = ["Clip", "Frame", "FrameFolder", "OverlayWriter", "VideoFile", "collect_clips", "open_clip", "write_video"]
+__all__ = ["Clip", "Frame", "FrameFolder", "OverlayWriter", "VideoFile", "collect_clips", "natural_key", "open_clip",
+           "write_video"]

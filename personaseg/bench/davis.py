@@ -29,7 +29,7 @@ from PIL import Image, ImageOps
 
 from ..errors import DatasetError
 from ..images import IMAGE_SUFFIXES, load_image
-from ..video import _natural
+from ..video import natural_key
 from .data import ConceptSpec
 
 VOID = 255  # DAVIS: pixels not scored
@@ -88,7 +88,7 @@ def object_mask(path: Path, obj: int) -> np.ndarray:
 
 def _files(folder: Path, suffixes) -> list[Path]:
     return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes
-                   and not p.name.startswith(".")), key=lambda p: _natural(p.name))
+                   and not p.name.startswith(".")), key=lambda p: natural_key(p.name))
 
 
 def _first_frame_photos(frame: Path, mask: np.ndarray) -> list[Image.Image]:

@@ -25,7 +25,7 @@ from ..errors import DatasetError
 from ..io import save_png_atomic
 from ..prompts import VOC_CLASSES
 from ..provenance import provenance
-from ..runtime import is_main, shard, wait
+from ..runtime import is_main, process_device, shard, wait
 from ..viz import palette_png
 from .data import BenchWarning
 from .metrics import IGNORE, VOC_NUM_CLASSES, class_iou, confusion, miou_from_confusion
@@ -124,8 +124,8 @@ def run_voc(root: str | Path, config: VocConfig, *, progress: bool = True) -> di
     done = run.done()
     pending = [s for s in samples if any((m, s.image, "voc") not in done for m in methods)]
     overrides = {**config.find, **({"seed": config.seed} if config.seed is not None else {})}
-    seg = Segmenter.from_pretrained(config.model, device=config.device, dtype=config.dtype,
-                                    config=find_config("voc", **overrides))
+    seg = Segmenter.from_pretrained(config.model, device=config.device or process_device(), dtype=config.dtype,
+                                    config=find_config("voc", **overrides))  # each process its own device
     mine = shard(pending)
     bar = progress_bar(progress and is_main())
     t0 = time.perf_counter()

@@ -79,3 +79,24 @@ def test_the_crf_row_leaves_the_segmenters_config_alone(monkeypatch, voc, tmp_pa
         run_voc(voc, VocConfig(out=tmp_path / "run", model="tiny", crf=True), progress=False)
     assert [crf for crf, _ in seen] == [False, True, False, True]  # each row with its own CRF setting
     assert not any(given for _, given in seen)  # the segmenter's own config never said crf
+
+
+def test_each_process_loads_on_its_own_device(monkeypatch, voc, tmp_path):
+    """Under `accelerate launch` on GPUs each process finds on cuda:<rank>, as bench personal does."""
+    import personaseg.bench.voc as voc_mod
+
+    install(monkeypatch)
+    devices = []
+
+    class Recording(FakeSegmenter):
+        @classmethod
+        def from_pretrained(cls, model=None, *, device=None, **kw):
+            devices.append(device)
+            return super().from_pretrained(model, device=device, **kw)
+
+    import personaseg.segmenter as segmenter
+    monkeypatch.setattr(segmenter, "Segmenter", Recording)
+    monkeypatch.setattr(voc_mod, "process_device", lambda: "cuda:1")
+    run_voc(voc, VocConfig(out=tmp_path / "a", model="tiny", limit=1), progress=False)
+    run_voc(voc, VocConfig(out=tmp_path / "b", model="tiny", limit=1, device="cpu"), progress=False)
+    assert devices == ["cuda:1", "cpu"]  # an explicit --device still wins

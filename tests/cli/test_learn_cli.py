@@ -149,7 +149,7 @@ def test_resume_and_find_take_the_model_the_concept_was_learned_on(run, photos, 
 
 
 def test_learn_on_the_toy_model_takes_its_card_settings(run, tmp_path, ctrl_c_after):
-    """No --recipe: the toy card's fast settings (300 steps), and the resume hint names --model toy."""
+    """No --recipe: the toy card's fast settings (200 steps), and the resume hint names --model toy."""
     ctrl_c_after(1)
     from personaseg.toyworld.scenes import make_scene
 
@@ -159,7 +159,7 @@ def test_learn_on_the_toy_model_takes_its_card_settings(run, tmp_path, ctrl_c_af
         Image.fromarray(make_scene(i, size=64).image).save(photos / f"{i}.png")
     code, _, err = run("learn", photos, "--token", "<x>", "--class-word", "circle", "--model", "toy",
                        "--concepts-dir", tmp_path / "store", "-q")
-    assert code == 130 and "interrupted at step 1/300;" in err, err  # not 1/3000: SD's TI
+    assert code == 130 and "interrupted at step 1/200;" in err, err  # not 1/3000: SD's TI
     assert _hinted_command(err, "resume with:") == ["personaseg", "learn", str(photos), "--token", "<x>", "--model",
                                                     "toy", "--concepts-dir", str(tmp_path / "store"), "--resume"]
 

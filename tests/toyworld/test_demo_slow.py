@@ -6,6 +6,8 @@ word vs personal IoU alone 0.94 / 0.95, distractor 0.37 / 0.90, absent 0.00 / 1.
 not found in either absent scene). With the card's contrast_pairs = 2 (2026-12-02): 112-158 s,
 alone 0.94 / 0.94, distractor 0.37 / 0.86, absent unchanged. The model before it (no look_loss), same card: alone 0.95 / 0.92,
 distractor 0.38 / 0.75 (a touching orange look-alike taken in by the class word's outline).
+With the card's 200 steps (2026-12-07, 300 before): 66 s (learn 64 s), alone 0.94 / 0.95,
+distractor 0.37 / 0.93, absent 0.00 / 0.50 (the token marks a red striped cross in one absent scene).
 Absent scenes are not asserted: on fresh benchmarks the presence rule still lets 0-25 % of absent
 samples through (benchmarks/RESULTS.md). A broken learn/find path falls to the class word or below.
 """

@@ -69,8 +69,15 @@ def _same_settings(concept, now: dict[str, Any], config, warned: set) -> bool:
 def verdict(presence: float, ref: float | None, config) -> tuple[float | None, bool]:
     """(relative presence, found): found unless presence is under ``min_presence`` or, for a concept
     with a reference, its share of the reference is under ``min_relative_presence``."""
-    found = config.min_presence is None or presence >= config.min_presence
     relative = presence / ref if ref else None
+    return relative, clears(presence, relative, config)
+
+
+def clears(presence: float, relative: float | None, config, factor: float = 1.0) -> bool:
+    """Whether ``presence`` (and ``relative``, when known) pass ``config``'s presence thresholds, each
+    scaled by ``factor`` (``track``'s hysteresis keeps a found object down to a share of them)."""
+    if config.min_presence is not None and presence < factor * config.min_presence:
+        return False
     if relative is not None and config.min_relative_presence is not None:
-        found = found and relative >= config.min_relative_presence
-    return relative, found
+        return relative >= factor * config.min_relative_presence
+    return True

@@ -41,7 +41,6 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -49,6 +48,7 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
+from . import policy
 from .attention import EncodedImage
 from .capture import QueryKey
 from .errors import ConfigError
@@ -143,15 +143,6 @@ def _attend(seg, batch: list[_Pending], keys: list[tuple], draws: int, rows_per_
                     p.seconds += att.seconds / len(group)
 
 
-def _clears(r, cfg, factor: float) -> bool:
-    """Whether find's presence rules pass with every threshold scaled by ``factor``."""
-    if cfg.min_presence is not None and r.presence < factor * cfg.min_presence:
-        return False
-    if cfg.min_relative_presence is not None and r.relative_presence is not None:
-        return r.relative_presence >= factor * cfg.min_relative_presence
-    return True
-
-
 def present(cfg, near: list, was_found: bool, hysteresis: float) -> bool:
     """Whether the object is in a frame: find's presence rules (``cfg``'s thresholds, scaled by
     ``hysteresis`` when it ``was_found`` in the previous frame) on the median, over the frame and its
@@ -159,9 +150,8 @@ def present(cfg, near: list, was_found: bool, hysteresis: float) -> bool:
     step where an object enters or leaves (an average over frames would blur it, and a map averaged
     over frames of a moving object has a lower peak) and drops a lone weak or stray frame."""
     rel = [r.relative_presence for r in near if r.relative_presence is not None]
-    stat = SimpleNamespace(presence=float(np.median([r.presence for r in near])),
-                           relative_presence=float(np.median(rel)) if rel else None)
-    return _clears(stat, cfg, 1.0) or (was_found and _clears(stat, cfg, hysteresis))
+    presence, relative = float(np.median([r.presence for r in near])), float(np.median(rel)) if rel else None
+    return policy.clears(presence, relative, cfg) or (was_found and policy.clears(presence, relative, cfg, hysteresis))
 
 
 def continuing_region(every: np.ndarray, previous: np.ndarray) -> np.ndarray | None:
@@ -184,19 +174,22 @@ def _encode(seg, index: int, when: float | None, image: Image.Image, draws: int,
     return _Pending(index, when, encoded, {}, time.perf_counter() - t0)
 
 
-def _temporal_outline(seg, find_on, prev_mask: np.ndarray | None) -> tuple:
-    """(mask, scores) of a frame found in temporal mode: find's pick on the frame's own draws, or,
-    when find kept one region of several, the region continuing the previous frame's mask."""
+def _temporal_mask(seg, r, find_on, prev_mask: np.ndarray | None) -> np.ndarray:
+    """The mask of a frame found in temporal mode: find's pick on the frame's own draws (``r``, or
+    found again without the presence rules when the frame alone fell under them), or, when find kept
+    one region of several, the region continuing the previous frame's mask. (The scores are ``r``'s:
+    neither the presence rules nor ``keep`` change them.)"""
     with seg.with_config(min_presence=None, min_relative_presence=None):
-        r = find_on()
+        pick = r.mask if r.found else find_on().mask
         if prev_mask is None:
-            return r.mask, r.scores
+            return pick
         with seg.with_config(keep="all"):
             every = find_on().mask
-        if r.mask.sum() < every.sum():  # find kept one region of several
-            cont = continuing_region(every, prev_mask)
-            return (cont, r.scores) if cont is not None else (r.mask, r.scores)
-        return r.mask, r.scores
+    if pick.sum() < every.sum():  # find kept one region of several
+        cont = continuing_region(every, prev_mask)
+        if cont is not None:
+            return cont
+    return pick
 
 
 def track(seg, frames: Iterable, phrase: str, prompt: str | None = None,
@@ -228,16 +221,14 @@ def track(seg, frames: Iterable, phrase: str, prompt: str | None = None,
         me = held[p]
         start = time.perf_counter()
         r = own(me)
-        found, mask, scores = r.found, r.mask, r.scores
+        found, mask = r.found, r.mask
         if temporal:
             near = [held[q] for q in range(max(0, p - window), min(len(held), p + window + 1))]
             found = present(seg.config, [own(q) for q in near], prev_found, cfg.hysteresis)
-            mask = np.zeros_like(r.mask)
-            if found:
-                mask, scores = _temporal_outline(seg, lambda: find_on(me), prev_mask)
+            mask = _temporal_mask(seg, r, lambda: find_on(me), prev_mask) if found else np.zeros_like(r.mask)
             prev_found, prev_mask = found, (mask if found and mask.any() else None)
         seg.use(me.encoded)  # the frame stays current until the next
-        return FrameResult(index=me.index, time=me.time, phrase=phrase, mask=mask, scores=scores,
+        return FrameResult(index=me.index, time=me.time, phrase=phrase, mask=mask, scores=r.scores,
                            presence=r.presence, found=bool(found), relative_presence=r.relative_presence,
                            unet_rows=draws * len(keys), image=me.encoded.image,
                            timings={"unet_s": me.seconds, "t2m_s": time.perf_counter() - start})

@@ -8,11 +8,11 @@ Each frame is found by :meth:`Segmenter.find` itself (so presence, the concept's
 reference, ``keep``, ``outline`` and the CRF mean what they mean for a photo); what ``track``
 adds is how the frames' attention is computed and, in temporal mode, how frames inform each other.
 
-Per-frame mode (``TrackConfig(temporal=False)``): every frame as ``find`` would see it as a still
+Per-frame mode (``TrackConfig(temporal=False)``, ``track --no-temporal``): every frame as ``find`` would see it as a still
 (the same ``FindConfig.draws`` and seed), only batched: ``batch`` frames x their draws go through
 the UNet per call, and the text is encoded once. Its masks equal ``set_image`` + ``find`` per frame.
 
-Temporal mode (``temporal=True``, ``track --temporal``), three simple rules:
+Temporal mode (the default), three simple rules:
 
 1. *Fewer draws, presence read over time.* A frame runs only ``TrackConfig.draws`` noise draws
    (seeded by its index, so neighbours' noise differs) and is found on those. Whether the object is
@@ -59,7 +59,7 @@ from .images import load_image, to_rgb
 class TrackConfig:
     """How ``track`` treats time. The find settings themselves are the segmenter's ``FindConfig``."""
 
-    temporal: bool = False  # the temporal rules of the module docstring; False: per-frame find
+    temporal: bool = True  # the temporal rules of the module docstring; False: per-frame find
     draws: int = 2  # temporal: noise draws per frame (per-frame mode uses FindConfig.draws)
     window: int = 2  # temporal: frames on each side whose presence joins the frame's own (median)
     hysteresis: float = 1.0  # temporal: a found object stays found down to this share of find's thresholds (1: off)

@@ -5,7 +5,7 @@ Examples:
     personaseg track "<mydog>" walk.mp4 --out tracked
     personaseg track mug cooking.mov --every 2 --start 10 --end 40 --json > mug.jsonl
     personaseg track "<mymug>" ./frames/ --fps 30                   # a folder of frames, sorted by name
-    personaseg track "<mydog>" long-walk.mp4 --temporal             # a fifth of the UNet work per frame
+    personaseg track "<mydog>" walk.mp4 --no-temporal               # every frame as find sees a photo (5x the work)
 """
 
 from __future__ import annotations
@@ -108,10 +108,11 @@ def track(
     every: Annotated[int, typer.Option("--every", help="Process every N-th frame (the overlay runs at fps/N).")] = 1,
     start: Annotated[Optional[float], typer.Option("--start", help="First second to process.")] = None,
     end: Annotated[Optional[float], typer.Option("--end", help="Stop at this second (not included).")] = None,
-    temporal: Annotated[bool, typer.Option("--temporal/--no-temporal", help="Temporal reasoning: each frame "
-                        "found on fewer draws (2), whether the object is there read on the median of the "
-                        "neighbouring frames' presence, the region continuing the previous frame's object; a "
-                        "fifth of the UNet work (benchmarks/RESULTS.md).")] = False,
+    temporal: Annotated[bool, typer.Option("--temporal/--no-temporal", help="Temporal reasoning (default): "
+                        "each frame found on fewer draws (2), whether the object is there read on the median "
+                        "of the neighbouring frames' presence, the region continuing the previous frame's "
+                        "object; a fifth of the UNet work. --no-temporal: every frame found as a photo, "
+                        "with find's draws (benchmarks/RESULTS.md compares them).")] = True,
     draws_per_frame: Annotated[Optional[int], typer.Option("--draws-per-frame", help="Temporal: noise draws per "
                                "frame (default 2).")] = None,
     window: Annotated[Optional[int], typer.Option("--window", help="Temporal: neighbouring frames on each "
@@ -120,7 +121,8 @@ def track(
     fps: Annotated[Optional[float], typer.Option("--fps", help="Frame rate of a folder of frames (default 25).")] = None,
     prompt: Annotated[Optional[str], typer.Option(help="Prompt template with {} for the phrase.")] = None,
     recipe: Annotated[Optional[Path], typer.Option(help="TOML file of FindConfig fields.")] = None,
-    draws: Annotated[Optional[int], typer.Option(help="Per-frame mode: noise draws per frame (paper: 10).")] = None,
+    draws: Annotated[Optional[int], typer.Option(help="With --no-temporal: noise draws per frame (paper: 10); "
+                                                      "temporal mode takes --draws-per-frame.")] = None,
     min_relative_presence: Annotated[Optional[float], typer.Option(help="A <concept> below this share of its "
                                      "presence on its own photos is 'not found'.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a clip's outputs left by an earlier run.")] = False,
@@ -144,12 +146,18 @@ def track(
 
       personaseg track '<mymug>' ./frames/ --fps 30
 
-      personaseg track '<mydog>' long-walk.mp4 --temporal
+      personaseg track '<mydog>' walk.mp4 --no-temporal
     """
     from ..video import collect_clips
 
     _check_options(phrase, every, start, end, window, {"--draws-per-frame": draws_per_frame, "--batch": batch,
                                                        "--fps": fps})
+    if temporal and draws is not None:
+        raise InputError(f"--draws {draws} sets the draws of per-frame find, and temporal mode is on",
+                         hint=f"use --draws-per-frame {draws}, or add --no-temporal")
+    if not temporal and (draws_per_frame is not None or window is not None):
+        raise InputError("--draws-per-frame and --window are temporal mode's, and --no-temporal turns it off",
+                         hint="drop them, or use --draws for per-frame find's draws")
     paths = collect_clips(videos)
     check_out_dir(out)
     seg = make_segmenter(model, device, dtype, None, recipe, concepts_dir, draws=draws, seed=seed,

@@ -164,6 +164,7 @@ class Workspace:
         from ..concepts.store import concept_name
         from ..io import save_png_atomic
         from ..masks import frame_record
+        from ..track import TrackConfig
         from ..video import OverlayWriter, open_clip
         from ..viz import overlay
 
@@ -182,8 +183,9 @@ class Workspace:
         lines, frames, found = [], 0, 0
         with self._find_lock, collecting_warnings() as notes:
             seg = self.segmenter(draws, seed, concept)
+            config = TrackConfig(draws=draws) if draws else None  # track's default mode: temporal
             with OverlayWriter(out / f"{stem}.overlay.mp4", clip.fps / every) as video:
-                for r in seg.track(clip.frames(None, None, every), phrase):
+                for r in seg.track(clip.frames(None, None, every), phrase, config=config):
                     name = f"{r.index:05d}.png"
                     save_png_atomic(out / stem / "masks" / name, r.mask)
                     video.write(overlay(r.image, r.mask, f"{phrase} {r.time:.2f}s" if r.found

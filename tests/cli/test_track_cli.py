@@ -28,7 +28,7 @@ def clips(tmp_path_factory):
 def test_outputs_json_and_frame_rate(run, tiny_model_dir, clips, tmp_path):
     out = tmp_path / "out"
     code, stdout, err = run("track", "mug", clips / "walk.mp4", clips / "frames", "--model", tiny_model_dir,
-                            "--out", out, "--json", "--draws", "2", "--fps", "5")
+                            "--out", out, "--json", "--draws-per-frame", "2", "--fps", "5")
     assert code == 0, err
     records = [json.loads(line) for line in stdout.splitlines()]
     assert [r["frame"] for r in records] == list(range(6)) + list(range(4))
@@ -50,7 +50,7 @@ def test_json_writes_the_mask_as_find_does_and_names_show_as_they_are(run, tiny_
     named = tmp_path / "walk[red].mp4"
     named.write_bytes((clips / "walk.mp4").read_bytes())
     code, stdout, err = run("track", "mug", named, "--model", tiny_model_dir, "--out", tmp_path / "out", "--json",
-                            "--draws", "1")
+                            "--draws-per-frame", "1")
     assert code == 0, err
     records = [json.loads(line) for line in stdout.splitlines()]
     drawn = [r for r in records if r["area"] > 0]
@@ -102,7 +102,7 @@ def test_bad_clips_are_one_line_each_and_the_good_one_is_kept(run, tiny_model_di
     out = tmp_path / "out"
     names = ["junk.mp4", "sound.m4a", "empty", "mixed", "cut.mp4"]
     code, _, err = run("track", "mug", *[bad / n for n in names], clips / "walk.mp4", "--model", tiny_model_dir,
-                       "--out", out, "--draws", "1")
+                       "--out", out, "--draws-per-frame", "1")
     assert code == 2 and "Traceback" not in err
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == 5
@@ -117,10 +117,12 @@ def test_bad_clips_are_one_line_each_and_the_good_one_is_kept(run, tiny_model_di
     (["--every", "0"], "--every 0 must be >= 1"),
     (["--start", "5"], "--start 5 s is past the end"),
     (["--start", "0.4", "--end", "0.2"], "is not after --start"),
+    (["--draws", "3"], "--draws 3 sets the draws of per-frame find, and temporal mode is on"),  # not silently unused
+    (["--no-temporal"], "--draws-per-frame and --window are temporal mode's"),
 ])
 def test_bad_ranges(run, tiny_model_dir, clips, tmp_path, args, message):
     code, _, err = run("track", "mug", clips / "walk.mp4", "--model", tiny_model_dir, "--out", tmp_path / "o",
-                       "--draws", "1", *args)
+                       "--draws-per-frame", "1", *args)
     assert code == 2 and message in err and "Traceback" not in err
     assert not (tmp_path / "o" / "walk").exists() and not (tmp_path / "o" / "walk.overlay.mp4").exists()
 

@@ -152,7 +152,7 @@ def test_track_in_the_app_is_personaseg_track(run, tiny_model_dir, tmp_path):
     with pytest.raises(InputError, match="notes.mp4"):
         ws.track(tmp_path / "notes.mp4", "mug")
     out, _ = ws.track(clip, "mug", draws=2, seed=1, every=2)
-    code, stdout, err = run("track", "mug", clip, "--model", tiny_model_dir, "--draws", 2, "--seed", 1,
+    code, stdout, err = run("track", "mug", clip, "--model", tiny_model_dir, "--draws-per-frame", 2, "--seed", 1,
                             "--every", 2, "--out", tmp_path / "cli", "--json")
     assert code == 0, err
     cli = [json.loads(line) for line in stdout.splitlines()]

@@ -76,6 +76,8 @@ class LearnConfig:
     attention_weight: float | None = None  # masks (boxes, clicks): weight of the loss pulling the token's find map (find's blocks and timestep) onto each photo's mask; None: the model card's, else 1.0 (0: off)
     masked_loss: bool | None = None  # masks: the denoising loss counts the object's latent cells only (Break-A-Scene); None: the model card's, else true
     guided_steps: int | None = None  # optimizer steps when a photo has a mask, box or click (guidance learns faster); None: the model card's, else steps
+    stop_when_stable: float | None = None  # stop before `steps` once the token's find map on its own photos (min-max normalised) moves less than this mean absolute change between two checks; None: run every step
+    stop_check_every: int = 25  # steps between the checks of stop_when_stable (each: one find-style forward over the photos)
     class_images: str | None = None  # folder of class images ({class}: the class word); None: generate them with the model
     contrast_images: str | None = None  # TI contrast: images the token must stay off, all of them (folders, globs; {class}: the class word); None: the class images
     num_class_images: int = 100  # class images to use / generate (diffusers default 100)
@@ -106,6 +108,11 @@ class LearnConfig:
             )
         if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"lr={self.lr} must be > 0", hint="use a finite number like 5e-4")
+        if self.stop_when_stable is not None and not 0.0 < self.stop_when_stable <= 1.0:
+            raise ConfigError(f"stop_when_stable={self.stop_when_stable} out of range",
+                              hint="use a mean change in (0, 1], e.g. 0.02, or leave it unset")
+        if self.stop_check_every < 1:
+            raise ConfigError(f"stop_check_every={self.stop_check_every} out of range", hint="use 1 or more")
         if not 0.0 <= self.flip_p <= 1.0:
             raise ConfigError(f"flip_p={self.flip_p} out of range", hint="use 0..1")
         if (self.contrast_weight or 0.0) < 0 or not 0.0 < self.contrast_ratio <= 1.0:

@@ -113,7 +113,8 @@ def _learn(photos, name: str, token: str, store: ConceptStore, config: LearnConf
     mask_record = photo_set.masks.record() if photo_set.masks is not None else None
     _check_same_run(state, token, mask_record, None if owns_pipe else base_model)
     attend = photo_set.masks is not None and bool(cfg.attention_weight)
-    contrast = calibrate.find_spec(pipe, card) if cfg.contrast_weight or attend else None  # refuses before class images
+    reads_maps = cfg.contrast_weight or attend or cfg.stop_when_stable  # a forward read as find reads
+    contrast = calibrate.find_spec(pipe, card) if reads_maps else None  # refuses before class images
     class_set = _class_set(pipe, cfg, store, base_model, progress and acc.is_main_process)
     copy_te = not owns_pipe and cfg.method == "lora" and cfg.lora_train_text_encoder
     run = {"token": token, "force": force, "photos": photo_set.hashes, "config": to_dict(cfg),
@@ -134,6 +135,9 @@ def _learn(photos, name: str, token: str, store: ConceptStore, config: LearnConf
         meta = _meta(name, token, cfg, base_model, width, pipe, photo_set, losses, run["train_seconds"])
         if mask_record is not None:
             meta["masks"] = mask_record
+        if cfg.stop_when_stable:
+            meta["steps_run"] = run.get("stopped_at", cfg.steps)
+            meta["map_changes"] = trainer.map_changes
         _save(store, name, force, meta, result, pipe, card, cfg, photo_set, guidance, derived, started)
         shutil.rmtree(store.run_dir(name), ignore_errors=True)
     acc.wait_for_everyone()

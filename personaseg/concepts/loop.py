@@ -89,6 +89,10 @@ def run_steps(trainer: Trainer, start: int, losses: list[float], ckpt: Path, run
                 if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
                     save(step + 1)
                     saved_at = step + 1
+                if (cfg.stop_when_stable and (step + 1) % cfg.stop_check_every == 0 and step + 1 < cfg.steps
+                        and trainer.settled()):
+                    run["stopped_at"] = step + 1  # the token's maps on its photos stopped moving
+                    break
         except KeyboardInterrupt:
             where = f"the checkpoint of step {saved_at} is in {ckpt}" if saved_at else "no checkpoint was saved"
             raise LearnInterrupted(

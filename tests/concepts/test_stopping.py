@@ -1,0 +1,51 @@
+"""learn's stopping rule: it stops once the token's find map on its photos stops moving, and says so."""
+
+import pytest
+import torch
+
+from personaseg.concepts import LearnConfig, learn
+from personaseg.concepts.calibrate import find_spec
+from personaseg.concepts.data import load_photos
+from personaseg.concepts.trainer import Trainer
+from personaseg.errors import ConfigError
+from personaseg.models import load_pipeline
+from personaseg.runtime import make_accelerator
+
+
+def test_photo_maps_read_the_same_input_each_time(tiny_sd, photos, tiny_cfg):
+    """Two reads with the token unchanged are equal (so a change is the token's), and a change of the
+    token's vector moves them."""
+    pipe, card = load_pipeline(str(tiny_sd), device="cpu")
+    cfg = tiny_cfg(stop_when_stable=0.5).resolved()
+    photo_set = load_photos(photos, cfg.resolution)
+    with Trainer(pipe, "<mymug>", cfg, make_accelerator("no"), photo_set, contrast=find_spec(pipe, card)) as tr:
+        first = tr.photo_maps()
+        assert first.shape[0] == len(photo_set) and 0.0 <= float(first.min()) and float(first.max()) <= 1.0
+        assert torch.equal(first, tr.photo_maps())
+        assert not tr.settled() and tr.map_changes == []  # the first check only takes the reference
+        assert tr.settled() and tr.map_changes == [0.0]
+        with torch.no_grad():
+            tr.rows.rows.add_(torch.randn_like(tr.rows.rows) * 5)
+        assert float((tr.photo_maps() - first).abs().mean()) > 0
+
+
+def test_learn_stops_at_the_first_check_that_settles(tiny_sd, photos, tmp_path, tiny_cfg):
+    """With a tolerance no change can reach (1.0: maps are in [0, 1], and they do not move by all of
+    it), learn stops at the second check, and concept.json says where and what it read."""
+    cfg = tiny_cfg(steps=12, stop_when_stable=1.0, stop_check_every=3)
+    concept = learn(photos, "<mymug>", cfg, model=str(tiny_sd), concepts_dir=tmp_path / "c", progress=False)
+    assert concept.meta["steps_run"] == 6 and len(concept.meta["map_changes"]) == 1
+    assert concept.meta["steps"] == 12  # the budget stays what was asked
+
+
+def test_without_the_rule_every_step_runs(tiny_sd, photos, tmp_path, tiny_cfg):
+    concept = learn(photos, "<mymug>", tiny_cfg(steps=3), model=str(tiny_sd), concepts_dir=tmp_path / "c",
+                    progress=False)
+    assert "steps_run" not in concept.meta and "map_changes" not in concept.meta
+
+
+@pytest.mark.parametrize("bad", [{"stop_when_stable": 0.0}, {"stop_when_stable": 1.5},
+                                 {"stop_when_stable": float("nan")}, {"stop_check_every": 0}])
+def test_bad_stopping_settings(bad):
+    with pytest.raises(ConfigError, match=next(iter(bad))):
+        LearnConfig(**bad)

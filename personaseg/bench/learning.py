@@ -28,7 +28,7 @@ from .data import ConceptSpec, mask_array
 
 # LearnConfig fields added after concepts were cached: left unset they do not enter the key, so a
 # concept learned before they existed (same photos, settings, model) is still found in the cache.
-NEWER_FIELDS = ("attention_weight", "masked_loss", "guided_steps")
+NEWER_FIELDS = ("attention_weight", "masked_loss", "guided_steps", "stop_when_stable", "guided_stop_when_stable")
 
 
 @dataclass
@@ -86,6 +86,8 @@ def concept_token(spec: ConceptSpec, method: str, config: Any, model_id: str, gu
             h.update(hashlib.sha256(_photo_bytes(mask) if mask is not None else b"-").digest())
         method = method + "-" + guide.lstrip("+")
     settings = {k: v for k, v in to_dict(config.resolved()).items() if not (k in NEWER_FIELDS and v is None)}
+    if "stop_when_stable" not in settings and "guided_stop_when_stable" not in settings:
+        settings.pop("stop_check_every", None)  # read only by a stopping rule
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())
     h.update(model_id.encode())
     h.update(model_fingerprint(model_id).encode())

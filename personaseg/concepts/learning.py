@@ -113,7 +113,9 @@ def _learn(photos, name: str, token: str, store: ConceptStore, config: LearnConf
     mask_record = photo_set.masks.record() if photo_set.masks is not None else None
     _check_same_run(state, token, mask_record, None if owns_pipe else base_model)
     attend = photo_set.masks is not None and bool(cfg.attention_weight)
-    reads_maps = cfg.contrast_weight or attend or cfg.stop_when_stable  # a forward read as find reads
+    guided = photo_set.masks is not None
+    stops = cfg.guided_stop_when_stable if guided and cfg.guided_stop_when_stable else cfg.stop_when_stable
+    reads_maps = cfg.contrast_weight or attend or stops  # a forward read as find reads
     contrast = calibrate.find_spec(pipe, card) if reads_maps else None  # refuses before class images
     class_set = _class_set(pipe, cfg, store, base_model, progress and acc.is_main_process)
     copy_te = not owns_pipe and cfg.method == "lora" and cfg.lora_train_text_encoder
@@ -121,8 +123,10 @@ def _learn(photos, name: str, token: str, store: ConceptStore, config: LearnConf
            "base_model": base_model, "train_seconds": float(state.get("train_seconds", 0.0)) if state else 0.0,
            "resume_command": resume_command(photos, token, base_model, concepts_dir),
            "masks": mask_record}
-    if photo_set.masks is not None and cfg.guided_steps:  # guidance learns in fewer steps (the config keeps both)
+    if guided and cfg.guided_steps:  # guidance learns in fewer steps (the config keeps both)
         cfg = dataclasses.replace(cfg, steps=cfg.guided_steps)
+    if stops != cfg.stop_when_stable:  # and may stop by another rule (the config keeps both)
+        cfg = dataclasses.replace(cfg, stop_when_stable=stops)
     with Trainer(pipe, token, cfg, acc, photo_set, class_set, copy_text_encoder=copy_te, contrast=contrast) as trainer:
         start, losses = 0, []
         if state is not None:

@@ -223,3 +223,15 @@ def test_lora_learns_with_masks_too(photos, tmp_path, tiny_sd, tiny_cfg, monkeyp
     concept = learn(photos, "<mymug>", tiny_cfg(method="lora", steps=2, batch_size=3), model=str(tiny_sd),
                     concepts_dir=tmp_path / "c", progress=False, masks=tmp_path / "m")
     assert concept.method == "lora" and concept.meta["masks"][2] is not None and seen["loss"] > 0
+
+
+def test_a_guided_learn_stops_by_its_own_rule(photos, tmp_path, tiny_sd, tiny_cfg):
+    """guided_stop_when_stable applies when a photo has a mask, and only then; the plain rule stays off."""
+    folder = tmp_path / "m"
+    _mask(folder, "mug0.png", SIZES["mug0"])
+    cfg = tiny_cfg(steps=12, guided_stop_when_stable=1.0, stop_check_every=3)
+    guided = learn(photos, "<mymug>", cfg, model=str(tiny_sd), concepts_dir=tmp_path / "c", progress=False,
+                   masks=folder)
+    assert guided.meta["steps_run"] == 6 and guided.meta["config"]["stop_when_stable"] == 1.0
+    plain = learn(photos, "<plain>", cfg, model=str(tiny_sd), concepts_dir=tmp_path / "c", progress=False)
+    assert "steps_run" not in plain.meta and plain.meta["config"]["stop_when_stable"] is None

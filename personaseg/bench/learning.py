@@ -86,6 +86,8 @@ def concept_token(spec: ConceptSpec, method: str, config: Any, model_id: str, gu
             h.update(hashlib.sha256(_photo_bytes(mask) if mask is not None else b"-").digest())
         method = method + "-" + guide.lstrip("+")
     settings = {k: v for k, v in to_dict(config.resolved()).items() if not (k in NEWER_FIELDS and v is None)}
+    if not guide:
+        settings.pop("guided_stop_when_stable", None)  # a learn without masks does not read it
     if "stop_when_stable" not in settings and "guided_stop_when_stable" not in settings:
         settings.pop("stop_check_every", None)  # read only by a stopping rule
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())

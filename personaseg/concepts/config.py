@@ -180,6 +180,7 @@ def card_defaults(cfg: LearnConfig, card) -> LearnConfig:
     fields = {f.name for f in dataclasses.fields(LearnConfig)}
     if cfg.method != "ti":
         fields -= set(TI_ONLY)  # the card's TI settings do not make a LoRA run fail
+        fields -= {"stop_when_stable", "guided_stop_when_stable"}  # a card's rule is measured for its TI
     fills = {k: v for k, v in card.learn_defaults.items() if k in fields and getattr(cfg, k) is None}
     return dataclasses.replace(cfg, **fills) if fills else cfg
 

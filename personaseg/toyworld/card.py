@@ -36,7 +36,7 @@ LEARN_DEFAULTS = {"templates": ["a {}", "a photo of a {}"], "contrast_weight": 1
 # ... and its learning schedule and native size (64 px, not SD's 512), read from one shipped recipe, so
 # `learn --model toy` without --recipe is the fast toy learn and the recipe and the card cannot drift
 CARD_RECIPE = "ti-cpu"
-CARD_FROM_RECIPE = ("steps", "lr", "batch_size", "grad_accum", "resolution")
+CARD_FROM_RECIPE = ("steps", "guided_stop_when_stable", "lr", "batch_size", "grad_accum", "resolution")
 
 
 def model_card() -> dict:

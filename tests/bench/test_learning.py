@@ -41,3 +41,8 @@ def test_cache_keys_of_plain_concepts_did_not_move(tmp_path):
     assert concept_token(spec, "ti", dataclasses.replace(cfg, guided_steps=50), "tiny") != concept_token(spec, "ti", cfg, "tiny")
     assert concept_token(spec, "ti", dataclasses.replace(cfg, stop_when_stable=0.01), "tiny") != \
         concept_token(spec, "ti", cfg, "tiny")
+    # the guided rule moves a guided learn's key only (the toy card sets it: plain keys must not move)
+    guided = dataclasses.replace(cfg, guided_stop_when_stable=0.01)
+    assert concept_token(spec, "ti", guided, "tiny") == concept_token(spec, "ti", cfg, "tiny")
+    spec.masks = [tmp_path / "p.png"]
+    assert concept_token(spec, "ti", guided, "tiny", "+masks") != concept_token(spec, "ti", cfg, "tiny", "+masks")

@@ -25,10 +25,12 @@ def test_the_card_learns_as_its_recipe_does():
     by_recipe = card_defaults(build_config(LearnConfig, load_recipe(CARD_RECIPE), {"class_word": "circle"}),
                                card).resolved()
     assert by_card.steps == 200 and by_card.guided_steps is None and by_card.batch_size == 4 and by_card.resolution == 64
+    assert by_card.guided_stop_when_stable == 0.01 and by_card.stop_when_stable is None
     assert dataclasses.replace(by_card, checkpoint_every=0) == dataclasses.replace(by_recipe, checkpoint_every=0)
     # the card's contrast is Textual Inversion's: a LoRA run on the toy model does not take it
     lora = card_defaults(LearnConfig(method="lora"), card).resolved()
     assert lora.contrast_weight is None and lora.contrast_pairs is None and lora.steps == 200
+    assert lora.guided_stop_when_stable is None
 
 
 def test_the_demo_learns_with_the_cards_recipe():

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from ..errors import InputError
 from .bench import Method, bench_app, comma_list, flags_over
 from .common import console, one_line_warnings, styled
 from .options import BenchConceptsDirOpt, DeviceOpt, DtypeOpt, ModelOpt, SeedOpt
@@ -64,9 +65,16 @@ def video(
     from ..bench.video import VideoBenchConfig, run_video
     from ..runtime import is_main
 
+    chosen = comma_list(modes)
+    if draws is not None and "per-frame" not in chosen:
+        raise InputError(f"--draws {draws} sets per-frame find's draws, and --modes {modes} has no per-frame",
+                         hint="use --draws-per-frame for temporal mode, or add per-frame to --modes")
+    if (draws_per_frame is not None or window is not None) and "temporal" not in chosen:
+        raise InputError(f"--draws-per-frame and --window are temporal mode's, and --modes {modes} has no temporal",
+                         hint="add temporal to --modes, or use --draws for per-frame find")
     learn, find = read_recipe(recipe)
     config = VideoBenchConfig(
-        model=model, method=method.value, baselines=comma_list(baselines), modes=comma_list(modes),
+        model=model, method=method.value, baselines=comma_list(baselines), modes=chosen,
         learn=flags_over(learn, steps=steps, seed=seed), find=flags_over(find, draws=draws),
         track=flags_over({}, draws=draws_per_frame, window=window), subsets=comma_list(subset) or None, limit=limit,
         max_frames=max_frames, split=split, out=out, resume=resume, save_masks=save_masks, strict=strict,

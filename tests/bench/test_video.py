@@ -118,6 +118,15 @@ def test_a_sequence_without_annotations_is_one_line_and_the_rest_is_scored(fakes
     assert "report.md" in out
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--draws", "3"], "--draws 3 sets per-frame find's draws, and --modes temporal has no per-frame"),
+    (["--modes", "per-frame", "--window", "1"], "--draws-per-frame and --window are temporal mode's"),
+])
+def test_an_option_the_modes_would_not_read_is_one_line(run, tmp_path, args, message):
+    code, _, err = run("bench", "video", tmp_path, "--model", "fake", "--out", tmp_path / "run", *args)
+    assert code == 2 and message in err and "Traceback" not in err and not (tmp_path / "run").exists()
+
+
 def test_config_checks():
     with pytest.raises(ConfigError):
         VideoBenchConfig(modes=["sometimes"])

@@ -65,6 +65,8 @@ def learn(
     attention_weight: Annotated[Optional[float], typer.Option(help="Masks: weight of the loss pulling the token's map onto them (0: off; default: the model card's, else 1).")] = None,
     masked_loss: Annotated[Optional[bool], typer.Option("--masked-loss/--no-masked-loss", help="Masks: learn the object's pixels only (default: the model card's, else on).", show_default=False)] = None,
     guided_steps: Annotated[Optional[int], typer.Option(help="Optimizer steps when a photo has a mask, box or click (default: the model card's, else --steps).")] = None,
+    stop_when_stable: Annotated[Optional[float], typer.Option(help="Stop before --steps once the token's map on its photos moves less than this (mean change, 0-1) between checks 25 steps apart, e.g. 0.01; 0: off (default: the model card's, else off).")] = None,
+    guided_stop_when_stable: Annotated[Optional[float], typer.Option(help="The same for a learn with a mask, box or click (default: the model card's: the toy model's 0.01; else --stop-when-stable).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run of this token.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing concept or unfinished run.")] = False,
     concepts_dir: ConceptsDirOpt = None,
@@ -102,6 +104,7 @@ def learn(
         "contrast_images": str(contrast_images) if contrast_images else None,
         "checkpoint_every": checkpoint_every, "seed": seed,
         "attention_weight": attention_weight, "masked_loss": masked_loss, "guided_steps": guided_steps,
+        "stop_when_stable": stop_when_stable, "guided_stop_when_stable": guided_stop_when_stable,
     }
     config = _config(recipe, flags, resume)
     with one_line_warnings():
@@ -131,7 +134,7 @@ def _report(concept, concepts_dir: Path | None) -> None:
         return
     loss = concept.meta.get("final_loss")
     err_console.print(
-        f"learned {concept.token} ({concept.method}, {concept.meta.get('steps')} steps"
+        f"learned {concept.token} ({concept.method}, {concept.steps_text}"
         + (f", final loss {loss:.4f}" if loss is not None else "") + f") in {concept.path}",
         highlight=False,
     )

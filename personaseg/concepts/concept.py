@@ -134,6 +134,15 @@ class Concept:
         )
 
     @property
+    def steps_text(self) -> str:
+        """How many steps it learned, for people: "200 steps", or "50 of 200 steps: ..." when learn's
+        stopping rule ended it early."""
+        steps, ran = self.meta.get("steps"), self.meta.get("steps_run")
+        if isinstance(ran, int) and isinstance(steps, int) and ran < steps:
+            return f"{ran} of {steps} steps: its maps on the photos had settled"
+        return f"{steps} steps"
+
+    @property
     def sub_tokens(self) -> list[str]:
         """``["<mymug>", "<mymug>_1", ...]``: the tokens that stand for the concept."""
         return sub_tokens(self.token, self.num_vectors)

@@ -76,9 +76,9 @@ class LearnConfig:
     attention_weight: float | None = None  # masks (boxes, clicks): weight of the loss pulling the token's find map (find's blocks and timestep) onto each photo's mask; None: the model card's, else 1.0 (0: off)
     masked_loss: bool | None = None  # masks: the denoising loss counts the object's latent cells only (Break-A-Scene); None: the model card's, else true
     guided_steps: int | None = None  # optimizer steps when a photo has a mask, box or click (guidance learns faster); None: the model card's, else steps
-    stop_when_stable: float | None = None  # stop before `steps` once the token's find map on its own photos (min-max normalised) moves less than this mean absolute change between two checks; None: run every step
+    stop_when_stable: float | None = None  # stop before `steps` once the token's find map on its own photos (min-max normalised) moves less than this mean absolute change between two checks; None: the model card's, else off; 0: off
     stop_check_every: int = 25  # steps between the checks of stop_when_stable (each: one find-style forward over the photos)
-    guided_stop_when_stable: float | None = None  # stop_when_stable for a learn with masks (boxes, clicks); None: the model card's, else stop_when_stable
+    guided_stop_when_stable: float | None = None  # stop_when_stable for a learn with masks (boxes, clicks); None: the model card's, else stop_when_stable; 0: off
     class_images: str | None = None  # folder of class images ({class}: the class word); None: generate them with the model
     contrast_images: str | None = None  # TI contrast: images the token must stay off, all of them (folders, globs; {class}: the class word); None: the class images
     num_class_images: int = 100  # class images to use / generate (diffusers default 100)
@@ -111,9 +111,9 @@ class LearnConfig:
             raise ConfigError(f"lr={self.lr} must be > 0", hint="use a finite number like 5e-4")
         for name in ("stop_when_stable", "guided_stop_when_stable"):
             value = getattr(self, name)
-            if value is not None and not 0.0 < value <= 1.0:
+            if value is not None and not 0.0 <= value <= 1.0:
                 raise ConfigError(f"{name}={value} out of range",
-                                  hint="use a mean change in (0, 1], e.g. 0.01, or leave it unset")
+                                  hint="use a mean change in [0, 1], e.g. 0.01 (0: run every step)")
         if self.stop_check_every < 1:
             raise ConfigError(f"stop_check_every={self.stop_check_every} out of range", hint="use 1 or more")
         if not 0.0 <= self.flip_p <= 1.0:

@@ -114,7 +114,7 @@ def _learn(photos, name: str, token: str, store: ConceptStore, config: LearnConf
     _check_same_run(state, token, mask_record, None if owns_pipe else base_model)
     attend = photo_set.masks is not None and bool(cfg.attention_weight)
     guided = photo_set.masks is not None
-    stops = cfg.guided_stop_when_stable if guided and cfg.guided_stop_when_stable else cfg.stop_when_stable
+    stops = cfg.guided_stop_when_stable if guided and cfg.guided_stop_when_stable is not None else cfg.stop_when_stable
     reads_maps = cfg.contrast_weight or attend or stops  # a forward read as find reads
     contrast = calibrate.find_spec(pipe, card) if reads_maps else None  # refuses before class images
     class_set = _class_set(pipe, cfg, store, base_model, progress and acc.is_main_process)

@@ -259,7 +259,7 @@ def _learn_progress(ws: Workspace, job):
         raise err
     concept = result["concept"]
     loss = concept.meta.get("final_loss")
-    text = (f"learned {_code(concept.token)} ({concept.method}, {concept.meta.get('steps')} steps"
+    text = (f"learned {_code(concept.token)} ({concept.method}, {html.escape(concept.steps_text)}"
             + (f", final loss {loss:.4f}" if loss is not None else "") + "): pick it in **Find**.")
     for note in result.get("notes", []):
         text += f"\n\n⚠ {html.escape(note)}"

@@ -44,8 +44,21 @@ def test_without_the_rule_every_step_runs(tiny_sd, photos, tmp_path, tiny_cfg):
     assert "steps_run" not in concept.meta and "map_changes" not in concept.meta
 
 
-@pytest.mark.parametrize("bad", [{"stop_when_stable": 0.0}, {"stop_when_stable": 1.5},
-                                 {"stop_when_stable": float("nan")}, {"stop_check_every": 0}])
+@pytest.mark.parametrize("bad", [{"stop_when_stable": -0.1}, {"stop_when_stable": 1.5},
+                                 {"stop_when_stable": float("nan")}, {"guided_stop_when_stable": 2.0},
+                                 {"stop_check_every": 0}])
 def test_bad_stopping_settings(bad):
     with pytest.raises(ConfigError, match=next(iter(bad))):
         LearnConfig(**bad)
+
+
+def test_the_cli_says_where_it_stopped_and_zero_turns_it_off(run, tiny_sd, photos, tmp_path):
+    recipe = tmp_path / "checks.toml"
+    recipe.write_text("stop_check_every = 3\n")
+    common = ("learn", photos, "--token", "<mymug>", "--class-word", "mug", "--model", tiny_sd, "--steps", 12,
+              "--resolution", 32, "--grad-accum", 1, "--checkpoint-every", 0, "--quiet", "--recipe", recipe)
+    code, _, err = run(*common, "--stop-when-stable", 1.0, "--concepts-dir", tmp_path / "a")
+    assert code == 0, err
+    assert "6 of 12 steps: its maps on the photos had settled" in err
+    code, _, err = run(*common, "--stop-when-stable", 0, "--concepts-dir", tmp_path / "b")
+    assert code == 0 and "(ti, 12 steps" in err, err

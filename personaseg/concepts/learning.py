@@ -141,7 +141,7 @@ def _learn(photos, name: str, token: str, store: ConceptStore, config: LearnConf
             meta["masks"] = mask_record
         if cfg.stop_when_stable:
             meta["steps_run"] = run.get("stopped_at", cfg.steps)
-            meta["map_changes"] = trainer.map_changes
+            meta["map_changes"] = run.get("map_changes", [])
         _save(store, name, force, meta, result, pipe, card, cfg, photo_set, guidance, derived, started)
         shutil.rmtree(store.run_dir(name), ignore_errors=True)
     acc.wait_for_everyone()

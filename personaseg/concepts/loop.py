@@ -14,6 +14,7 @@ import torch
 from ..errors import ConceptError
 from .checkpoint import save_checkpoint
 from .progress import StepCallback, learn_progress
+from .stopping import StopWhenStable
 from .trainer import Trainer
 
 LOSS_WINDOW = 50  # final_loss = mean loss of the last this many steps
@@ -65,6 +66,7 @@ def run_steps(trainer: Trainer, start: int, losses: list[float], ckpt: Path, run
             save_checkpoint(ckpt, {**trainer.state_dict(), **run, "step": step, "losses": losses})
         acc.wait_for_everyone()
 
+    rule = StopWhenStable(trainer, cfg.stop_when_stable) if cfg.stop_when_stable else None
     resume_cmd = run["resume_command"]
     shown = progress if acc.is_main_process else False
     with StopFlag() as stop, learn_progress(run["token"], cfg.steps, start, shown) as bar:
@@ -89,8 +91,7 @@ def run_steps(trainer: Trainer, start: int, losses: list[float], ckpt: Path, run
                 if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
                     save(step + 1)
                     saved_at = step + 1
-                if (cfg.stop_when_stable and (step + 1) % cfg.stop_check_every == 0 and step + 1 < cfg.steps
-                        and trainer.settled()):
+                if rule and (step + 1) % cfg.stop_check_every == 0 and step + 1 < cfg.steps and rule.settled():
                     run["stopped_at"] = step + 1  # the token's maps on its photos stopped moving
                     break
         except KeyboardInterrupt:
@@ -100,4 +101,6 @@ def run_steps(trainer: Trainer, start: int, losses: list[float], ckpt: Path, run
                 hint=f"resume with: {resume_cmd}" if saved_at else "start again (one Ctrl-C saves a checkpoint)",
             ) from None
     run["train_seconds"] = base + time.perf_counter() - t0  # the loop only: no loading or set-up
+    if rule is not None:
+        run["map_changes"] = rule.changes
     return losses

@@ -45,8 +45,6 @@ class Trainer:
         self.attention = bool(masks is not None and contrast is not None and cfg.attention_weight)
         self.masked = bool(masks is not None and cfg.masked_loss)
         self.hardest: torch.Tensor | None = None  # indices of the class images contrast draws from (None: all)
-        self._last_maps: torch.Tensor | None = None  # the stopping rule's last read of the photos' maps
-        self.map_changes: list[float] = []  # what the stopping rule read at each check
         self.copy_text_encoder = copy_text_encoder
         self.name = token.strip("<>")
         self.subs = sub_tokens(token, cfg.vectors)
@@ -285,31 +283,6 @@ class Trainer:
         photos = maps[: len(keep)][keep]  # (g, h, w)
         target = F.interpolate(b.masks[keep][:, None].float(), size=photos.shape[-2:], mode="area")[:, 0]
         return F.mse_loss(t2m.minmax(photos), target)
-
-    @torch.no_grad()
-    def photo_maps(self) -> torch.Tensor:
-        """``(n, h, w)`` the token's min-max normalised find map on each photo (unflipped, its latent
-        mean, noise seeded by its index: the same input at every call), for the stopping rule."""
-        lat, noise = [], []
-        for i in range(len(self.photos)):
-            g = sample_generator(self.cfg.seed, i, stream=5)
-            lat.append(self.mean[i, 0])
-            noise.append(torch.randn(self.mean.shape[2:], generator=g))
-        return t2m.minmax(self.token_maps(self._find_batch(lat, noise)).float())
-
-    def settled(self) -> bool:
-        """Whether the token's maps on its photos moved less than ``stop_when_stable`` (mean absolute
-        change) since the last call; the first call only takes the reference. ``map_changes`` keeps
-        every change read."""
-        maps, last = self.photo_maps(), self._last_maps
-        self._last_maps = maps
-        if last is None:
-            return False
-        change = (maps - last).abs().mean()[None]
-        if self.acc.num_processes > 1:  # one decision for all processes (float noise could split them)
-            change = self.acc.reduce(change, reduction="mean")
-        self.map_changes.append(round(float(change), 5))
-        return self.map_changes[-1] < self.cfg.stop_when_stable
 
     @torch.no_grad()
     def mine_hardest(self) -> torch.Tensor:

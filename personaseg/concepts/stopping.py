@@ -33,7 +33,7 @@ class StopWhenStable:
             g = sample_generator(tr.cfg.seed, i, stream=5)
             lat.append(tr.mean[i, 0])
             noise.append(torch.randn(tr.mean.shape[2:], generator=g))
-        return t2m.minmax(tr.token_maps(tr._find_batch(lat, noise)).float())
+        return t2m.minmax(tr.token_maps(tr.find_batch(lat, noise)).float())
 
     def settled(self) -> bool:
         """Whether the maps moved less than the tolerance since the last call (the first only reads)."""

@@ -238,13 +238,13 @@ class Trainer:
                     guided.append(bool(self.guided[i]))
                 lat[side].append(mean[k, flip] + std[k, flip] * torch.randn(mean.shape[2:], generator=g))
                 noise[side].append(torch.randn(mean.shape[2:], generator=g))
-        b = self._find_batch(lat[0] + lat[1], noise[0] + noise[1])
+        b = self.find_batch(lat[0] + lat[1], noise[0] + noise[1])
         if masks:
             b.masks = torch.stack(masks).to(b.latents.device)  # (n, h, w): the photos only
             b.guided = torch.tensor(guided)
         return b
 
-    def _find_batch(self, lat: list[torch.Tensor], noise: list[torch.Tensor]) -> Batch:
+    def find_batch(self, lat: list[torch.Tensor], noise: list[torch.Tensor]) -> Batch:
         """Unscaled latents and their noise as a batch read the way find reads: its prompt, its timestep."""
         dev, n = self.acc.device, len(lat)
         return Batch(self.find_ids.expand(n, -1).to(dev), (torch.stack(lat) * self.scaling).to(dev),
@@ -296,7 +296,7 @@ class Trainer:
                 g = sample_generator(cfg.seed, k, stream=4)
                 lat.append(self.class_mean[k, 0] + self.class_std[k, 0] * torch.randn(self.class_mean.shape[2:], generator=g))
                 noise.append(torch.randn(self.class_mean.shape[2:], generator=g))
-            scores.append(self.contrast_presence(self._find_batch(lat, noise)).float().cpu())
+            scores.append(self.contrast_presence(self.find_batch(lat, noise)).float().cpu())
         scores = torch.cat(scores)
         return scores.argsort(descending=True, stable=True)[: cfg.contrast_hardest]
 

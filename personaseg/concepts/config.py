@@ -113,7 +113,7 @@ class LearnConfig:
             value = getattr(self, name)
             if value is not None and not 0.0 <= value <= 1.0:
                 raise ConfigError(f"{name}={value} out of range",
-                                  hint="use a mean change in [0, 1], e.g. 0.01 (0: run every step)")
+                                  hint="use a mean change in [0, 1], e.g. 0.01; 0 runs every step")
         if self.stop_check_every < 1:
             raise ConfigError(f"stop_check_every={self.stop_check_every} out of range", hint="use 1 or more")
         if not 0.0 <= self.flip_p <= 1.0:

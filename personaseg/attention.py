@@ -80,6 +80,13 @@ def run(unet, cross: list[tuple[str, int]], self_: tuple[str, int] | None, noisy
     return att, calls
 
 
+def raw_maps(att: Attention, positions: list[list[int]]) -> torch.Tensor:
+    """Each phrase's un-normalised cross-attention map on the finest cross grid, averaged over draws:
+    ``(P, h, w)``, the map presence is read on."""
+    grid = t2m.finest_grid(att.grids)
+    return torch.stack([t2m.cross_map(att.cross, att.grids, grid, p) for p in positions], dim=1).mean(dim=0)
+
+
 def phrase_scores(att: Attention, positions: list[list[int]], tau_box: float,
                   quantize_box: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Refined scores ``(P, h, w)`` averaged over draws, and presence ``(P,)``."""

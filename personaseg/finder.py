@@ -189,9 +189,10 @@ class Finder:
         """Refined scores ``(P, h, w)`` averaged over draws, and presence ``(P,)``."""
         return attention.phrase_scores(att, positions, self.config.tau_box, self.config.quantize_box)
 
-    def presence_settings(self, prompt: str) -> dict[str, Any]:
-        """What the scale of the presence score depends on (:func:`personaseg.policy.presence_settings`)."""
-        return policy.presence_settings(self.config, self.layer_map.describe()["cross"], prompt)
+    def presence_settings(self, prompt: str, with_class: bool = False) -> dict[str, Any]:
+        """What the scale of the presence score depends on (:func:`personaseg.policy.presence_settings`);
+        ``with_class``: read on the concept's and its class word's maps together (outline "with-class")."""
+        return policy.presence_settings(self.config, self.layer_map.describe()["cross"], prompt, with_class)
 
     # ------------------------------------------------------------------ public
     def find(self, phrase: str, prompt: str | None = None) -> FindResult:
@@ -200,7 +201,10 @@ class Finder:
         ``prompt`` is a template with ``{}`` for the phrase (default: the config's, or for a
         concept, its own). ``presence`` is the peak, over the grid, of the phrase's raw
         cross-attention probability (averaged over layers and draws, before min-max
-        normalisation): low when the phrase's tokens draw little attention anywhere.
+        normalisation): low when the phrase's tokens draw little attention anywhere. A concept
+        drawn with its class word (outline ``"with-class"``) is also read with it:
+        ``joint_presence``, the peak of the two raw maps' geometric mean, is what its relative
+        presence compares with learn's same reading on its photos.
         """
         frame = self._require_image()
         start, cfg = time.perf_counter(), self.config
@@ -208,7 +212,11 @@ class Finder:
         att = self._attention(text, adapter)
         by_class = self._class_word_pass(concept)
         t0 = time.perf_counter()
-        scores, presence = self._phrase_scores(att, self.positions(text, [phrase_text]))
+        positions = self.positions(text, [phrase_text])
+        scores, presence = self._phrase_scores(att, positions)
+        joint = None  # presence read with the class word (drawn with it): where the two agree
+        if by_class is not None:
+            joint = float(t2m.joint_presence(attention.raw_maps(att, positions), attention.raw_maps(*by_class))[0])
         picker = None  # which region is the object: where the token is strongest
         if by_class is not None:
             picker = restore(scores, frame.geom)[0].cpu().numpy()
@@ -220,16 +228,23 @@ class Finder:
             mask = strongest_region(mask, score_map if picker is None else picker)
         # relative to the concept's presence on its own photos (measured by learn), when known
         # and measured the way this find reads presence (its scale depends on t, blocks, size, prompt)
-        ref = policy.reference(concept, self.presence_settings(text), cfg, self._warned)
-        relative, found = policy.verdict(float(presence[0]), ref, cfg)
+        ref = policy.reference(concept, self.presence_settings(text, with_class=joint is not None), cfg, self._warned)
+        relative, found = policy.verdict(float(presence[0]), ref, cfg, read=joint)
         if not found:
             mask = np.zeros_like(mask)
         return FindResult(
             phrase=phrase, prompt=text, mask=mask, scores=score_map,
-            presence=float(presence[0]), found=found, relative_presence=relative,
+            presence=float(presence[0]), found=found, relative_presence=relative, joint_presence=joint,
             timings={"encode_s": frame.seconds, "unet_s": att.seconds + (by_class[0].seconds if by_class else 0.0),
                      "t2m_s": time.perf_counter() - t0, "find_s": time.perf_counter() - start},
         )
+
+    def reference_settings(self, name: str) -> dict[str, Any]:
+        """The settings a find of concept ``name`` reads its presence with: its ``presence_ref`` counts
+        only when measured with these (:func:`personaseg.policy.reference`)."""
+        text, _, concept, _ = self._resolve(name, None)
+        with_class = self.config.outline == "with-class" and bool(concept and concept.class_word)
+        return self.presence_settings(text, with_class=with_class)
 
     def _class_word_pass(self, concept) -> tuple[Attention, list[list[int]]] | None:
         """For ``outline = "with-class"``: the attention and positions of ``concept``'s class word on

@@ -2,8 +2,8 @@
 
 Pure functions of scores, settings and a concept's ``concept.json`` (see docs/design.md, "One
 object of mine"): ``keep`` keeps one region for a concept, ``outline="with-class"`` draws it with
-its class word's map, and the relative-presence rule compares a find's presence with the one learn
-measured on the concept's own photos, when both were read the same way.
+its class word's map (and reads its presence with it), and the relative-presence rule compares a
+find's presence with the one learn measured on the concept's own photos, when both were read the same way.
 """
 
 from __future__ import annotations
@@ -21,10 +21,13 @@ class PresenceWarning(PersonasegWarning):
     """A concept's presence reference does not match this find's settings: not applied."""
 
 
-def presence_settings(config, cross_blocks: list[str], prompt: str) -> dict[str, Any]:
+def presence_settings(config, cross_blocks: list[str], prompt: str, with_class: bool = False) -> dict[str, Any]:
     """What the scale of the presence score depends on: a concept's ``presence_ref`` only
-    compares with a presence read under the same settings (timestep, cross blocks, size, prompt)."""
-    return {"timestep": config.timestep, "cross": cross_blocks, "long_side": config.long_side, "prompt": prompt}
+    compares with a presence read under the same settings (timestep, cross blocks, size, prompt,
+    and ``read: "with-class"`` when read with the class word; absent for the token's own map, so
+    references recorded before that reading existed still match the token's)."""
+    settings = {"timestep": config.timestep, "cross": cross_blocks, "long_side": config.long_side, "prompt": prompt}
+    return {**settings, "read": "with-class"} if with_class else settings
 
 
 def keeps_one_region(keep: str, concept) -> bool:
@@ -57,7 +60,7 @@ def _same_settings(concept, now: dict[str, Any], config, warned: set) -> bool:
         return True
     if config.min_relative_presence is not None and concept.token not in warned:
         warned.add(concept.token)
-        changed = ", ".join(k for k, v in now.items() if at.get(k) != v)
+        changed = ", ".join(k for k in dict.fromkeys([*now, *at]) if at.get(k) != now.get(k))
         warnings.warn(
             f"{concept.token}: its presence reference was measured with other find settings ({changed}); "
             "min_relative_presence is not applied (learn it again with these settings, or use its own)",
@@ -66,10 +69,11 @@ def _same_settings(concept, now: dict[str, Any], config, warned: set) -> bool:
     return False
 
 
-def verdict(presence: float, ref: float | None, config) -> tuple[float | None, bool]:
+def verdict(presence: float, ref: float | None, config, read: float | None = None) -> tuple[float | None, bool]:
     """(relative presence, found): found unless presence is under ``min_presence`` or, for a concept
-    with a reference, its share of the reference is under ``min_relative_presence``."""
-    relative = presence / ref if ref else None
+    with a reference, its share of the reference is under ``min_relative_presence``. ``read``: the
+    presence the reference was measured as, when not the token's own (the joint presence)."""
+    relative = (presence if read is None else read) / ref if ref else None
     return relative, clears(presence, relative, config)
 
 

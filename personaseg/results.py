@@ -17,7 +17,8 @@ class FindResult:
     scores: np.ndarray  # (H, W) float32, the refined map S' in [0, 1]
     presence: float  # peak of the un-normalised cross-attention map (see ``Segmenter.find``)
     found: bool  # False below config.min_presence / min_relative_presence (then the mask is empty)
-    relative_presence: float | None = None  # a concept's presence / its presence on its own photos
+    relative_presence: float | None = None  # a concept's presence / its presence on its own photos (as read: joint or own)
+    joint_presence: float | None = None  # a concept drawn with its class word: peak of sqrt(token x class word) maps
     timings: dict[str, float] = field(default_factory=dict)  # seconds
 
 

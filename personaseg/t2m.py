@@ -52,6 +52,14 @@ def presence(maps: torch.Tensor) -> torch.Tensor:
     return maps.flatten(-2).max(dim=-1).values
 
 
+def joint_presence(token_maps: torch.Tensor, class_maps: torch.Tensor) -> torch.Tensor:
+    """A concept's presence read with its class word: the peak of the geometric mean of the two
+    un-normalised maps, ``(..., h, w)`` each -> ``(...)``. High only where one object draws both the
+    token (which one) and the class word (what it is): a look-alike that has the concept's colour on
+    one object and its shape on another scores low (issue 23's misfires, benchmarks/RESULTS.md)."""
+    return presence((token_maps.clamp_min(0) * class_maps.clamp_min(0)).sqrt())
+
+
 def minmax(x: torch.Tensor) -> torch.Tensor:
     """Min-max normalise each map of ``(..., h, w)`` to [0, 1] (a flat map becomes 0)."""
     flat = x.flatten(-2)

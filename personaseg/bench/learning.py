@@ -13,6 +13,7 @@ import io
 import json
 import re
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from ..errors import DatasetError
 from ..io import save_png_atomic
 from ..runtime import home_dir, wait
 from .config import learned_method, row_guide
-from .data import ConceptSpec, mask_array
+from .data import BenchWarning, ConceptSpec, mask_array
 
 # LearnConfig fields added after concepts were cached: left unset they do not enter the key, so a
 # concept learned before they existed (same photos, settings, model) is still found in the cache.
@@ -162,6 +163,37 @@ def learn_all(jobs: list[LearnJob], model: str | None, concepts_dir: Path, run: 
         if bar:
             bar.advance(task)
     wait()
+
+
+def refresh_references(seg, jobs: list[LearnJob], write: bool = True) -> list[str]:
+    """Read again, with the run's finder ``seg``, the presence reference of each job's concept that
+    was measured otherwise (cached before find read presence as it does now, e.g. with the class
+    word), and write it into its ``concept.json`` (``write``: this process owns the store). Without
+    this a cached concept's relative-presence rule would be skipped. Returns the tokens refreshed."""
+    from ..concepts import calibrate
+    from ..concepts.concept import META_FILE
+    from ..io import atomic_write
+
+    refreshed = []
+    for job in jobs:
+        concept, _ = seg.load_concept(job.token)
+        at = concept.meta.get("presence_ref_at")
+        if not concept.meta.get("presence_ref") or at is None or at == seg.reference_settings(job.token):
+            continue
+        concept.meta.update(calibrate.measure(seg, concept, list(job.concept.photos)))
+        if write:
+            with atomic_write(concept.path / META_FILE) as fh:
+                fh.write((json.dumps(concept.meta, indent=2) + "\n").encode())
+        refreshed.append(job.token)
+    return refreshed
+
+
+def note_refreshed(tokens: list[str]) -> None:
+    """One warning line when :func:`refresh_references` re-read any cached concept's reference."""
+    if tokens:
+        warnings.warn(f"re-read the presence reference of {len(tokens)} cached concept(s) on their photos: it was "
+                      "measured with other find settings (e.g. before presence was read with the class word)",
+                      BenchWarning, stacklevel=2)
 
 
 def _guidance(job: LearnJob, photos: list[Path]) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 learn reads find's blocks and timestep (:func:`find_spec`, for TI contrast and the attention loss),
 turns a box or click into a mask with the class word's find (:func:`class_finder`), and ends by
 finding the new concept in its own photos (:func:`presence_on_photos`: ``presence_ref``, the
-settings it was read with, ``class_presence_ref``). Each runs the find engine
+settings it was read with, ``class_presence_ref``; :func:`measure` reads them again on a concept
+learned before find read presence so). Each runs the find engine
 (:class:`personaseg.finder.Finder`) or the one settings function (:func:`personaseg.config.resolve_find`),
 never a copy of them; the engine does not import this package, so the dependency runs one way.
 """
@@ -50,25 +51,42 @@ def class_finder(pipe, card, class_word: str) -> Callable[[Path], np.ndarray]:
     return find_class
 
 
-def presence_on_photos(pipe, card, folder: Path, photos: list[Path]) -> tuple[float, dict[str, Any], float | None]:
-    """Mean presence score of the concept in ``folder`` on its own photos, with the model's find
-    defaults: what ``FindConfig.min_relative_presence`` compares a new image's presence with;
-    the settings it was read with (:meth:`Finder.presence_settings`); and the class word's
-    mean presence on the same photos (None without a class word), to tell a dead token."""
+def presence_on_photos(pipe, card, folder: Path, photos: list[Path]) -> dict[str, Any]:
+    """The presence fields of ``concept.json`` for the concept in ``folder``, read on its own photos
+    with the model's find defaults (:func:`measure`)."""
     concept = Concept.from_folder(folder)
-    # presence is read before the refinement (skip it: the UNet can stop after the cross blocks) and
-    # from the token's own map, whatever outline the card sets
-    finder = Finder(pipe, card, FindConfig(refine=False, outline="token"))
+    # presence is read before the refinement (skip it: the UNet can stop after the cross blocks)
+    finder = Finder(pipe, card, FindConfig(refine=False))
     finder.load_concept(concept)
-    values, class_values = [], []
-    for path in photos:
-        finder.set_image(path)
-        result = finder.find(concept.token)
-        values.append(result.presence)
-        if concept.class_word:
-            class_values.append(finder.find(concept.class_word).presence)
-    class_ref = float(sum(class_values) / len(class_values)) if class_values else None
-    return float(sum(values) / len(values)), finder.presence_settings(result.prompt), class_ref
+    return measure(finder, concept, photos)
+
+
+def measure(finder: Finder, concept: Concept, photos: list[Path]) -> dict[str, Any]:
+    """``concept``'s presence on its own ``photos`` as ``finder`` reads it: ``presence_ref`` (the mean,
+    what ``FindConfig.min_relative_presence`` compares a new image's presence with; read with the class
+    word when the finder draws the concept with it), ``presence_ref_at`` (the settings it was read with,
+    :meth:`Finder.presence_settings`), ``class_presence_ref`` (the class word's own, None without one:
+    it tells a dead token) and, when read with the class word, ``token_presence_ref`` (the token's own)."""
+    own, joint, by_class = [], [], []
+    with finder.with_config(min_presence=None, min_relative_presence=None):  # a stale reference is not read
+        for path in photos:
+            finder.set_image(path)
+            result = finder.find(concept.token)
+            own.append(result.presence)
+            if result.joint_presence is not None:
+                joint.append(result.joint_presence)
+            if concept.class_word:
+                by_class.append(finder.find(concept.class_word).presence)
+    fields = {"presence_ref": _mean(joint or own),
+              "presence_ref_at": finder.presence_settings(result.prompt, with_class=bool(joint)),
+              "class_presence_ref": _mean(by_class) if by_class else None}
+    if joint:
+        fields["token_presence_ref"] = _mean(own)
+    return fields
+
+
+def _mean(values: list[float]) -> float:
+    return float(sum(values) / len(values))
 
 
 def warn_if_weak(token: str, cfg: LearnConfig, ref: float, class_ref: float | None) -> None:

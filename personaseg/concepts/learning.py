@@ -236,9 +236,10 @@ def _save(store: ConceptStore, name: str, force: bool, meta: dict, result: dict,
             save_lora(tmp, result["unet_lora"], result["unet_meta"], result.get("te_lora"), result.get("te_meta"))
         store.write_meta(tmp, meta)
         if card is not None and cfg.measure_presence:  # a pipeline we loaded: we may add the token
-            ref, at, class_ref = calibrate.presence_on_photos(pipe, card, tmp, photo_set.paths)
-            meta.update(presence_ref=ref, presence_ref_at=at, class_presence_ref=class_ref)
-            calibrate.warn_if_weak(token, cfg, ref, class_ref)
+            fields = calibrate.presence_on_photos(pipe, card, tmp, photo_set.paths)
+            meta.update(fields)
+            own = fields.get("token_presence_ref", fields["presence_ref"])  # the token's own map, as the class word's
+            calibrate.warn_if_weak(token, cfg, own, fields["class_presence_ref"])
         meta["learn_seconds"] = round(time.perf_counter() - t_start, 3)  # the whole call: loading, training, presence
         meta["learn_cpu_seconds"] = round(time.process_time() - cpu_start, 3)  # the same in CPU time (steadier on a shared machine)
         store.write_meta(tmp, meta)

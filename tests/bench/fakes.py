@@ -103,6 +103,9 @@ class FakeSegmenter:
 
     with_config = Finder.with_config  # the real one: it only swaps self.config for a changed copy
 
+    def load_concept(self, token):  # fake_learn's concepts hold no presence reference: none to refresh
+        return FakeConcept(token.strip("<>"), token, token.strip("<>").split("-")[-2]), [token]
+
     def set_image(self, image):
         self.image = np.asarray(image.convert("RGB")).astype(int)
 

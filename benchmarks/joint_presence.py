@@ -1,6 +1,7 @@
 """Re-read recorded `bench personal` finds with presence taken on the joint map (issue 23's misfires).
 
-find reads a concept's presence on its token's raw cross-attention map. Most absent-scene misfires on
+The offline study behind find's joint presence (records toy-joint-presence-*.json, made before find
+read it so: there, find read a concept's presence on its token's raw cross-attention map). Most absent-scene misfires on
 the toy model put the concept's colour and its shape on two different objects (benchmarks/RESULTS.md,
 "Why the misfires stay"): the token's map peaks on one of them. This script reads, for every recorded
 sample of one method, the peak of sqrt(token map x class-word map) (raw maps on find's finest cross
@@ -12,6 +13,10 @@ re-reads the token's own relative presence the same way; the summary's ``token_v
 difference to the recorded one) says the re-reading is the recorded find.
 
     python benchmarks/joint_presence.py --method ti --concepts-dir cc --json out.json BENCH:RUN/samples.jsonl ...
+
+It reproduces those records at code 0443596 on runs recorded before 2d2cd62. Since then find reads the
+joint presence itself (``FindResult.joint_presence``; a run's samples hold its relative presence), so
+``token_vs_record`` no longer holds on newer runs: this script is kept as the study's record.
 """
 
 from __future__ import annotations

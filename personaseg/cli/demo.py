@@ -28,7 +28,7 @@ def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo's files: a new one, or one an earlier demo wrote (it is replaced).")] = Path("personaseg-demo"),
     seed: Annotated[int, typer.Option(help="Seed of the scenes and of learning.")] = 0,
     scenes: Annotated[int, typer.Option(help="Test scenes (a third each: alone, with look-alikes, absent).")] = 6,
-    steps: Annotated[Optional[int], typer.Option(help="Textual Inversion steps (default 300).")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Textual Inversion steps (default: the toy card's, from recipes/ti-cpu.toml).")] = None,
 ) -> None:
     """Learn a personal toy object from 4 photos (Textual Inversion) and find it among look-alikes,
     next to what the plain class word finds; writes OUT/demo.png and prints the IoUs.

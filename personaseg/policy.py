@@ -63,7 +63,8 @@ def _same_settings(concept, now: dict[str, Any], config, warned: set) -> bool:
         changed = ", ".join(k for k in dict.fromkeys([*now, *at]) if at.get(k) != now.get(k))
         warnings.warn(
             f"{concept.token}: its presence reference was measured with other find settings ({changed}); "
-            "min_relative_presence is not applied (learn it again with these settings, or use its own)",
+            "min_relative_presence is not applied (read it again: personaseg concepts calibrate "
+            f"'{concept.token}' PHOTOS, with the photos it was learned from; or find with its settings)",
             PresenceWarning, stacklevel=4,  # the caller of find
         )
     return False

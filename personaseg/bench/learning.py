@@ -171,8 +171,6 @@ def refresh_references(seg, jobs: list[LearnJob], write: bool = True) -> list[st
     word), and write it into its ``concept.json`` (``write``: this process owns the store). Without
     this a cached concept's relative-presence rule would be skipped. Returns the tokens refreshed."""
     from ..concepts import calibrate
-    from ..concepts.concept import META_FILE
-    from ..io import atomic_write
 
     refreshed = []
     for job in jobs:
@@ -180,10 +178,11 @@ def refresh_references(seg, jobs: list[LearnJob], write: bool = True) -> list[st
         at = concept.meta.get("presence_ref_at")
         if not concept.meta.get("presence_ref") or at is None or at == seg.reference_settings(job.token):
             continue
-        concept.meta.update(calibrate.measure(seg, concept, list(job.concept.photos)))
+        meta = calibrate.with_reference(concept.meta, calibrate.measure(seg, concept, list(job.concept.photos)))
+        concept.meta.clear()
+        concept.meta.update(meta)  # the loaded concept find reads
         if write:
-            with atomic_write(concept.path / META_FILE) as fh:
-                fh.write((json.dumps(concept.meta, indent=2) + "\n").encode())
+            calibrate.write_meta(concept.path, meta)
         refreshed.append(job.token)
     return refreshed
 

@@ -1,4 +1,4 @@
-"""`personaseg concepts`: list, show, remove, import and export learned concepts.
+"""`personaseg concepts`: list, show, remove, import, export and calibrate learned concepts.
 
 Examples:
 
@@ -7,6 +7,7 @@ Examples:
     personaseg concepts export '<mymug>' --format a1111 --out mymug.safetensors
     personaseg concepts import downloaded-embedding.safetensors --name my-style
     personaseg concepts rm '<mymug>' --yes
+    personaseg concepts calibrate '<mymug>' photos/
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import typer
 from rich.table import Table
 
 from .common import console, err_console, one_line_warnings
-from .options import ConceptsDirOpt
+from .options import ConceptsDirOpt, DeviceOpt
 
 concepts_app = typer.Typer(
     help="List, show, remove, import and export learned concepts.\n\n"
@@ -136,6 +137,38 @@ def import_(
         concept = _store(concepts_dir).import_(file, name=name, force=force)
     err_console.print(f"imported {concept.token} ({concept.num_vectors} vectors, width {concept.width}) "
                       f"into {concept.path}", highlight=False)
+
+
+@concepts_app.command("calibrate")
+def calibrate(
+    name: NameArg,
+    photos: Annotated[list[str], typer.Argument(help="The photos it was learned from (files, folders, globs).")],
+    model: Annotated[Optional[str], typer.Option(help="Model to read it with (default: the one it was learned on).")] = None,
+    device: DeviceOpt = None,
+    concepts_dir: ConceptsDirOpt = None,
+) -> None:
+    """Read a concept's presence reference again on its photos, as find reads presence now.
+
+    find says "not found" when a concept draws less than a share of its presence on its own photos
+    (min_relative_presence). The reference was read when it was learned; when find reads presence
+    otherwise (another model card, or a personaseg that reads it with the class word), the rule is
+    skipped with a warning. This reads it again: a few finds, not a new learn.
+
+    Examples:
+
+      personaseg concepts calibrate '<mymug>' photos/
+
+      personaseg concepts calibrate mymug photos/*.jpg --model toy
+    """
+    from ..concepts.calibrate import recalibrate
+
+    before = _store(concepts_dir).get(name).meta.get("presence_ref")
+    with one_line_warnings():
+        concept = recalibrate(name, photos, model=model, concepts_dir=concepts_dir, device=device)
+    read = "with its class word" if "read" in concept.meta["presence_ref_at"] else "on its own map"
+    was = f" (was {before:.4g})" if before else ""
+    err_console.print(f"{concept.token}: presence reference {concept.meta['presence_ref']:.4g}{was}, read {read} "
+                      f"on {len(concept.meta.get('photos', []))} photos", highlight=False)
 
 
 @concepts_app.command("export")

@@ -11,6 +11,7 @@ never a copy of them; the engine does not import this package, so the dependency
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -99,3 +100,56 @@ def warn_if_weak(token: str, cfg: LearnConfig, ref: float, class_ref: float | No
         "these photos (--init-word, or init_word in a recipe)",
         LearnWarning, stacklevel=3,
     )
+
+
+def recalibrate(name: str, photos, *, model: str | None = None, concepts_dir: Path | None = None,
+                device=None) -> Concept:
+    """Read ``name``'s presence reference again on ``photos`` (the ones it was learned from: their bytes
+    must match ``concept.json``'s) with ``model``'s find defaults (default: the model it was learned
+    on), and rewrite its ``concept.json`` in one rename. For a concept whose reference the find rule
+    skips (learned before find read presence as it does now, e.g. with the class word): a find or two
+    per photo, not a new learn."""
+    import hashlib
+
+    from ..errors import InputError
+    from ..images import collect_images
+    from ..segmenter import Segmenter
+    from .store import ConceptStore
+
+    store = ConceptStore(concepts_dir)
+    concept = store.get(name)
+    paths, _ = collect_images([photos] if isinstance(photos, (str, Path)) else list(photos))
+    learned = {p["sha256"] for p in concept.meta.get("photos", [])}
+    if not learned:
+        raise InputError(f"{concept.token} records no photos it was learned from (imported from a file?)",
+                         hint="learn it here (personaseg learn) to give it a presence reference")
+    given = {hashlib.sha256(p.read_bytes()).hexdigest(): p for p in paths}
+    if set(given) != learned:
+        others = [p.name for h, p in given.items() if h not in learned]
+        raise InputError(
+            f"{concept.token} was learned from {len(learned)} photo(s): {len(learned - set(given))} of them not "
+            "given" + (f"; {', '.join(others[:3])} {'is' if len(others) == 1 else 'are'} not one of them" if others else ""),
+            hint="give exactly the photos it was learned from (concept.json lists their names)",
+        )
+    with store.lock(concept.name):
+        seg = Segmenter.from_pretrained(model or concept.base_model, device=device, concepts_dir=store.root)
+        concept, _ = seg.load_concept(concept.token)
+        write_meta(concept.path, with_reference(concept.meta, measure(seg, concept, paths)))
+    return store.get(concept.name)
+
+
+def with_reference(meta: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` with :func:`measure`'s presence fields in place of its own."""
+    meta = {**meta, **fields}
+    if "read" not in fields["presence_ref_at"]:
+        meta.pop("token_presence_ref", None)  # read on the token alone: no separate token reference
+    return meta
+
+
+def write_meta(folder: Path, meta: dict[str, Any]) -> None:
+    """Replace a stored concept's ``concept.json`` in one rename (a reader sees the old or the new)."""
+    from ..io import atomic_write
+    from .concept import META_FILE
+
+    with atomic_write(folder / META_FILE) as fh:
+        fh.write((json.dumps(meta, indent=2) + "\n").encode())

@@ -88,3 +88,45 @@ def test_a_token_read_reference_is_skipped_then_read_again_by_the_bench(with_cla
         r = fresh.find("<old>")
     assert r.relative_presence == pytest.approx(r.joint_presence / joint_ref)
     assert refresh_references(fresh, [job]) == []  # read as find reads it now: left alone
+
+
+def test_concepts_calibrate_reads_the_reference_again_on_the_learned_photos_only(with_class_model, photos, tmp_path,
+                                                                                 tiny_cfg, run):
+    import numpy as np
+    from PIL import Image
+
+    from tests.cli.test_learn_cli import _one_error_line
+
+    store = tmp_path / "c"
+    concept = learn(photos, "<cal>", tiny_cfg(), model=str(with_class_model), concepts_dir=store, progress=False)
+    joint_ref = concept.meta["presence_ref"]
+    old = dict(concept.meta, presence_ref=concept.meta["token_presence_ref"])
+    old["presence_ref_at"] = {k: v for k, v in old["presence_ref_at"].items() if k != "read"}
+    meta_file = concept.path / "concept.json"
+    meta_file.write_text(json.dumps(old, indent=2))
+    before = meta_file.read_bytes()
+
+    others = tmp_path / "others"  # two of its photos and one it was not learned from
+    others.mkdir()
+    for p in sorted(photos.iterdir())[:2]:
+        shutil.copy(p, others / p.name)
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(others / "new.png")
+    args = ("--model", with_class_model, "--concepts-dir", store)
+    _one_error_line(*run("concepts", "calibrate", "<cal>", others, *args)[::2],
+                    "<cal> was learned from 3 photo(s): 1 of them not given; new.png is not one of them")
+    _one_error_line(*run("concepts", "calibrate", "<nope>", photos, *args)[::2], "<nope>")
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"<imp>": torch.randn(1, 32)}, str(tmp_path / "imp.safetensors"))
+    run("concepts", "import", tmp_path / "imp.safetensors", "--concepts-dir", store)
+    _one_error_line(*run("concepts", "calibrate", "<imp>", photos, *args)[::2], "<imp> records no photos")
+    assert meta_file.read_bytes() == before  # nothing written
+
+    code, _, err = run("concepts", "calibrate", "cal", photos, *args)
+    assert code == 0, err
+    assert "<cal>: presence reference" in err and "read with its class word on 3 photos" in err
+    meta = json.loads(meta_file.read_text())
+    assert meta["presence_ref"] == pytest.approx(joint_ref) and meta["presence_ref_at"]["read"] == "with-class"
+    assert {k: v for k, v in meta.items() if not k.endswith("presence_ref") and k != "presence_ref_at"} == {
+        k: v for k, v in old.items() if not k.endswith("presence_ref") and k != "presence_ref_at"}

@@ -160,12 +160,26 @@ def track(
                          hint="drop them, or use --draws for per-frame find's draws")
     paths = collect_clips(videos)
     check_out_dir(out)
+    if temporal and draws_per_frame is None:
+        _note_recipe_draws(recipe)
     seg = make_segmenter(model, device, dtype, None, recipe, concepts_dir, draws=draws, seed=seed,
                          min_relative_presence=min_relative_presence)
     args = {"fps": fps, "every": every, "start": start, "end": end, "temporal": temporal, "prompt": prompt,
             "draws": draws_per_frame, "window": window, "batch": batch}
     if _track_all(seg, paths, phrase, args, out, force, as_json):
         raise typer.Exit(2)
+
+
+def _note_recipe_draws(recipe: Path | None) -> None:
+    """A recipe's ``draws`` are per-frame find's: say so in one line when temporal mode will not use them."""
+    from ..config import load_recipe
+    from ..track import TrackConfig
+
+    draws = load_recipe(recipe).get("draws") if recipe is not None else None
+    if draws is not None:
+        err_console.print(styled("warning:", "yellow", f"the recipe's draws = {draws} are per-frame find's; temporal "
+                                 f"mode finds each frame on {TrackConfig().draws} draws (--draws-per-frame {draws} "
+                                 "to use them, or --no-temporal)"))
 
 
 def _check_options(phrase: str, every: int, start: float | None, end: float | None, window: int | None,

@@ -132,3 +132,16 @@ def test_an_earlier_run_is_not_replaced_without_force(run, tiny_model_dir, clips
     (tmp_path / "walk" / "mine.txt").write_text("keep")
     code, _, err = run("track", "mug", clips / "walk.mp4", "--model", tiny_model_dir, "--out", tmp_path)
     assert code == 2 and "--force" in err and (tmp_path / "walk" / "mine.txt").read_text() == "keep"
+
+
+def test_a_recipes_draws_unused_by_temporal_mode_are_one_warning_line(run, tiny_model_dir, clips, tmp_path):
+    recipe = tmp_path / "find.toml"
+    recipe.write_text("draws = 3\n")
+    base = ("track", "mug", clips / "frames", "--model", tiny_model_dir, "--recipe", recipe)
+    code, _, err = run(*base, "--out", tmp_path / "a")
+    warned = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert code == 0 and len(warned) == 1, err
+    assert "draws = 3 are per-frame find's" in warned[0] and "--draws-per-frame 3" in warned[0]
+    for extra in (["--no-temporal"], ["--draws-per-frame", "1"]):  # used, or replaced on purpose: no warning
+        code, _, err = run(*base, "--out", tmp_path / extra[0].strip("-"), *extra)
+        assert code == 0 and "warning:" not in err, err

@@ -21,10 +21,12 @@ Temporal mode (the default), three simple rules:
    leaves, and drops a lone weak or stray frame. (An earlier version averaged the neighbours'
    attention maps instead: a moving object's averaged map has a lower peak, so objects were lost
    and re-found late; benchmarks/RESULTS.md.)
-2. *Presence hysteresis* (off by default, ``hysteresis=1.0``: the median already keeps an object
-   through a weak frame, and on a toy clip hysteresis on top of it held an object that had left for
-   3 frames). Below 1, an object found in the previous frame stays found while those medians clear
-   ``hysteresis`` x find's thresholds; a lost object needs the full thresholds again.
+2. *Presence hysteresis* (``hysteresis``, 0.85): an object found in the previous frame stays found
+   while those medians clear ``hysteresis`` x find's thresholds; a lost object needs the full
+   thresholds again. Off (1.0) while find read the token alone: on a toy clip it held an object that
+   had left for 3 frames. Since find reads a concept's presence with its class word, at a stricter
+   threshold, a shrinking or half-hidden object fell under it for frames on end; 0.85 holds it
+   (benchmarks/RESULTS.md).
 3. *The region that continues the object.* When find keeps one region of several (a concept), the
    region overlapping the previous frame's mask most is kept instead of the one holding the token's
    peak; with no overlap, find's own pick.
@@ -62,7 +64,7 @@ class TrackConfig:
     temporal: bool = True  # the temporal rules of the module docstring; False: per-frame find
     draws: int = 2  # temporal: noise draws per frame (per-frame mode uses FindConfig.draws)
     window: int = 2  # temporal: frames on each side whose presence joins the frame's own (median)
-    hysteresis: float = 1.0  # temporal: a found object stays found down to this share of find's thresholds (1: off)
+    hysteresis: float = 0.85  # temporal: a found object stays found down to this share of find's thresholds (1: off)
     batch: int = 8  # frames per UNet call (lower it to bound memory)
 
     def __post_init__(self) -> None:

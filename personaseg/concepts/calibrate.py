@@ -113,7 +113,7 @@ def recalibrate(name: str, photos, *, model: str | None = None, concepts_dir: Pa
 
     from ..errors import InputError
     from ..images import collect_images
-    from ..segmenter import Segmenter
+    from ..models import load_pipeline
     from .store import ConceptStore
 
     store = ConceptStore(concepts_dir)
@@ -132,9 +132,10 @@ def recalibrate(name: str, photos, *, model: str | None = None, concepts_dir: Pa
             hint="give exactly the photos it was learned from (concept.json lists their names)",
         )
     with store.lock(concept.name):
-        seg = Segmenter.from_pretrained(model or concept.base_model, device=device, concepts_dir=store.root)
-        concept, _ = seg.load_concept(concept.token)
-        write_meta(concept.path, with_reference(concept.meta, measure(seg, concept, paths)))
+        pipe, card = load_pipeline(model or concept.base_model, device, None)
+        finder = Finder(pipe, card, FindConfig(refine=False), store=store.get)  # as learn reads it
+        concept, _ = finder.load_concept(concept.token)
+        write_meta(concept.path, with_reference(concept.meta, measure(finder, concept, paths)))
     return store.get(concept.name)
 
 

@@ -136,11 +136,12 @@ def coco_summary(mask: np.ndarray, min_area: int = 1) -> dict[str, Any]:
 
 def find_record(path: str, phrase: str, r, size: tuple[int, int], mask_path: str, seconds: float) -> dict[str, Any]:
     """The JSON record of one find (``personaseg find --json``, the web app's download): the
-    image, phrase, prompt, presence, the mask in COCO's terms (:func:`coco_summary`) and timings.
+    image, phrase, prompt, presence (the joint one too, for a concept read with its class word), the mask in COCO's terms (:func:`coco_summary`) and timings.
     ``r``: a :class:`~personaseg.segmenter.FindResult`; ``size``: the image's (width, height)."""
     return {"path": path, "phrase": phrase, "prompt": r.prompt, "found": r.found,
             "presence": round(r.presence, 6),
             "relative_presence": None if r.relative_presence is None else round(r.relative_presence, 4),
+            "joint_presence": None if r.joint_presence is None else round(r.joint_presence, 6),
             "size": list(size),
             **coco_summary(r.mask), "mask_path": mask_path,
             "timings": {**{k: round(v, 4) for k, v in r.timings.items()}, "total_s": round(seconds, 4)}}

@@ -31,7 +31,7 @@ def _segmenter(model, concepts, **kw):
     return Segmenter.from_pretrained(str(model), device="cpu", concepts_dir=concepts, **kw)
 
 
-def test_learn_reads_the_joint_presence_and_find_compares_it(with_class_model, photos, tmp_path, tiny_cfg):
+def test_learn_reads_the_joint_presence_and_find_compares_it(with_class_model, photos, tmp_path, tiny_cfg, run):
     concept = learn(photos, "<jm>", tiny_cfg(), model=str(with_class_model), concepts_dir=tmp_path / "c",
                     progress=False)
     meta = concept.meta
@@ -50,6 +50,11 @@ def test_learn_reads_the_joint_presence_and_find_compares_it(with_class_model, p
     assert meta["presence_ref"] == pytest.approx(sum(joints) / len(joints))
     assert meta["token_presence_ref"] == pytest.approx(sum(owns) / len(owns))
     assert seg.reference_settings("<jm>") == meta["presence_ref_at"]
+    # find --json records it beside the token's own presence
+    code, out, err = run("find", "<jm>", path, "--model", with_class_model, "--concepts-dir", tmp_path / "c",
+                         "--out", tmp_path / "masks", "--json")
+    record = json.loads(out.splitlines()[0])
+    assert code == 0 and record["joint_presence"] == pytest.approx(r.joint_presence, abs=1e-6), err
 
     # drawn with its own map, the concept is read on its own map: the joint reference is not applied
     token = _segmenter(with_class_model, tmp_path / "c", outline="token", min_relative_presence=0.5)
@@ -95,7 +100,7 @@ def test_concepts_calibrate_reads_the_reference_again_on_the_learned_photos_only
     import numpy as np
     from PIL import Image
 
-    from tests.cli.test_learn_cli import _one_error_line
+    from cli.test_learn_cli import _one_error_line  # tests/ is on the path (pytest's rootdir-less packages)
 
     store = tmp_path / "c"
     concept = learn(photos, "<cal>", tiny_cfg(), model=str(with_class_model), concepts_dir=store, progress=False)

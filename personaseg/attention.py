@@ -3,7 +3,7 @@
 ``noisy_latents`` is find's image encoding (a VAE sample, D noise draws; an :class:`EncodedImage`
 holds them with the image); ``run`` is the only place find's UNet forwards happen (the finder caches
 what it returns per prompt and adapter; ``track`` batches frames through it with ``Finder.attend``);
-``phrase_scores`` turns the captured attention into refined score maps and presence with
+``phrase_scores`` turns the captured attention into refined score maps and the raw maps presence is read on, with
 :mod:`personaseg.t2m`.
 """
 
@@ -80,16 +80,11 @@ def run(unet, cross: list[tuple[str, int]], self_: tuple[str, int] | None, noisy
     return att, calls
 
 
-def raw_maps(att: Attention, positions: list[list[int]]) -> torch.Tensor:
-    """Each phrase's un-normalised cross-attention map on the finest cross grid, averaged over draws:
-    ``(P, h, w)``, the map presence is read on."""
-    grid = t2m.finest_grid(att.grids)
-    return torch.stack([t2m.cross_map(att.cross, att.grids, grid, p) for p in positions], dim=1).mean(dim=0)
-
-
 def phrase_scores(att: Attention, positions: list[list[int]], tau_box: float,
                   quantize_box: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Refined scores ``(P, h, w)`` averaged over draws, and presence ``(P,)``."""
+    """Refined scores ``(P, h, w)`` averaged over draws, and each phrase's un-normalised cross map on
+    the finest cross grid averaged over draws ``(P, h, w)``: the map presence is read on
+    (:func:`personaseg.t2m.presence`, and with a class word's :func:`personaseg.t2m.joint_presence`)."""
     finest = t2m.finest_grid(att.grids)
     out_grid = att.self_grid or finest
 
@@ -99,11 +94,11 @@ def phrase_scores(att: Attention, positions: list[list[int]], tau_box: float,
     # presence on the finest cross grid whatever the refinement's grid: upsampling lowers peaks, and
     # learn's presence_ref is read without refinement
     s = maps(finest)
-    presence = t2m.presence(s.mean(dim=0))  # (D, P, h, w) -> (P,)
+    raw = s.mean(dim=0)  # (D, P, h, w) -> (P, h, w)
     if tuple(out_grid) != finest:
         s = maps(out_grid)
     if att.self_qk is not None:
         s = t2m.refine(att.self_qk, s, tau_box, quantize_box)
     else:
         s = t2m.minmax(s)
-    return s.mean(dim=0), presence  # (D, P, h, w) -> (P, h, w)
+    return s.mean(dim=0), raw  # (D, P, h, w) -> (P, h, w)

@@ -186,7 +186,7 @@ class Finder:
         return att
 
     def _phrase_scores(self, att: Attention, positions: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Refined scores ``(P, h, w)`` averaged over draws, and presence ``(P,)``."""
+        """Refined scores ``(P, h, w)`` averaged over draws, and the raw maps presence is read on ``(P, h, w)``."""
         return attention.phrase_scores(att, positions, self.config.tau_box, self.config.quantize_box)
 
     def presence_settings(self, prompt: str, with_class: bool = False) -> dict[str, Any]:
@@ -212,15 +212,14 @@ class Finder:
         att = self._attention(text, adapter)
         by_class = self._class_word_pass(concept)
         t0 = time.perf_counter()
-        positions = self.positions(text, [phrase_text])
-        scores, presence = self._phrase_scores(att, positions)
-        joint = None  # presence read with the class word (drawn with it): where the two agree
+        scores, raw = self._phrase_scores(att, self.positions(text, [phrase_text]))
+        presence = float(t2m.presence(raw)[0])
+        joint = picker = None  # presence read with the class word; which region is the object
         if by_class is not None:
-            joint = float(t2m.joint_presence(attention.raw_maps(att, positions), attention.raw_maps(*by_class))[0])
-        picker = None  # which region is the object: where the token is strongest
-        if by_class is not None:
-            picker = restore(scores, frame.geom)[0].cpu().numpy()
-            scores = policy.with_class(scores, self._phrase_scores(*by_class)[0])
+            class_scores, class_raw = self._phrase_scores(*by_class)
+            joint = float(t2m.joint_presence(raw, class_raw)[0])  # where the token and the class word agree
+            picker = restore(scores, frame.geom)[0].cpu().numpy()  # the region where the token is strongest
+            scores = policy.with_class(scores, class_scores)
         full = restore(t2m.label_scores(scores, cfg.tau), frame.geom)  # (2, H, W)
         mask = self._labels(full) == 1
         score_map = restore(scores, frame.geom)[0].clamp(0, 1).cpu().numpy().astype(np.float32)
@@ -229,12 +228,12 @@ class Finder:
         # relative to the concept's presence on its own photos (measured by learn), when known
         # and measured the way this find reads presence (its scale depends on t, blocks, size, prompt)
         ref = policy.reference(concept, self.presence_settings(text, with_class=joint is not None), cfg, self._warned)
-        relative, found = policy.verdict(float(presence[0]), ref, cfg, read=joint)
+        relative, found = policy.verdict(presence, ref, cfg, read=joint)
         if not found:
             mask = np.zeros_like(mask)
         return FindResult(
             phrase=phrase, prompt=text, mask=mask, scores=score_map,
-            presence=float(presence[0]), found=found, relative_presence=relative, joint_presence=joint,
+            presence=presence, found=found, relative_presence=relative, joint_presence=joint,
             timings={"encode_s": frame.seconds, "unet_s": att.seconds + (by_class[0].seconds if by_class else 0.0),
                      "t2m_s": time.perf_counter() - t0, "find_s": time.perf_counter() - start},
         )
@@ -243,23 +242,25 @@ class Finder:
         """The settings a find of concept ``name`` reads its presence with: its ``presence_ref`` counts
         only when measured with these (:func:`personaseg.policy.reference`)."""
         text, _, concept, _ = self._resolve(name, None)
-        with_class = self.config.outline == "with-class" and bool(concept and concept.class_word)
-        return self.presence_settings(text, with_class=with_class)
+        return self.presence_settings(text, with_class=self._draws_with_class(concept))
+
+    def _draws_with_class(self, concept) -> bool:
+        """Whether ``concept`` is drawn (and its presence read) with its class word."""
+        return concept is not None and self.config.outline == "with-class" and bool(concept.class_word)
 
     def _class_word_pass(self, concept) -> tuple[Attention, list[list[int]]] | None:
         """For ``outline = "with-class"``: the attention and positions of ``concept``'s class word on
         its own prompt and the base model (the pass a find of the word runs, so the two share it);
         None for a phrase, another outline, or a concept without a class word (warned once)."""
-        if concept is None or self.config.outline != "with-class":
-            return None
-        if not concept.class_word:
-            if ("outline", concept.token) not in self._warned:
-                self._warned.add(("outline", concept.token))
-                warnings.warn(f"{concept.token} has no class word: outline 'with-class' draws it with its own map "
-                              "(learn it again with --class-word)", PersonasegWarning, stacklevel=3)
-            return None
-        class_text, class_phrase, _, _ = self._resolve(concept.class_word, None)
-        return self._attention(class_text, None), self.positions(class_text, [class_phrase])
+        if self._draws_with_class(concept):
+            class_text, class_phrase, _, _ = self._resolve(concept.class_word, None)
+            return self._attention(class_text, None), self.positions(class_text, [class_phrase])
+        unwarned = concept is not None and ("outline", concept.token) not in self._warned
+        if unwarned and self.config.outline == "with-class":  # a concept without a class word
+            self._warned.add(("outline", concept.token))
+            warnings.warn(f"{concept.token} has no class word: outline 'with-class' draws it with its own map "
+                          "(learn it again with --class-word)", PersonasegWarning, stacklevel=3)
+        return None
 
     def _labels(self, full: torch.Tensor) -> np.ndarray:
         """Argmax of ``(P+1, H, W)`` scores, through the dense CRF when configured."""

@@ -168,8 +168,9 @@ def learn_all(jobs: list[LearnJob], model: str | None, concepts_dir: Path, run: 
 def refresh_references(seg, jobs: list[LearnJob], write: bool = True) -> list[str]:
     """Read again, with the run's finder ``seg``, the presence reference of each job's concept that
     was measured otherwise (cached before find read presence as it does now, e.g. with the class
-    word), and write it into its ``concept.json`` (``write``: this process owns the store). Without
-    this a cached concept's relative-presence rule would be skipped. Returns the tokens refreshed."""
+    word), and write it into its ``concept.json`` (``write``: this process owns the store); one
+    warning line says how many. Without this a cached concept's relative-presence rule would be
+    skipped. Returns the tokens refreshed."""
     from ..concepts import calibrate
 
     refreshed = []
@@ -184,15 +185,11 @@ def refresh_references(seg, jobs: list[LearnJob], write: bool = True) -> list[st
         if write:
             calibrate.write_meta(concept.path, meta)
         refreshed.append(job.token)
-    return refreshed
-
-
-def note_refreshed(tokens: list[str]) -> None:
-    """One warning line when :func:`refresh_references` re-read any cached concept's reference."""
-    if tokens:
-        warnings.warn(f"re-read the presence reference of {len(tokens)} cached concept(s) on their photos: it was "
-                      "measured with other find settings (e.g. before presence was read with the class word)",
+    if refreshed:
+        warnings.warn(f"re-read the presence reference of {len(refreshed)} cached concept(s) on their photos: it "
+                      "was measured with other find settings (e.g. before presence was read with the class word)",
                       BenchWarning, stacklevel=2)
+    return refreshed
 
 
 def _guidance(job: LearnJob, photos: list[Path]) -> dict[str, Any]:

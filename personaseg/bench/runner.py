@@ -68,8 +68,7 @@ def run_personal(root: str | Path, config: BenchConfig, *, progress: bool = True
         mine = shard(pending)
         seg = load_segmenter(config, concepts_dir) if (mine or is_main()) else None
         if seg is not None:
-            learning.note_refreshed(learning.refresh_references(seg, [j for j in jobs if j.concept.name in needed],
-                                                                write=is_main()))
+            learning.refresh_references(seg, [j for j in jobs if j.concept.name in needed], write=is_main())
         wait()
         t_find = time.perf_counter()  # images/s counts from here: model loading is load_wall_s
         task = bar.add_task("find + score", total=len(mine)) if bar else None

@@ -165,8 +165,7 @@ def run_video(root: str | Path, config: VideoBenchConfig, *, progress: bool = Tr
         mine = shard(pending)
         seg = load_segmenter(config, concepts_dir) if (mine or is_main()) else None
         if seg is not None:
-            learning.note_refreshed(learning.refresh_references(seg, [j for j in jobs if j.concept.name in needed],
-                                                                write=is_main()))
+            learning.refresh_references(seg, [j for j in jobs if j.concept.name in needed], write=is_main())
         task = bar.add_task("track + score", total=len(mine)) if bar else None
         for target in mine:
             for rec in track_target(seg, target, tokens, done, config, run.path):

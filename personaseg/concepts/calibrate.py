@@ -133,9 +133,7 @@ def recalibrate(name: str, photos, *, model: str | None = None, concepts_dir: Pa
         )
     with store.lock(concept.name):
         pipe, card = load_pipeline(model or concept.base_model, device, None)
-        finder = Finder(pipe, card, FindConfig(refine=False), store=store.get)  # as learn reads it
-        concept, _ = finder.load_concept(concept.token)
-        write_meta(concept.path, with_reference(concept.meta, measure(finder, concept, paths)))
+        write_meta(concept.path, with_reference(concept.meta, presence_on_photos(pipe, card, concept.path, paths)))
     return store.get(concept.name)
 
 

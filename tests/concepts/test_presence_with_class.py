@@ -25,6 +25,16 @@ def with_class_model(tiny_sd, tmp_path):
     return model
 
 
+def _as_learned_before(concept) -> dict:
+    """Rewrite ``concept``'s concept.json as learn wrote it before presence was read with the class
+    word (the token's own reference, no "read" in its settings); returns that meta."""
+    old = {k: v for k, v in concept.meta.items() if k != "token_presence_ref"}
+    old["presence_ref"] = concept.meta["token_presence_ref"]
+    old["presence_ref_at"] = {k: v for k, v in old["presence_ref_at"].items() if k != "read"}
+    (concept.path / "concept.json").write_text(json.dumps(old, indent=2))
+    return old
+
+
 def _segmenter(model, concepts, **kw):
     from personaseg.segmenter import Segmenter
 
@@ -66,16 +76,13 @@ def test_learn_reads_the_joint_presence_and_find_compares_it(with_class_model, p
 
 def test_a_token_read_reference_is_skipped_then_read_again_by_the_bench(with_class_model, photos, tmp_path,
                                                                          tiny_cfg):
+    from personaseg.bench.data import BenchWarning
     from personaseg.bench.learning import refresh_references
 
     concept = learn(photos, "<old>", tiny_cfg(), model=str(with_class_model), concepts_dir=tmp_path / "c",
                     progress=False)
     joint_ref = concept.meta["presence_ref"]
-    # as learn wrote it before presence was read with the class word: the token's own, no "read"
-    old = dict(concept.meta, presence_ref=concept.meta["token_presence_ref"])
-    old["presence_ref_at"] = {k: v for k, v in old["presence_ref_at"].items() if k != "read"}
-    del old["token_presence_ref"]
-    (concept.path / "concept.json").write_text(json.dumps(old, indent=2))
+    _as_learned_before(concept)
 
     seg = _segmenter(with_class_model, tmp_path / "c", min_relative_presence=0.5)
     image = collect_images([photos])[0][0]
@@ -85,7 +92,8 @@ def test_a_token_read_reference_is_skipped_then_read_again_by_the_bench(with_cla
 
     fresh = _segmenter(with_class_model, tmp_path / "c", min_relative_presence=0.5)
     job = SimpleNamespace(token="<old>", concept=SimpleNamespace(photos=collect_images([photos])[0]))
-    assert refresh_references(fresh, [job]) == ["<old>"]
+    with pytest.warns(BenchWarning, match="re-read the presence reference of 1 cached concept"):
+        assert refresh_references(fresh, [job]) == ["<old>"]
     assert json.loads((concept.path / "concept.json").read_text())["presence_ref"] == pytest.approx(joint_ref)
     fresh.set_image(image)
     with warnings.catch_warnings():
@@ -105,10 +113,8 @@ def test_concepts_calibrate_reads_the_reference_again_on_the_learned_photos_only
     store = tmp_path / "c"
     concept = learn(photos, "<cal>", tiny_cfg(), model=str(with_class_model), concepts_dir=store, progress=False)
     joint_ref = concept.meta["presence_ref"]
-    old = dict(concept.meta, presence_ref=concept.meta["token_presence_ref"])
-    old["presence_ref_at"] = {k: v for k, v in old["presence_ref_at"].items() if k != "read"}
+    old = _as_learned_before(concept)
     meta_file = concept.path / "concept.json"
-    meta_file.write_text(json.dumps(old, indent=2))
     before = meta_file.read_bytes()
 
     others = tmp_path / "others"  # two of its photos and one it was not learned from
